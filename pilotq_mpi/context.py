@@ -22,7 +22,8 @@ class TaskContext:
     world_rank: int
     node: str
     gpus: tuple[int, ...]
-    """Device ids (as CUDA sees them inside this process) that this rank owns; empty on CPU."""
+    """Node-level GPU ids this rank is pinned to (the worker sets CUDA_VISIBLE_DEVICES to
+    them, so inside the process they appear as devices 0..len-1); empty on CPU."""
     qpu: str | None = None
     backend: Any = None
     """For QPU tasks: the backend/device object built by the QPU's factory."""

@@ -1,0 +1,164 @@
+"""The driver's API: :class:`Pilot`, a ``concurrent.futures.Executor`` with per-task resources."""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from concurrent.futures import Executor, Future
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .core.inventory import Inventory, QpuSpec
+from .core.specs import TaskSpec
+from .runtime import session
+from .runtime.records import Submission
+
+QPU = QpuSpec
+"""Declare a QPU: ``QPU("fake_fez", factory="pilotq_mpi.workflows.qpu:fake_backend", ranks=1, concurrency=4)``."""
+
+_task_ids = itertools.count(1)
+
+
+class TaskFuture(Future):
+    """A ``concurrent.futures.Future`` that tells the pilot when it is cancelled while queued."""
+
+    def __init__(self, master, task_id: int, name: str):
+        super().__init__()
+        self._master = master
+        self.task_id = task_id
+        self.name = name
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; True on success (as in the standard library)."""
+        cancelled = super().cancel()
+        if cancelled:
+            self._master.post("cancel", self.task_id)
+        return cancelled
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture task {self.task_id} {self.name!r} {self._state.lower()}>"
+
+
+class Pilot(Executor):
+    """The running pilot job, seen from the driver script (rank 0).
+
+    ``with Pilot() as pilot:`` attaches to the pilot started by ``python -m pilotq_mpi``;
+    leaving the block waits for the tasks submitted through it. ``qpus`` declares QPUs
+    (each pins worker ranks; see :class:`QPU`).
+    """
+
+    def __init__(self, *, qpus: Sequence[QpuSpec] = ()):
+        self._master = session.current()
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._futures: set[TaskFuture] = set()
+        self._feasible: set[tuple] = set()
+        for qpu in qpus:
+            self._declare(qpu)
+
+    # --- resources ------------------------------------------------------------------------
+    @property
+    def resources(self) -> Inventory:
+        """Worker ranks, the node and GPUs of each, and QPU pins (read-only)."""
+        return self._master.inventory
+
+    def _declare(self, qpu: QpuSpec) -> None:
+        existing = self._master.inventory.qpus.get(qpu.name)
+        if existing is not None:
+            if existing != qpu:
+                raise ValueError(f"QPU {qpu.name!r} is already declared differently in this pilot: {existing}")
+            return
+        reply: Future = Future()
+        self._master.post("qpu", (qpu, reply))
+        reply.result()
+        self._feasible.clear()
+
+    # --- submission -----------------------------------------------------------------------
+    def submit(self, fn: Callable, /, *args: Any, ranks: int = 1, gpus_per_rank: int = 0, qpu: str | None = None,
+               after: Iterable[Future] = (), priority: int = 0, name: str | None = None,
+               timeout: float | None = None, retries: int = 0, retry_backoff: float = 1.0,
+               isolate: bool = False, gather: bool = False, same_node: bool = False,
+               memory_per_rank: int | None = None, **kwargs: Any) -> TaskFuture:
+        """Run ``fn(comm, *args, **kwargs)`` on ``ranks`` worker ranks; return its future.
+
+        ``comm`` is the task's own sub-communicator (``MPI.COMM_SELF`` for one rank); for a
+        QPU task it is the QPU's backend object instead. The result is what the task's
+        rank 0 returns (every rank's value, in rank order, with ``gather=True``).
+        Raises :class:`~pilotq_mpi.ResourceError` at once when this pilot can never run
+        the request, ``ValueError``/``TypeError`` for malformed arguments.
+        """
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable first, got {type(fn).__name__}: {fn!r}")
+        spec = TaskSpec(ranks=ranks, gpus_per_rank=gpus_per_rank, qpu=qpu, priority=priority, name=name,
+                        same_node=same_node, memory_per_rank=memory_per_rank, timeout=timeout,
+                        retries=retries, retry_backoff=retry_backoff, isolate=isolate, gather=gather)
+        return self._submit(fn, args, kwargs, spec, after, chunk=False)
+
+    def _submit(self, fn: Callable, args: tuple, kwargs: dict, spec: TaskSpec, after: Iterable[Future],
+                *, chunk: bool) -> TaskFuture:
+        if spec.resource_class not in self._feasible:
+            self._master.scheduler.check(spec)
+            self._feasible.add(spec.resource_class)
+        deps = frozenset(self._dependency_ids(after))
+        kind = getattr(fn, "__qualname__", None) or type(fn).__name__
+        task_id = next(_task_ids)
+        future = TaskFuture(self._master, task_id, spec.name or kind)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit after shutdown() (or after leaving the `with Pilot()` block)")
+            self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        self._master.post("submit", Submission(task_id, fn, args, kwargs, spec, future, deps, kind,
+                                               time.time(), chunk))
+        return future
+
+    @staticmethod
+    def _dependency_ids(after: Iterable[Future]) -> Iterator[int]:
+        if isinstance(after, Future):
+            after = (after,)
+        for dep in after:
+            if not isinstance(dep, TaskFuture):
+                raise TypeError(f"after= takes futures returned by Pilot.submit, got {dep!r}")
+            yield dep.task_id
+
+    def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None, chunksize: int = 1,
+            ranks: int = 1, **options: Any) -> Iterator:
+        """Like ``Executor.map``: ``fn(comm, *items)`` for each tuple of items, results in order.
+
+        ``chunksize`` items travel and run as one task (one message each way), which is
+        what makes fine-grained tasks cheap. ``timeout`` bounds the wait of the returned
+        iterator, as in the standard library. Other keywords are those of :meth:`submit`.
+        """
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an integer >= 1, got {chunksize!r}")
+        spec = TaskSpec(ranks=ranks, **options)
+        items = zip(*iterables)
+        futures = []
+        while chunk := list(itertools.islice(items, chunksize)):
+            futures.append(self._submit(fn, chunk, {}, spec, (), chunk=True))
+        return _chain_results(futures, timeout)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No more submissions through this object; optionally cancel queued tasks and wait for the rest."""
+        with self._lock:
+            self._shutdown = True
+            futures = list(self._futures)
+        if cancel_futures:
+            for future in futures:
+                future.cancel()
+        if wait:
+            for future in futures:
+                try:
+                    future.exception()
+                except BaseException:  # cancelled futures raise CancelledError here
+                    pass
+
+
+def _chain_results(futures: list[Future], timeout: float | None) -> Iterator:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        for future in futures:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            yield from future.result(remaining)
+    finally:
+        for future in futures:
+            future.cancel()

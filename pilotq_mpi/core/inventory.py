@@ -1,0 +1,186 @@
+"""What a pilot has: worker ranks, their nodes, GPUs, memory, and QPU pins (pure, no MPI)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from ..errors import ResourceError
+from .specs import TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RankInfo:
+    """One worker rank: its world rank, node name, GPU ids, memory, and QPU pin."""
+
+    rank: int
+    node: str
+    gpus: tuple[int, ...] = ()
+    memory: int | None = None
+    qpu: str | None = None
+
+
+@dataclass(frozen=True)
+class QpuSpec:
+    """A quantum processor the pilot can reach, and the workers pinned to it.
+
+    ``factory`` is an import path ``"module:callable"``; the pinned worker calls it once
+    with ``options`` and keeps the backend for the pilot's life. ``ranks`` is how many
+    worker ranks to pin; ``concurrency`` how many calls each of them runs at once.
+    """
+
+    name: str
+    factory: str
+    options: Mapping = field(default_factory=dict)
+    ranks: int = 1
+    concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a QPU needs a non-empty name, got name={self.name!r}")
+        if not isinstance(self.factory, str) or ":" not in self.factory:
+            raise ValueError(
+                f"QPU {self.name!r}: factory must be an import path 'module:callable', got {self.factory!r}"
+            )
+        if not isinstance(self.ranks, int) or self.ranks < 1:
+            raise ValueError(f"QPU {self.name!r}: ranks must be an integer >= 1, got {self.ranks!r}")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ValueError(f"QPU {self.name!r}: concurrency must be an integer >= 1, got {self.concurrency!r}")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The worker ranks of a pilot and the QPUs pinned to some of them (immutable)."""
+
+    ranks: tuple[RankInfo, ...]
+    qpus: Mapping[str, QpuSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seen = [r.rank for r in self.ranks]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"worker ranks must be distinct, got {seen}")
+
+    @classmethod
+    def from_layout(cls, workers: int, *, ranks_per_node: int | None = None, gpus_per_rank: int = 0,
+                    first_rank: int = 1, memory: int | None = None) -> "Inventory":
+        """A synthetic inventory: ``workers`` ranks from ``first_rank``, packed ``ranks_per_node`` per node."""
+        per_node = ranks_per_node or workers or 1
+        infos = []
+        for index in range(workers):
+            node_index, local = divmod(index, per_node)
+            gpus = tuple(range(local * gpus_per_rank, (local + 1) * gpus_per_rank))
+            infos.append(RankInfo(first_rank + index, f"node{node_index}", gpus, memory))
+        return cls(tuple(infos))
+
+    # --- views -----------------------------------------------------------------
+    def rank(self, rank: int) -> RankInfo:
+        """The info of world rank ``rank`` (KeyError if it is not a worker)."""
+        for info in self.ranks:
+            if info.rank == rank:
+                return info
+        raise KeyError(rank)
+
+    @property
+    def compute_ranks(self) -> tuple[RankInfo, ...]:
+        """Workers not pinned to a QPU."""
+        return tuple(r for r in self.ranks if r.qpu is None)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Node names in first-seen order."""
+        return tuple(dict.fromkeys(r.node for r in self.ranks))
+
+    def qpu_ranks(self, name: str) -> tuple[RankInfo, ...]:
+        """Workers pinned to QPU ``name``."""
+        return tuple(r for r in self.ranks if r.qpu == name)
+
+    def eligible(self, spec: TaskSpec) -> tuple[RankInfo, ...]:
+        """Ranks that could ever run one rank of ``spec`` (ignoring what is busy)."""
+        if spec.qpu is not None:
+            return self.qpu_ranks(spec.qpu)
+        return tuple(
+            r for r in self.ranks
+            if r.qpu is None and len(r.gpus) >= spec.gpus_per_rank
+            and (spec.memory_per_rank is None or r.memory is None or r.memory >= spec.memory_per_rank)
+        )
+
+    # --- feasibility -------------------------------------------------------------
+    def check(self, spec: TaskSpec, *, power_of_two: bool = False) -> None:
+        """Raise :class:`ResourceError` if this pilot can never run ``spec``; say what exists."""
+        if spec.qpu is not None:
+            if spec.qpu not in self.qpus:
+                declared = ", ".join(sorted(self.qpus)) or "none"
+                raise ResourceError(
+                    f"task asks for QPU {spec.qpu!r}, which this pilot does not declare (declared: {declared});"
+                    f" pass qpus=[QPU({spec.qpu!r}, ...)] to Pilot()"
+                )
+            return
+        if power_of_two and spec.ranks & (spec.ranks - 1):
+            raise ResourceError(
+                f"task needs {spec.ranks} ranks; this pilot only places power-of-two widths"
+                f" (1, 2, 4, 8, ...): choose ranks={1 << (spec.ranks.bit_length() - 1)} or {1 << spec.ranks.bit_length()}"
+            )
+        compute = self.compute_ranks
+        if spec.ranks > len(compute):
+            raise ResourceError(
+                f"task needs {spec.ranks} ranks; this pilot has {len(compute)} worker ranks"
+                f" ({len(self.ranks) - len(compute)} more are pinned to QPUs): start the pilot with more ranks"
+                f" or ask for ranks<={len(compute)}"
+            )
+        if spec.gpus_per_rank:
+            with_gpus = [r for r in compute if len(r.gpus) >= spec.gpus_per_rank]
+            if len(with_gpus) < spec.ranks:
+                most = max((len(r.gpus) for r in compute), default=0)
+                raise ResourceError(
+                    f"task needs {spec.ranks} ranks with {spec.gpus_per_rank} GPU(s) each; this pilot has"
+                    f" {len(with_gpus)} such worker ranks (most GPUs on one rank: {most})"
+                )
+        if spec.memory_per_rank is not None:
+            fits = self.eligible(spec)
+            if len(fits) < spec.ranks:
+                largest = max((r.memory or 0 for r in compute), default=0)
+                raise ResourceError(
+                    f"task needs {spec.memory_per_rank / 2**30:.2f} GiB per rank on {spec.ranks} ranks;"
+                    f" only {len(fits)} worker ranks have that much (largest: {largest / 2**30:.2f} GiB):"
+                    " use more ranks or a smaller problem"
+                )
+        if spec.same_node:
+            per_node = Counter(r.node for r in self.eligible(spec))
+            widest = max(per_node.values(), default=0)
+            if widest < spec.ranks:
+                raise ResourceError(
+                    f"task needs {spec.ranks} ranks on one node (same_node=True); the largest node of this"
+                    f" pilot has {widest} suitable worker ranks"
+                )
+
+    # --- changes -------------------------------------------------------------------
+    def with_qpu(self, qpu: QpuSpec) -> "Inventory":
+        """A new inventory with ``qpu.ranks`` compute ranks pinned to ``qpu``.
+
+        Prefers ranks without GPUs (QPU workers need none), highest world rank first.
+        """
+        if qpu.name in self.qpus:
+            raise ValueError(f"QPU {qpu.name!r} is already declared in this pilot")
+        free = sorted(self.compute_ranks, key=lambda r: (len(r.gpus) > 0, -r.rank))
+        if qpu.ranks >= len(free):
+            raise ResourceError(
+                f"QPU {qpu.name!r} wants {qpu.ranks} pinned ranks but only {len(free)} compute ranks are left;"
+                " at least one must stay for other tasks: start the pilot with more ranks"
+            )
+        chosen = {r.rank for r in free[: qpu.ranks]}
+        ranks = tuple(replace(r, qpu=qpu.name) if r.rank in chosen else r for r in self.ranks)
+        return Inventory(ranks, {**self.qpus, qpu.name: qpu})
+
+    def describe(self) -> str:
+        """A plain-text resource table (one line per node)."""
+        lines = [f"{len(self.ranks)} worker ranks on {len(self.nodes)} node(s)"]
+        for node in self.nodes:
+            members = [r for r in self.ranks if r.node == node]
+            parts = []
+            for r in members:
+                extra = f" gpu{','.join(map(str, r.gpus))}" if r.gpus else ""
+                extra += f" qpu={r.qpu}" if r.qpu else ""
+                parts.append(f"{r.rank}{extra}")
+            lines.append(f"  {node}: ranks {'; '.join(parts)}")
+        return "\n".join(lines)
+

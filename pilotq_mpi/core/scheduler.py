@@ -1,0 +1,238 @@
+"""Placement of queued tasks onto worker ranks (pure, no MPI, no clock).
+
+Rules, in order of importance:
+
+* A rank is never shared by two multi-rank tasks, nor by a multi-rank task and anything
+  else: a task wider than one rank gets only idle ranks and holds them exclusively.
+* A single-rank task may be queued on a rank that already has single-rank work, up to the
+  rank's capacity (``1 + prefetch`` for compute ranks, ``concurrency + prefetch`` for QPU
+  ranks); the worker runs them one after another (QPU workers: ``concurrency`` at once),
+  which hides the round trip to the master. A task with a ``timeout`` is never queued
+  behind another one: its clock starts when it is placed.
+* Priority order (larger first), then submission order.
+* Best-fit node packing: a multi-rank task goes to the node with the fewest idle ranks that
+  still fit it; if no node fits, to as few nodes as possible.
+* No starvation: when the first task in priority order that cannot start is wider than one
+  rank, it gets a reservation (the ranks that will hold it); other tasks backfill only
+  ranks outside the reservation. The reservation is kept until the task starts.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from .inventory import Inventory, RankInfo
+from .specs import TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Task ``task_id`` starts on world ranks ``ranks`` (its sub-communicator order)."""
+
+    task_id: int
+    ranks: tuple[int, ...]
+
+
+class Scheduler:
+    """Keeps the queue and the load of every worker rank; returns placements on demand."""
+
+    def __init__(self, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False):
+        if not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        self.prefetch = prefetch
+        self.power_of_two = power_of_two
+        self._load: dict[int, int] = {}
+        self._exclusive: dict[int, int] = {}
+        self._held: dict[int, list[int]] = {}
+        self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
+        self._queued: dict[int, TaskSpec] = {}
+        self._seq = itertools.count()
+        self._reservation: tuple[int, tuple[int, ...]] | None = None
+        self.set_inventory(inventory)
+
+    # --- inventory -------------------------------------------------------------------
+    def set_inventory(self, inventory: Inventory) -> None:
+        """Use a new inventory with the same ranks (e.g. after pinning a QPU); loads are kept."""
+        if self._load and set(self._load) != {r.rank for r in inventory.ranks}:
+            raise ValueError("a new inventory must keep the same worker ranks")
+        self.inventory = inventory
+        for info in inventory.ranks:
+            self._load.setdefault(info.rank, 0)
+        self._capacity = {
+            r.rank: (inventory.qpus[r.qpu].concurrency if r.qpu else 1) + self.prefetch for r in inventory.ranks
+        }
+        self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
+        self._reservation = None
+
+    def check(self, spec: TaskSpec) -> None:
+        """Raise ResourceError if ``spec`` can never be placed on this pilot."""
+        self.inventory.check(spec, power_of_two=self.power_of_two)
+
+    # --- queue -------------------------------------------------------------------------
+    def submit(self, task_id: int, spec: TaskSpec) -> None:
+        """Queue a ready task (its dependencies are met), or queue it again for a retry."""
+        if task_id in self._queued:
+            raise ValueError(f"task {task_id} is already queued")
+        self._queued[task_id] = spec
+        entry = (-spec.priority, next(self._seq), task_id)
+        heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
+
+    def cancel(self, task_id: int) -> bool:
+        """Drop a queued task; False if it is not queued (already placed or unknown)."""
+        if self._queued.pop(task_id, None) is None:
+            return False
+        if self._reservation and self._reservation[0] == task_id:
+            self._reservation = None
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Number of queued (not yet placed) tasks."""
+        return len(self._queued)
+
+    @property
+    def busy_ranks(self) -> int:
+        """Number of ranks holding at least one task."""
+        return sum(1 for load in self._load.values() if load)
+
+    def load(self, rank: int) -> int:
+        """Tasks currently assigned to ``rank``."""
+        return self._load[rank]
+
+    def held_ranks(self) -> dict[int, tuple[int, ...]]:
+        """Placed tasks and the ranks they still hold."""
+        return {task: tuple(ranks) for task, ranks in self._held.items()}
+
+    @property
+    def reservation(self) -> tuple[int, tuple[int, ...]] | None:
+        """(task id, ranks) reserved for the blocked wide task at the head, if any."""
+        return self._reservation
+
+    # --- placement ---------------------------------------------------------------------
+    def schedule(self) -> list[Placement]:
+        """Place as many queued tasks as fit now, in priority order."""
+        heads: list[tuple[tuple[int, int, int], tuple]] = []
+        for key in list(self._queues):
+            head = self._head(key)
+            if head is not None:
+                heads.append((head, key))
+        heapq.heapify(heads)
+        reserved = set(self._reservation[1]) if self._reservation else set()
+        placements = []
+        while heads:
+            entry, key = heapq.heappop(heads)
+            task_id = entry[2]
+            spec = self._queued[task_id]
+            holder = self._reservation is not None and self._reservation[0] == task_id
+            ranks = self._find(spec, key, exclude=set() if holder else reserved)
+            if ranks is None:
+                if self._reservation is None and spec.ranks > 1:
+                    chosen = self._reserve(spec, key)
+                    if chosen:
+                        self._reservation = (task_id, chosen)
+                        reserved = set(chosen)
+                continue
+            heapq.heappop(self._queues[key])
+            del self._queued[task_id]
+            if holder:
+                self._reservation = None
+                reserved = set()
+            self._occupy(task_id, ranks)
+            placements.append(Placement(task_id, ranks))
+            head = self._head(key)
+            if head is not None:
+                heapq.heappush(heads, (head, key))
+        return placements
+
+    def release(self, task_id: int, rank: int) -> None:
+        """Rank ``rank`` has finished its part of task ``task_id``."""
+        held = self._held.get(task_id)
+        if held is None or rank not in held:
+            raise ValueError(f"rank {rank} does not hold task {task_id}")
+        held.remove(rank)
+        if not held:
+            del self._held[task_id]
+        self._load[rank] -= 1
+        if self._exclusive.get(rank) == task_id:
+            del self._exclusive[rank]
+
+    # --- internals ---------------------------------------------------------------------
+    def _head(self, key: tuple) -> tuple[int, int, int] | None:
+        queue = self._queues[key]
+        while queue and queue[0][2] not in self._queued:
+            heapq.heappop(queue)
+        if not queue:
+            del self._queues[key]
+            return None
+        return queue[0]
+
+    def _eligible(self, spec: TaskSpec, key: tuple) -> tuple[RankInfo, ...]:
+        cached = self._eligible_cache.get(key)
+        if cached is None:
+            cached = self._eligible_cache[key] = self.inventory.eligible(spec)
+        return cached
+
+    def _find(self, spec: TaskSpec, key: tuple, exclude: set[int]) -> tuple[int, ...] | None:
+        eligible = self._eligible(spec, key)
+        load, exclusive = self._load, self._exclusive
+        if spec.ranks == 1:
+            best = None
+            best_key = None
+            prefer_cpu = spec.gpus_per_rank == 0
+            # a task with a timeout starts at once (its clock starts when it is placed)
+            limit_of = (lambda rank: 1) if spec.timeout is not None else self._capacity.__getitem__
+            for info in eligible:
+                rank = info.rank
+                if rank in exclusive or rank in exclude or load[rank] >= limit_of(rank):
+                    continue
+                order = (load[rank], prefer_cpu and bool(info.gpus), rank)
+                if best_key is None or order < best_key:
+                    best, best_key = rank, order
+            return None if best is None else (best,)
+        idle = [r for r in eligible if load[r.rank] == 0 and r.rank not in exclude]
+        if len(idle) < spec.ranks:
+            return None
+        return _pack(idle, spec.ranks, spec.same_node, node_order=lambda members: (len(members),))
+
+    def _reserve(self, spec: TaskSpec, key: tuple) -> tuple[int, ...] | None:
+        def readiness(info: RankInfo) -> tuple:
+            return (info.rank in self._exclusive, self._load[info.rank], info.rank)
+
+        candidates = sorted(self._eligible(spec, key), key=readiness)
+        return _pack(candidates, spec.ranks, spec.same_node,
+                     node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
+
+    def _occupy(self, task_id: int, ranks: tuple[int, ...]) -> None:
+        for rank in ranks:
+            self._load[rank] += 1
+            if len(ranks) > 1:
+                self._exclusive[rank] = task_id
+        # extend, not assign: a retried task may still hold ranks of an attempt that timed out
+        self._held.setdefault(task_id, []).extend(ranks)
+
+
+def _pack(candidates: Iterable[RankInfo], width: int, same_node: bool,
+          node_order: Callable[[list[RankInfo]], tuple]) -> tuple[int, ...] | None:
+    """Choose ``width`` ranks from ``candidates`` (in preference order) on as few nodes as possible.
+
+    If one node can hold them all, the node that sorts first by ``node_order`` among those
+    that fit is used; otherwise nodes are taken largest first (never when ``same_node``).
+    """
+    by_node: dict[str, list[RankInfo]] = defaultdict(list)
+    for info in candidates:
+        by_node[info.node].append(info)
+    fitting = [members for members in by_node.values() if len(members) >= width]
+    if fitting:
+        members = min(fitting, key=node_order)
+        return tuple(sorted(m.rank for m in members[:width]))
+    if same_node:
+        return None
+    chosen: list[int] = []
+    for members in sorted(by_node.values(), key=len, reverse=True):
+        chosen.extend(m.rank for m in members[: width - len(chosen)])
+        if len(chosen) == width:
+            return tuple(sorted(chosen))
+    return None

@@ -1,0 +1,143 @@
+"""``python -m pilotq_mpi [options] app.py [args]``: start the pilot on every rank.
+
+Rank 0 runs the master loop in a background thread and the driver script ``app.py`` in
+its main thread; every other rank runs the worker loop. At the end every rank leaves
+through a non-blocking barrier (a blocking one spins with MPICH).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import signal
+import sys
+import traceback
+
+from ..errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE
+from .options import PilotOptions
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options of ``python -m pilotq_mpi``; each also has a ``PILOTQ_*`` variable."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pilotq_mpi",
+        description="Run APP as the driver of a pilot job: rank 0 runs APP and the scheduler, the other"
+                    " ranks are workers. Start it with mpiexec or srun.")
+    parser.add_argument("--ranks-per-node", type=int, help="fake layout: world ranks per node (PILOTQ_RANKS_PER_NODE)")
+    parser.add_argument("--gpus-per-node", type=int, help="declared GPUs per node (PILOTQ_GPUS_PER_NODE)")
+    parser.add_argument("--memory-per-rank", help="memory a task may use per rank, e.g. 4GiB (PILOTQ_MEMORY_PER_RANK)")
+    parser.add_argument("--trace", help="write the task trace (JSON lines) here (PILOTQ_TRACE)")
+    parser.add_argument("--progress", choices=("auto", "on", "off"), help="progress display (PILOTQ_PROGRESS)")
+    parser.add_argument("app", help="the driver script")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the driver script")
+    return parser.parse_args(argv)
+
+
+def options_from(args: argparse.Namespace, env: dict[str, str]) -> PilotOptions:
+    """Environment first, flags on top (so every rank agrees: flags are on every rank's command line)."""
+    env = dict(env)
+    for flag, var in (("ranks_per_node", "PILOTQ_RANKS_PER_NODE"), ("gpus_per_node", "PILOTQ_GPUS_PER_NODE"),
+                      ("memory_per_rank", "PILOTQ_MEMORY_PER_RANK"), ("trace", "PILOTQ_TRACE"),
+                      ("progress", "PILOTQ_PROGRESS")):
+        value = getattr(args, flag)
+        if value is not None:
+            env[var] = str(value)
+    return PilotOptions.from_env(env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of every rank; returns the process exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        options = options_from(args, dict(os.environ))
+    except ValueError as exc:
+        sys.stderr.write(f"pilotq-mpi: {exc}\n")
+        return 2
+    if not os.path.isfile(args.app):
+        sys.stderr.write(f"pilotq-mpi: driver script {args.app!r} not found\n")
+        return 2
+
+    import cloudpickle
+    from mpi4py import MPI
+
+    # functions and classes defined in the driver script exist on rank 0 only: send them by value
+    MPI.pickle.__init__(cloudpickle.dumps, cloudpickle.loads)
+    world = MPI.COMM_WORLD
+    from .layout import build_inventory, local_facts
+
+    facts = local_facts(world, os.environ, options)
+    all_facts = world.allgather(facts)
+    if world.Get_rank() == 0:
+        return _run_master(world, build_inventory(all_facts, options), options, args)
+    return _run_worker(world, all_facts, options)
+
+
+def _run_worker(world, all_facts, options: PilotOptions) -> int:
+    from ..platform.discovery import pin_env
+    from .layout import assign_gpus
+    from .polling import quiet_barrier
+    from .worker import Worker
+
+    # the master decides when to stop; a walltime signal forwarded to every rank must not kill work
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    rank = world.Get_rank()
+    gpus = assign_gpus(all_facts)[rank]
+    os.environ.update(pin_env(gpus))  # before any task imports a CUDA library
+    node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
+    Worker(world, node=node, gpus=gpus).serve()
+    quiet_barrier(world)
+    return 0
+
+
+def _run_master(world, inventory, options: PilotOptions, args: argparse.Namespace) -> int:
+    from . import session
+    from .master import Master
+    from .observers import build_observer
+    from .polling import quiet_barrier
+
+    if not options.quiet:
+        sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
+    master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory))
+    master.start()
+    session.install(master)
+
+    def drain(signum, frame):
+        sys.stderr.write(f"pilotq-mpi: got {signal.Signals(signum).name}: draining (no new tasks;"
+                         f" running tasks get {options.drain_grace:g}s)\n")
+        master.post("drain", options.drain_grace)
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, drain)
+    code = _run_driver(args.app, args.args)
+    if code is None:  # the driver raised (its traceback is printed)
+        sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
+        sys.stderr.flush()
+        world.Abort(EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED)
+    master.stop_and_join()
+    quiet_barrier(world)
+    if master.drained:
+        sys.stderr.write(f"pilotq-mpi: drained before finishing; exit code {EXIT_INCOMPLETE} means"
+                         " 'incomplete, rerun with the same journal to resume'\n")
+        return EXIT_INCOMPLETE
+    return code
+
+
+def _run_driver(path: str, argv: list[str]) -> int | None:
+    """Run the driver as ``__main__``; its exit code, or None if it raised."""
+    sys.argv = [path, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        if isinstance(exc.code, int):
+            return exc.code
+        sys.stderr.write(f"{exc.code}\n")
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return None
+    return 0

@@ -1,0 +1,403 @@
+"""The master loop on rank 0: submissions in, placements out, results back to futures.
+
+It runs in one background thread of rank 0 (the driver script has the main thread) and
+is the only code on rank 0 that calls MPI. The driver talks to it through :meth:`post`
+(a deque plus an event that wakes the loop).
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+import sys
+import threading
+import time
+import traceback
+from collections import defaultdict
+from typing import Any, Callable
+
+from ..core.dependencies import DependencyTracker
+from ..core.inventory import Inventory, QpuSpec
+from ..core.scheduler import Scheduler
+from ..core.states import TaskEvent, TaskState
+from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, TaskTimeoutError,
+                      WalltimeError)
+from .messages import ResultMessage, Tag, TaskMessage
+from .polling import Backoff
+from .records import Submission, TaskRecord
+
+E = TaskEvent
+FAILURE_GRACE_S = 5.0
+"""How long a failed multi-rank task waits for its other ranks before it fails for good."""
+
+
+class TaskObserver:
+    """Hooks the master calls; the default does nothing (trace, journal, progress plug in)."""
+
+    def task_ended(self, record: TaskRecord) -> None:
+        """``record`` reached a terminal state."""
+
+    def close(self) -> None:
+        """The pilot is done."""
+
+
+class Master:
+    """Schedules tasks over the worker ranks of ``world`` (every rank but 0)."""
+
+    def __init__(self, world, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
+                 stuck_grace: float = 10.0, observer: TaskObserver | None = None):
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.world = world
+        self.scheduler = Scheduler(inventory, prefetch=prefetch, power_of_two=power_of_two)
+        self.inventory = inventory
+        self.observer = observer or TaskObserver()
+        self.stuck_grace = stuck_grace
+        self.tasks: dict[int, TaskRecord] = {}
+        self.deps = DependencyTracker()
+        self.counts: dict[str, collections.Counter] = defaultdict(collections.Counter)
+        self._inbox: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._sends: list = []
+        self._fn_ids: dict[int, tuple[Callable, int]] = {}
+        self._known_fns: dict[int, set[int]] = defaultdict(set)
+        self._retry_heap: list[tuple[float, int]] = []
+        self._timed: set[int] = set()
+        self._stopping = False
+        self._draining: tuple[float, float] | None = None
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.started = time.time()
+
+    # --- driver side (any thread) ---------------------------------------------------------
+    def start(self) -> None:
+        """Run the loop in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="pilotq-master", daemon=True)
+        self._thread.start()
+
+    def post(self, kind: str, payload: Any = None) -> None:
+        """Hand a command to the loop: submit, cancel, qpu, drain, stop."""
+        self._inbox.append((kind, payload))
+        self._wake.set()
+
+    def stop_and_join(self) -> None:
+        """Finish every submitted task, shut the workers down, and wait for the loop."""
+        self.post("stop")
+        assert self._thread is not None
+        self._thread.join()
+
+    def snapshot(self) -> dict:
+        """Counts per kind and state, and busy ranks (read without locks: a live estimate)."""
+        kinds = {kind: dict(counter) for kind, counter in list(self.counts.items())}
+        return {"kinds": kinds, "ranks_busy": self.scheduler.busy_ranks,
+                "ranks_total": len(self.inventory.ranks), "elapsed": time.time() - self.started}
+
+    # --- loop -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug in the master must not hang the job
+            self.error = exc
+            traceback.print_exc()
+            sys.stderr.write("pilotq-mpi: the master failed; aborting all ranks\n")
+            sys.stderr.flush()
+            self.world.Abort(1)
+
+    def _loop(self) -> None:
+        backoff = Backoff()
+        status = self._mpi.Status()
+        while True:
+            worked = self._drain_inbox()
+            while (message := self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
+                self._on_result(message.recv())
+                worked = True
+            now = time.time()
+            if self._retry_heap or self._timed or self._draining:
+                self._check_clocks(now)
+            if worked or self._retry_heap:
+                self._dispatch()
+            if self._sends:
+                self._sends = [r for r in self._sends if not r.Test()]
+            if self._stopping and self._all_ended():
+                break
+            if worked:
+                backoff.reset()
+            else:
+                self._wake.wait(backoff.next_delay())
+                self._wake.clear()
+        self._shutdown_workers()
+
+    def _drain_inbox(self) -> bool:
+        worked = False
+        while self._inbox:
+            kind, payload = self._inbox.popleft()
+            worked = True
+            if kind == "submit":
+                self._on_submit(payload)
+            elif kind == "cancel":
+                self._on_cancel(payload)
+            elif kind == "qpu":
+                self._on_qpu(*payload)
+            elif kind == "drain":
+                self._on_drain(payload)
+            elif kind == "stop":
+                self._stopping = True
+        return worked
+
+    # --- submissions ------------------------------------------------------------------------
+    def _on_submit(self, sub: Submission) -> None:
+        record = TaskRecord(sub)
+        self.tasks[sub.task_id] = record
+        self.counts[sub.kind]["pending"] += 1
+        if self._draining:
+            self._end(record, E.CANCEL, error=WalltimeError(
+                f"task {record.name!r} was not started: the pilot is draining before its walltime ends"))
+            return
+        ready, failed_dep = self.deps.add(sub.task_id, sub.deps)
+        if failed_dep is not None:
+            self._fail_dependency(record, failed_dep)
+        elif ready:
+            self._queue(record)
+
+    def _queue(self, record: TaskRecord) -> None:
+        self._move(record, E.DEPS_MET)
+        self.scheduler.submit(record.task_id, record.spec)
+
+    def _on_cancel(self, task_id: int) -> None:
+        record = self.tasks.get(task_id)
+        if record is None or record.state not in (TaskState.PENDING, TaskState.QUEUED):
+            return
+        self.scheduler.cancel(task_id)
+        self.deps.forget(task_id)
+        self._end(record, E.CANCEL, already_resolved=True)
+
+    def _on_qpu(self, qpu: QpuSpec, reply) -> None:
+        try:
+            inventory = self.inventory.with_qpu(qpu)
+        except Exception as exc:
+            reply.set_exception(exc)
+            return
+        self.inventory = inventory
+        self.scheduler.set_inventory(inventory)
+        reply.set_result(inventory)
+
+    # --- dispatch ---------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if self._draining:
+            return
+        outgoing: dict[int, list[TaskMessage]] = defaultdict(list)
+        now = time.time()
+        for placement in self.scheduler.schedule():
+            record = self.tasks[placement.task_id]
+            if record.attempt == 0 and not record.sub.future.set_running_or_notify_cancel():
+                for rank in placement.ranks:
+                    self.scheduler.release(placement.task_id, rank)
+                self.deps.forget(record.task_id)
+                self._end(record, E.CANCEL, already_resolved=True)
+                continue
+            self._move(record, E.PLACED)
+            record.ranks = placement.ranks
+            record.pending = set(placement.ranks)
+            record.dispatched = now
+            if record.spec.timeout is not None:
+                # isolated tasks are killed by their worker at the deadline; this is the backstop
+                slack = 2.0 if record.spec.isolate else 0.0
+                record.deadline = now + record.spec.timeout + slack
+                self._timed.add(record.task_id)
+            for rank in placement.ranks:
+                outgoing[rank].append(self._message(record, rank))
+        for rank, messages in outgoing.items():
+            self._sends.append(self.world.isend(messages, dest=rank, tag=Tag.TASKS))
+
+    def _message(self, record: TaskRecord, rank: int) -> TaskMessage:
+        sub = record.sub
+        entry = self._fn_ids.get(id(sub.fn))
+        if entry is None or entry[0] is not sub.fn:
+            entry = self._fn_ids[id(sub.fn)] = (sub.fn, len(self._fn_ids) + 1)
+        fn_id = entry[1]
+        known = self._known_fns[rank]
+        fn = None if fn_id in known else sub.fn
+        known.add(fn_id)
+        spec = sub.spec
+        qpu = self.inventory.qpus[spec.qpu] if spec.qpu else None
+        return TaskMessage(sub.task_id, record.attempt, record.name, fn_id, fn, sub.args, sub.kwargs,
+                           record.ranks, sub.chunk, spec.gather, spec.timeout, spec.isolate, qpu)
+
+    # --- results ----------------------------------------------------------------------------
+    def _on_result(self, result: ResultMessage) -> None:
+        self.scheduler.release(result.task_id, result.rank)
+        record = self.tasks.get(result.task_id)
+        if record is None:
+            return  # a late report from an attempt that was already given up (timeout, retry)
+        record.pending.discard(result.rank)
+        stale = result.attempt != record.attempt or record.state is not TaskState.RUNNING
+        if not stale:
+            record.started = min(record.started or result.started, result.started)
+            record.ended = max(record.ended or result.ended, result.ended)
+            if result.ok:
+                if record.spec.gather or result.rank == record.ranks[0]:
+                    record.values[result.rank] = result.value
+            elif record.error is None:
+                record.error, record.traceback, record.timed_out = result.error, result.traceback, result.timed_out
+                record.failed_at = time.time()
+            if record.error is not None:
+                self._settle_failure(record)
+            elif not record.pending:
+                value = ([record.values[r] for r in record.ranks] if record.spec.gather
+                         else record.values.get(record.ranks[0]))
+                self._end(record, E.SUCCEEDED, value=value)
+        self._forget_if_finished(record)
+
+    def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
+        """Retry or fail a task one of whose ranks failed."""
+        if record.pending and not force:
+            return  # wait (up to FAILURE_GRACE_S) for the other ranks so a retry gets them back
+        error = record.error
+        assert error is not None
+        if record.traceback:
+            error.__cause__ = RemoteTraceback(record.traceback)
+        if record.attempt < record.spec.retries and not record.pending:
+            self._retry(record)
+            return
+        if record.pending:
+            stuck = ", ".join(map(str, sorted(record.pending)))
+            sys.stderr.write(f"pilotq-mpi: task {record.name!r} (id {record.task_id}) failed; world ranks"
+                             f" {stuck} have not returned (blocked in a collective?) and stay reserved\n")
+        self._end(record, E.TIMED_OUT if record.timed_out else E.RAISED, error=error)
+
+    def _retry(self, record: TaskRecord) -> None:
+        self._move(record, E.RETRY)
+        self._timed.discard(record.task_id)
+        delay = record.spec.retry_backoff * (2 ** record.attempt)
+        record.reset_attempt()
+        record.retry_at = time.time() + delay
+        heapq.heappush(self._retry_heap, (record.retry_at, record.task_id))
+
+    def _check_clocks(self, now: float) -> None:
+        while self._retry_heap and self._retry_heap[0][0] <= now:
+            _, task_id = heapq.heappop(self._retry_heap)
+            self.scheduler.submit(task_id, self.tasks[task_id].spec)
+        for task_id in list(self._timed):
+            record = self.tasks.get(task_id)
+            if record is None or record.state is not TaskState.RUNNING:
+                self._timed.discard(task_id)
+                continue
+            if record.error is not None and record.failed_at and now - record.failed_at > FAILURE_GRACE_S:
+                self._settle_failure(record, force=True)
+            elif record.deadline is not None and now > record.deadline and record.error is None:
+                record.error = TaskTimeoutError(
+                    f"task {record.name!r} (id {record.task_id}) ran longer than timeout={record.spec.timeout}s"
+                    f" on world ranks {list(record.ranks)}; raise timeout= or use isolate=True so the worker"
+                    " can kill it")
+                record.timed_out = True
+                record.failed_at = now
+                if record.attempt < record.spec.retries:
+                    self._retry(record)  # the old ranks stay held until the old run returns
+                else:
+                    self._settle_failure(record, force=True)
+        if self._draining:
+            self._check_drain(now)
+
+    # --- endings ----------------------------------------------------------------------------
+    def _move(self, record: TaskRecord, event: TaskEvent) -> TaskState:
+        """Fire ``event`` on ``record`` and keep the per-kind state counts current."""
+        counter = self.counts[record.sub.kind]
+        counter[record.state.value] -= 1
+        state = record.fire(event)
+        counter[state.value] += 1
+        return state
+
+    def _end(self, record: TaskRecord, event: TaskEvent, *, value: Any = None,
+             error: BaseException | None = None, already_resolved: bool = False) -> None:
+        state = self._move(record, event)
+        if record.ended is None:
+            record.ended = time.time()
+        self._timed.discard(record.task_id)
+        future = record.sub.future
+        if not already_resolved:
+            if state is TaskState.DONE:
+                future.set_result(value)
+            elif future.running() or future.set_running_or_notify_cancel():
+                future.set_exception(error)
+        self.observer.task_ended(record)
+        ready, doomed = self.deps.finished(record.task_id, state is TaskState.DONE)
+        for task_id in ready:
+            self._queue(self.tasks[task_id])
+        for task_id in doomed:
+            self._fail_dependency(self.tasks[task_id], record.task_id)
+        self._forget_if_finished(record)
+
+    def _fail_dependency(self, record: TaskRecord, dep: int) -> None:
+        if self._draining:
+            self._end(record, E.CANCEL, error=self._walltime_error(record))
+            return
+        self._end(record, E.DEPS_FAILED, error=DependencyError(
+            f"task {record.name!r} (id {record.task_id}) did not run: its dependency, task {dep},"
+            " did not succeed (see that task's future for the reason)"))
+
+    def _forget_if_finished(self, record: TaskRecord) -> None:
+        if record.state.terminal and not record.pending:
+            self.tasks.pop(record.task_id, None)
+
+    # --- drain and shutdown -----------------------------------------------------------------
+    @staticmethod
+    def _walltime_error(record: TaskRecord) -> WalltimeError:
+        return WalltimeError(f"task {record.name!r} (id {record.task_id}) was cancelled: the pilot drained"
+                             " before the end of its allocation; rerun with the same journal to resume")
+
+    def _on_drain(self, grace: float) -> None:
+        """Stop starting tasks; cancel what has not started; give running tasks ``grace`` seconds."""
+        if self._draining:
+            return
+        now = time.time()
+        self._draining = (now, now + grace)
+        self._retry_heap.clear()
+        for record in list(self.tasks.values()):
+            if record.state in (TaskState.PENDING, TaskState.QUEUED) and not record.state.terminal:
+                self.scheduler.cancel(record.task_id)
+                self.deps.forget(record.task_id)
+                self._end(record, E.CANCEL, error=self._walltime_error(record))
+
+    def _check_drain(self, now: float) -> None:
+        assert self._draining is not None
+        if now < self._draining[1]:
+            return
+        for record in list(self.tasks.values()):
+            if record.state is TaskState.RUNNING:
+                self._end(record, E.CANCEL, error=self._walltime_error(record))
+
+    @property
+    def drained(self) -> bool:
+        """True once a drain (walltime signal) was requested."""
+        return self._draining is not None
+
+    def _all_ended(self) -> bool:
+        return all(record.state.terminal for record in self.tasks.values())
+
+    def _shutdown_workers(self) -> None:
+        """Wait (up to ``stuck_grace``) for ranks still inside failed tasks, then stop every worker."""
+        status = self._mpi.Status()
+        deadline = time.time() + self.stuck_grace
+        backoff = Backoff()
+        while self.scheduler.held_ranks() and time.time() < deadline:
+            message = self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
+            if message is None:
+                backoff.sleep()
+                continue
+            self._on_result(message.recv())
+        held = self.scheduler.held_ranks()
+        if held:
+            detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))
+            code = EXIT_INCOMPLETE if self.drained else EXIT_STUCK_RANKS
+            sys.stderr.write(f"pilotq-mpi: ranks never returned from their tasks ({detail}); they are blocked"
+                             f" (a collective whose other ranks failed, or a task past its time); aborting"
+                             f" the job with exit code {code}\n")
+            sys.stderr.flush()
+            self.observer.close()
+            self.world.Abort(code)
+        requests = [self.world.isend(None, dest=info.rank, tag=Tag.SHUTDOWN) for info in self.inventory.ranks]
+        requests.extend(self._sends)
+        backoff.reset()
+        while not all(r.Test() for r in requests):
+            backoff.sleep()
+        self.observer.close()

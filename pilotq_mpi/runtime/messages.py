@@ -1,0 +1,56 @@
+"""Message kinds and bodies exchanged between the master (rank 0) and workers."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class Tag(enum.IntEnum):
+    """MPI tags of the pilot's own messages on COMM_WORLD."""
+
+    TASKS = 11
+    """master -> worker: a list of :class:`TaskMessage` to run in order."""
+    RESULT = 12
+    """worker -> master: one :class:`ResultMessage`."""
+    SHUTDOWN = 13
+    """master -> worker: no more tasks; leave the worker loop."""
+
+
+@dataclass(slots=True)
+class TaskMessage:
+    """One task (or one rank's part of a multi-rank task) for a worker."""
+
+    task_id: int
+    attempt: int
+    name: str
+    fn_id: int
+    fn: Callable | None
+    """The function itself the first time this worker sees ``fn_id``, else None (cached)."""
+    args: tuple
+    kwargs: dict
+    world_ranks: tuple[int, ...]
+    chunk: bool = False
+    """``args`` is a list of argument tuples: call ``fn`` once per tuple, return the list."""
+    gather: bool = False
+    timeout: float | None = None
+    isolate: bool = False
+    qpu: Any = None
+    """The :class:`~pilotq_mpi.core.QpuSpec` for QPU tasks."""
+
+
+@dataclass(slots=True)
+class ResultMessage:
+    """What one rank reports when its part of a task ends."""
+
+    task_id: int
+    attempt: int
+    rank: int
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+    traceback: str = ""
+    timed_out: bool = False
+    host: str = ""
+    started: float = 0.0
+    ended: float = 0.0

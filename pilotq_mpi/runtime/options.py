@@ -1,0 +1,85 @@
+"""Run-time options of a pilot job, read from ``PILOTQ_*`` environment variables.
+
+The launcher (``pilotq-mpi run``, the sbatch templates) sets them, so that every rank of
+``python -m pilotq_mpi`` sees the same values; command-line flags of ``python -m
+pilotq_mpi`` override them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"4GiB"`` -> 4294967296; plain numbers are bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"memory size {text!r}: write a number with an optional unit, e.g. 4GiB, 512MiB, 2GB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class PilotOptions:
+    """Options every rank agrees on (they come from the same environment)."""
+
+    ranks_per_node: int | None = None
+    """Fake layout: pretend every ``ranks_per_node`` consecutive world ranks share a node."""
+    gpus_per_node: int | None = None
+    """Declared GPUs per node (overrides what CUDA/Slurm variables say; for CPU tests)."""
+    memory_per_rank: int | None = None
+    """Bytes a task may use on one rank (checked at submit time when a task declares its need)."""
+    prefetch: int = 1
+    """Extra single-rank tasks queued on each busy worker to hide the master round trip."""
+    power_of_two: bool = False
+    """Refuse task widths that are not powers of two."""
+    drain_grace: float = 30.0
+    """Seconds running tasks get to finish after SIGUSR1/SIGTERM."""
+    stuck_grace: float = 10.0
+    """Seconds to wait at the end for ranks still inside failed multi-rank tasks."""
+    trace: str | None = None
+    """Path of the JSON-lines task trace to write."""
+    progress: str = "auto"
+    """``auto`` (live on a terminal, periodic lines otherwise), ``on`` or ``off``."""
+    quiet: bool = False
+    """Do not print the resource table at start."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "PilotOptions":
+        """Read ``PILOTQ_*`` variables; a bad value raises ValueError naming the variable."""
+        def number(name: str, kind, default):
+            value = env.get(name)
+            if value in (None, ""):
+                return default
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"{name}={value!r}: expected {kind.__name__}") from None
+
+        memory = env.get("PILOTQ_MEMORY_PER_RANK")
+        progress = env.get("PILOTQ_PROGRESS", "auto") or "auto"
+        if progress not in ("auto", "on", "off"):
+            raise ValueError(f"PILOTQ_PROGRESS={progress!r}: expected auto, on or off")
+        options = cls(
+            ranks_per_node=number("PILOTQ_RANKS_PER_NODE", int, None),
+            gpus_per_node=number("PILOTQ_GPUS_PER_NODE", int, None),
+            memory_per_rank=parse_bytes(memory) if memory else None,
+            prefetch=number("PILOTQ_PREFETCH", int, 1),
+            power_of_two=env.get("PILOTQ_POWER_OF_TWO", "0") not in ("0", "", "false", "no"),
+            drain_grace=number("PILOTQ_DRAIN_GRACE", float, 30.0),
+            stuck_grace=number("PILOTQ_STUCK_GRACE", float, 10.0),
+            trace=env.get("PILOTQ_TRACE") or None,
+            progress=progress,
+            quiet=env.get("PILOTQ_QUIET", "0") not in ("0", "", "false", "no"),
+        )
+        for name, value in (("PILOTQ_RANKS_PER_NODE", options.ranks_per_node),
+                            ("PILOTQ_GPUS_PER_NODE", options.gpus_per_node)):
+            if value is not None and value < (1 if name == "PILOTQ_RANKS_PER_NODE" else 0):
+                raise ValueError(f"{name}={value}: must be positive")
+        if options.prefetch < 0:
+            raise ValueError(f"PILOTQ_PREFETCH={options.prefetch}: must be >= 0")
+        return options

@@ -1,0 +1,71 @@
+"""The master's bookkeeping for one task (plain data; no MPI)."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..core.specs import TaskSpec
+from ..core.states import TaskEvent, TaskState, next_state
+
+
+@dataclass(slots=True)
+class Submission:
+    """A task as the driver hands it to the master."""
+
+    task_id: int
+    fn: Callable
+    args: tuple
+    kwargs: dict
+    spec: TaskSpec
+    future: Future
+    deps: frozenset[int]
+    kind: str
+    submitted: float
+    chunk: bool = False
+    key: str | None = None
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """Everything the master tracks for a live task."""
+
+    sub: Submission
+    state: TaskState = TaskState.PENDING
+    attempt: int = 0
+    ranks: tuple[int, ...] = ()
+    pending: set[int] = field(default_factory=set)
+    values: dict[int, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+    traceback: str = ""
+    timed_out: bool = False
+    dispatched: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    failed_at: float | None = None
+    deadline: float | None = None
+    retry_at: float | None = None
+
+    @property
+    def task_id(self) -> int:
+        return self.sub.task_id
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.sub.spec
+
+    @property
+    def name(self) -> str:
+        return self.sub.spec.name or self.sub.kind
+
+    def fire(self, event: TaskEvent) -> TaskState:
+        """Apply ``event`` through the state machine; return the new state."""
+        self.state = next_state(self.state, event)
+        return self.state
+
+    def reset_attempt(self) -> None:
+        """Forget the outcome of the last attempt before a retry."""
+        self.attempt += 1
+        self.ranks, self.pending, self.values = (), set(), {}
+        self.error, self.traceback, self.timed_out = None, "", False
+        self.failed_at = self.deadline = None

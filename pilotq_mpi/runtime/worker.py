@@ -1,0 +1,199 @@
+"""The worker loop: receive tasks from the master, run them, report results.
+
+Only the worker's main thread calls MPI. QPU tasks run in a small thread pool (they wait
+on remote hardware) and hand their results back to the main thread through a queue.
+"""
+from __future__ import annotations
+
+import collections
+import importlib
+import queue
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .. import context
+from .messages import ResultMessage, Tag, TaskMessage
+from .polling import Backoff
+
+MASTER = 0
+
+
+class Worker:
+    """Runs tasks for the master on one world rank until told to stop."""
+
+    def __init__(self, world, *, node: str, gpus: tuple[int, ...]):
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.world = world
+        self.rank = world.Get_rank()
+        self.node = node
+        self.gpus = gpus
+        self.host = socket.gethostname()
+        self._functions: dict[int, Callable] = {}
+        self._backlog: collections.deque[TaskMessage] = collections.deque()
+        self._qpu_done: queue.SimpleQueue[ResultMessage] = queue.SimpleQueue()
+        self._qpu_pool: ThreadPoolExecutor | None = None
+        self._qpu_backends: dict[str, Any] = {}
+        self._qpu_lock = threading.Lock()
+        self._qpu_running = 0
+        self._tag_ub = max(32767, int(world.Get_attr(MPI.TAG_UB) or 32767))
+
+    # --- loop ------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Serve until SHUTDOWN arrives and every accepted task has been reported."""
+        backoff = Backoff()
+        stopping = False
+        status = self._mpi.Status()
+        while True:
+            while (message := self.world.improbe(MASTER, self._mpi.ANY_TAG, status)) is not None:
+                body = message.recv()
+                if status.Get_tag() == Tag.TASKS:
+                    self._backlog.extend(body)
+                else:
+                    stopping = True
+            worked = self._flush_qpu_results()
+            if self._backlog:
+                task = self._backlog.popleft()
+                if task.qpu is not None:
+                    self._start_qpu_task(task)
+                else:
+                    self._report(self._run(task))
+                worked = True
+            if worked:
+                backoff.reset()
+                continue
+            if stopping and self._qpu_running == 0:
+                break
+            backoff.sleep()
+        if self._qpu_pool is not None:
+            self._qpu_pool.shutdown(wait=True)
+
+    def _report(self, result: ResultMessage) -> None:
+        try:
+            self.world.send(result, dest=MASTER, tag=Tag.RESULT)
+        except Exception as exc:  # the value (or exception) would not pickle
+            self.world.send(self._failure(result, exc, "the task's return value could not be sent back"),
+                            dest=MASTER, tag=Tag.RESULT)
+
+    def _failure(self, result: ResultMessage, exc: BaseException, what: str) -> ResultMessage:
+        from ..errors import RemoteError
+
+        error = RemoteError(f"{what}: {type(exc).__name__}: {exc}")
+        return ResultMessage(result.task_id, result.attempt, self.rank, False, None, error,
+                             traceback.format_exc(), False, self.host, result.started, result.ended)
+
+    # --- running ---------------------------------------------------------------------
+    def _function(self, task: TaskMessage) -> Callable:
+        if task.fn is not None:
+            self._functions[task.fn_id] = task.fn
+        return self._functions[task.fn_id]
+
+    def _context(self, task: TaskMessage, backend: Any = None) -> context.TaskContext:
+        return context.TaskContext(task.task_id, task.name, task.world_ranks, self.rank, self.node,
+                                   self.gpus, task.qpu.name if task.qpu else None, backend)
+
+    def _run(self, task: TaskMessage) -> ResultMessage:
+        started = time.time()
+        fn = self._function(task)
+        if task.isolate:
+            return self._run_isolated(task, fn, started)
+        comm = self._task_comm(task)
+        try:
+            with context.running(self._context(task)):
+                value = _call(fn, comm, task)
+            ok, error, tb = True, None, ""
+        except BaseException as exc:  # the task's failure is reported, never fatal to the worker
+            ok, value, error, tb = False, None, exc, self._traceback_text(task)
+        finally:
+            if comm is not self._mpi.COMM_SELF:
+                comm.Free()
+        ended = time.time()
+        timed_out = ok and task.timeout is not None and ended - started > task.timeout
+        keep = ok and not timed_out and (task.gather or task.world_ranks[0] == self.rank)
+        return ResultMessage(task.task_id, task.attempt, self.rank, ok and not timed_out,
+                             value if keep else None, error, tb, timed_out, self.host, started, ended)
+
+    def _task_comm(self, task: TaskMessage):
+        if len(task.world_ranks) == 1:
+            return self._mpi.COMM_SELF
+        group = self.world.Get_group().Incl(list(task.world_ranks))
+        try:
+            return self.world.Create_group(group, task.task_id % self._tag_ub)
+        finally:
+            group.Free()
+
+    def _traceback_text(self, task: TaskMessage) -> str:
+        header = (f"task {task.name!r} (id {task.task_id}, attempt {task.attempt}) failed on world rank"
+                  f" {self.rank} (host {self.host}, node {self.node})\n")
+        return header + traceback.format_exc()
+
+    def _run_isolated(self, task: TaskMessage, fn: Callable, started: float) -> ResultMessage:
+        import cloudpickle
+
+        from .isolation import run_isolated
+
+        outcome = run_isolated(cloudpickle.dumps(fn), cloudpickle.dumps((task.args, task.kwargs)),
+                               timeout=task.timeout)
+        ended = time.time()
+        value, error, tb, timed_out = None, None, "", False
+        try:
+            value = outcome.value()
+            ok = True
+        except BaseException as exc:
+            ok, error = False, exc
+            tb = self._traceback_text(task) + getattr(outcome, "traceback", "")
+            timed_out = outcome.timed_out
+        return ResultMessage(task.task_id, task.attempt, self.rank, ok, value, error, tb, timed_out,
+                             self.host, started, ended)
+
+    # --- QPU tasks -----------------------------------------------------------------------
+    def _start_qpu_task(self, task: TaskMessage) -> None:
+        if self._qpu_pool is None:
+            self._qpu_pool = ThreadPoolExecutor(max_workers=task.qpu.concurrency,
+                                                thread_name_prefix=f"qpu-{task.qpu.name}")
+        self._qpu_running += 1
+        self._qpu_pool.submit(self._run_qpu_task, task, self._function(task))
+
+    def _run_qpu_task(self, task: TaskMessage, fn: Callable) -> None:
+        started = time.time()
+        try:
+            backend = self._backend(task.qpu)
+            with context.running(self._context(task, backend)):
+                value = fn(backend, *task.args, **task.kwargs)
+            result = ResultMessage(task.task_id, task.attempt, self.rank, True, value, None, "", False,
+                                   self.host, started, time.time())
+        except BaseException as exc:
+            result = ResultMessage(task.task_id, task.attempt, self.rank, False, None, exc,
+                                   self._traceback_text(task), False, self.host, started, time.time())
+        self._qpu_done.put(result)
+
+    def _backend(self, qpu) -> Any:
+        with self._qpu_lock:
+            backend = self._qpu_backends.get(qpu.name)
+            if backend is None:
+                module, _, attr = qpu.factory.partition(":")
+                factory = getattr(importlib.import_module(module), attr)
+                backend = self._qpu_backends[qpu.name] = factory(**dict(qpu.options))
+            return backend
+
+    def _flush_qpu_results(self) -> bool:
+        flushed = False
+        while True:
+            try:
+                result = self._qpu_done.get_nowait()
+            except queue.Empty:
+                return flushed
+            self._qpu_running -= 1
+            self._report(result)
+            flushed = True
+
+
+def _call(fn: Callable, comm, task: TaskMessage) -> Any:
+    if task.chunk:
+        return [fn(comm, *args) for args in task.args]
+    return fn(comm, *task.args, **task.kwargs)
