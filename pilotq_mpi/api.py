@@ -52,6 +52,7 @@ class Pilot(Executor):
         self._shutdown = False
         self._futures: set[TaskFuture] = set()
         self._feasible: set[tuple] = set()
+        self._specs: dict[tuple, TaskSpec] = {}
         for qpu in qpus:
             self._declare(qpu)
 
@@ -88,9 +89,19 @@ class Pilot(Executor):
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable first, got {type(fn).__name__}: {fn!r}")
-        spec = TaskSpec(ranks=ranks, gpus_per_rank=gpus_per_rank, qpu=qpu, priority=priority, name=name,
-                        same_node=same_node, memory_per_rank=memory_per_rank, timeout=timeout,
-                        retries=retries, retry_backoff=retry_backoff, isolate=isolate, gather=gather)
+        key = (ranks, gpus_per_rank, qpu, priority, name, same_node, memory_per_rank, timeout, retries,
+               retry_backoff, isolate, gather)
+        try:
+            spec = self._specs.get(key)
+        except TypeError:  # an unhashable argument: let TaskSpec explain what is wrong
+            spec = None
+        if spec is None:  # building (validating) a spec costs ~6 us; most submits repeat one
+            spec = TaskSpec(*key[:2], qpu=qpu, priority=priority, name=name, same_node=same_node,
+                            memory_per_rank=memory_per_rank, timeout=timeout, retries=retries,
+                            retry_backoff=retry_backoff, isolate=isolate, gather=gather)
+            if len(self._specs) > 4096:
+                self._specs.clear()
+            self._specs[key] = spec  # only reached with hashable (valid) values
         return self._submit(fn, args, kwargs, spec, after, chunk=False)
 
     def _submit(self, fn: Callable, args: tuple, kwargs: dict, spec: TaskSpec, after: Iterable[Future],

@@ -12,9 +12,12 @@ import runpy
 import signal
 import sys
 import traceback
+from typing import Callable, TypeVar
 
 from ..errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE
 from .options import PilotOptions
+
+T = TypeVar("T")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,51 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pilotq-mpi: driver script {args.app!r} not found\n")
         return 2
 
-    import cloudpickle
-    from mpi4py import MPI
-
-    # functions and classes defined in the driver script exist on rank 0 only: send them by value
-    MPI.pickle.__init__(cloudpickle.dumps, cloudpickle.loads)
-    world = MPI.COMM_WORLD
-    from .layout import build_inventory, local_facts
-
-    facts = local_facts(world, os.environ, options)
-    all_facts = world.allgather(facts)
-    if world.Get_rank() == 0:
-        return _run_master(world, build_inventory(all_facts, options), options, args)
-    return _run_worker(world, all_facts, options)
-
-
-def _run_worker(world, all_facts, options: PilotOptions) -> int:
-    from ..platform.discovery import pin_env
-    from .layout import assign_gpus
-    from .polling import quiet_barrier
-    from .worker import Worker
-
-    # the master decides when to stop; a walltime signal forwarded to every rank must not kill work
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    rank = world.Get_rank()
-    gpus = assign_gpus(all_facts)[rank]
-    os.environ.update(pin_env(gpus))  # before any task imports a CUDA library
-    node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
-    Worker(world, node=node, gpus=gpus).serve()
-    quiet_barrier(world)
-    return 0
-
-
-def _run_master(world, inventory, options: PilotOptions, args: argparse.Namespace) -> int:
-    from . import session
-    from .master import Master
-    from .observers import build_observer
-    from .polling import quiet_barrier
-
-    if not options.quiet:
-        sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
-    master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory))
-    master.start()
-    session.install(master)
+    # modules next to the driver script are importable on every rank, as on rank 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(args.app)))
+    world, all_facts = _agree_layout(None, options)
+    if world.Get_rank() != 0:
+        # the master decides when to stop; a walltime signal forwarded to every rank must not kill work
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        _serve_worker(world, all_facts)
+        return 0
+    master = _start_master(world, all_facts, options)
 
     def drain(signum, frame):
         sys.stderr.write(f"pilotq-mpi: got {signal.Signals(signum).name}: draining (no new tasks;"
@@ -115,8 +83,7 @@ def _run_master(world, inventory, options: PilotOptions, args: argparse.Namespac
         sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
         sys.stderr.flush()
         world.Abort(EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED)
-    master.stop_and_join()
-    quiet_barrier(world)
+    _finish_master(master, world)
     if master.drained:
         sys.stderr.write(f"pilotq-mpi: drained before finishing; exit code {EXIT_INCOMPLETE} means"
                          " 'incomplete, rerun with the same journal to resume'\n")
@@ -124,10 +91,79 @@ def _run_master(world, inventory, options: PilotOptions, args: argparse.Namespac
     return code
 
 
+def run_pilot(driver: Callable[[], T], *, world=None, options: PilotOptions | None = None) -> T | None:
+    """Run a pilot on ``world`` (default COMM_WORLD) from inside an MPI program; collective.
+
+    Rank 0 calls ``driver()`` while the master runs (so ``Pilot()`` works in it); every
+    other rank serves as a worker until the driver returns and its tasks are done.
+    Returns ``driver()``'s value on rank 0 and None elsewhere; if the driver raises, the
+    pilot still shuts down in order and the exception propagates on rank 0.
+    """
+    options = options or PilotOptions.from_env(os.environ)
+    world, all_facts = _agree_layout(world, options)
+    if world.Get_rank() != 0:
+        _serve_worker(world, all_facts)
+        return None
+    master = _start_master(world, all_facts, options)
+    try:
+        return driver()
+    finally:
+        _finish_master(master, world)
+
+
+def _agree_layout(world, options: PilotOptions):
+    from mpi4py import MPI
+
+    from . import serialization
+    from .layout import local_facts
+
+    serialization.install(MPI)
+    world = world or MPI.COMM_WORLD
+    return world, world.allgather(local_facts(world, os.environ, options))
+
+
+def _serve_worker(world, all_facts) -> None:
+    from ..platform.discovery import pin_env
+    from .layout import assign_gpus
+    from .polling import quiet_barrier
+    from .worker import Worker
+
+    rank = world.Get_rank()
+    gpus = assign_gpus(all_facts)[rank]
+    os.environ.update(pin_env(gpus))  # before any task imports a CUDA library
+    node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
+    Worker(world, node=node, gpus=gpus).serve()
+    quiet_barrier(world)
+
+
+def _start_master(world, all_facts, options: PilotOptions):
+    from . import session
+    from .layout import build_inventory
+    from .master import Master
+    from .observers import build_observer
+
+    inventory = build_inventory(all_facts, options)
+    if not options.quiet:
+        sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
+    master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory))
+    master.start()
+    session.install(master)
+    return master
+
+
+def _finish_master(master, world) -> None:
+    from . import session
+    from .polling import quiet_barrier
+
+    master.stop_and_join()
+    session.install(None)
+    quiet_barrier(world)
+
+
 def _run_driver(path: str, argv: list[str]) -> int | None:
     """Run the driver as ``__main__``; its exit code, or None if it raised."""
     sys.argv = [path, *argv]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     try:
         runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:

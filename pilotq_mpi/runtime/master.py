@@ -109,7 +109,7 @@ class Master:
         while True:
             worked = self._drain_inbox()
             while (message := self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                self._on_result(message.recv())
+                self._on_result(ResultMessage._make(message.recv()))
                 worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
@@ -207,7 +207,7 @@ class Master:
             for rank in placement.ranks:
                 outgoing[rank].append(self._message(record, rank))
         for rank, messages in outgoing.items():
-            self._sends.append(self.world.isend(messages, dest=rank, tag=Tag.TASKS))
+            self._sends.append(self.world.isend([tuple(m) for m in messages], dest=rank, tag=Tag.TASKS))
 
     def _message(self, record: TaskRecord, rank: int) -> TaskMessage:
         sub = record.sub
@@ -384,7 +384,7 @@ class Master:
             if message is None:
                 backoff.sleep()
                 continue
-            self._on_result(message.recv())
+            self._on_result(ResultMessage._make(message.recv()))
         held = self.scheduler.held_ranks()
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))

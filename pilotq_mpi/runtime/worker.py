@@ -53,7 +53,7 @@ class Worker:
             while (message := self.world.improbe(MASTER, self._mpi.ANY_TAG, status)) is not None:
                 body = message.recv()
                 if status.Get_tag() == Tag.TASKS:
-                    self._backlog.extend(body)
+                    self._backlog.extend(map(TaskMessage._make, body))
                 else:
                     stopping = True
             worked = self._flush_qpu_results()
@@ -75,10 +75,10 @@ class Worker:
 
     def _report(self, result: ResultMessage) -> None:
         try:
-            self.world.send(result, dest=MASTER, tag=Tag.RESULT)
+            self.world.send(tuple(result), dest=MASTER, tag=Tag.RESULT)
         except Exception as exc:  # the value (or exception) would not pickle
-            self.world.send(self._failure(result, exc, "the task's return value could not be sent back"),
-                            dest=MASTER, tag=Tag.RESULT)
+            failure = self._failure(result, exc, "the task's return value could not be sent back")
+            self.world.send(tuple(failure), dest=MASTER, tag=Tag.RESULT)
 
     def _failure(self, result: ResultMessage, exc: BaseException, what: str) -> ResultMessage:
         from ..errors import RemoteError

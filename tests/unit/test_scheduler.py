@@ -1,0 +1,253 @@
+"""Scheduler: examples of each rule, then property tests over random workloads (hypothesis)."""
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pilotq_mpi.core.inventory import Inventory, QpuSpec, RankInfo
+from pilotq_mpi.core.scheduler import Scheduler
+from pilotq_mpi.core.specs import TaskSpec
+
+
+def layout(workers=8, per_node=4, gpus=0, prefetch=0):
+    return Scheduler(Inventory.from_layout(workers, ranks_per_node=per_node, gpus_per_rank=gpus), prefetch=prefetch)
+
+
+def placed(scheduler):
+    return {p.task_id: p.ranks for p in scheduler.schedule()}
+
+
+def test_priority_then_submission_order():
+    s = layout(workers=2)
+    for task, priority in [(1, 0), (2, 5), (3, 0), (4, 5)]:
+        s.submit(task, TaskSpec(priority=priority))
+    assert placed(s) == {2: (1,), 4: (2,)}
+    s.release(2, 1)
+    assert placed(s) == {1: (1,)}
+
+
+def test_best_fit_node_packing():
+    s = layout(workers=8, per_node=4)
+    s.submit(1, TaskSpec(ranks=3))       # node0 (first of two equal nodes)
+    assert placed(s) == {1: (1, 2, 3)}
+    s.submit(2, TaskSpec(ranks=1))
+    s.submit(3, TaskSpec(ranks=2))
+    got = placed(s)
+    assert got[2] == (4,)                # idle, least loaded, lowest rank
+    assert got[3] == (5, 6)              # one node, not split across nodes
+    s.submit(4, TaskSpec(ranks=2))
+    assert placed(s) == {4: (7, 8)}
+
+
+def test_best_fit_prefers_the_fullest_node_that_fits():
+    s = layout(workers=8, per_node=4)
+    s.submit(1, TaskSpec(ranks=2))
+    assert placed(s) == {1: (1, 2)}
+    s.submit(2, TaskSpec(ranks=2))       # node0 has exactly 2 idle left: best fit
+    assert placed(s) == {2: (3, 4)}
+
+
+def test_spans_fewest_nodes_when_no_node_fits():
+    s = layout(workers=12, per_node=4)
+    s.submit(1, TaskSpec(ranks=1))
+    assert placed(s) == {1: (1,)}
+    s.submit(2, TaskSpec(ranks=6))       # node1 and node2 are fully idle: 2 nodes, not 3
+    ranks = placed(s)[2]
+    assert len({(r - 1) // 4 for r in ranks}) == 2 and 1 not in ranks
+
+
+def test_wide_task_gets_reservation_and_narrow_tasks_backfill_elsewhere():
+    s = layout(workers=6, per_node=6)
+    for task in range(1, 7):
+        s.submit(task, TaskSpec())
+    assert len(placed(s)) == 6
+    s.submit(100, TaskSpec(ranks=4))
+    for task in range(7, 20):
+        s.submit(task, TaskSpec())
+    assert placed(s) == {}
+    reserved = set(s.reservation[1])
+    assert s.reservation[0] == 100 and len(reserved) == 4
+    free_rank = next(r for r in range(1, 7) if r not in reserved)
+    s.release(1 + [r for r in range(1, 7)].index(free_rank), free_rank)
+    got = placed(s)
+    assert got == {7: (free_rank,)}, "a narrow task backfills a rank outside the reservation"
+    for rank in sorted(reserved):
+        s.release(rank, rank)          # task id == its rank here
+        got = placed(s)
+        if rank != max(reserved):
+            assert got == {}, "reserved ranks stay free for the wide task"
+    assert got == {100: tuple(sorted(reserved))}
+
+
+def test_prefetch_queues_single_rank_tasks_but_never_under_wide_tasks():
+    s = layout(workers=2, per_node=2, prefetch=1)
+    s.submit(1, TaskSpec(ranks=2))
+    for task in range(2, 7):
+        s.submit(task, TaskSpec())
+    assert placed(s) == {1: (1, 2)}
+    s.release(1, 1)
+    assert placed(s) == {2: (1,), 3: (1,)}   # rank 1: one running + one prefetched
+    assert s.load(1) == 2 and s.load(2) == 1
+
+
+def test_timeout_tasks_start_on_idle_ranks_only():
+    s = layout(workers=1, per_node=1, prefetch=3)
+    s.submit(1, TaskSpec())
+    s.submit(2, TaskSpec(timeout=5))
+    s.submit(3, TaskSpec())
+    assert placed(s) == {1: (1,)}, "the timed task may not wait behind task 1; task 3 keeps its turn"
+
+
+def test_gpu_tasks_on_gpu_ranks_and_cpu_tasks_prefer_cpu_ranks():
+    inv = Inventory((RankInfo(1, "n", (0,)), RankInfo(2, "n"), RankInfo(3, "n", (1,)), RankInfo(4, "n")))
+    s = Scheduler(inv, prefetch=0)
+    s.submit(1, TaskSpec())
+    s.submit(2, TaskSpec())
+    s.submit(3, TaskSpec(gpus_per_rank=1))
+    assert placed(s) == {1: (2,), 2: (4,), 3: (1,)}
+
+
+def test_qpu_tasks_only_on_pinned_ranks_with_concurrency():
+    inv = Inventory.from_layout(3).with_qpu(QpuSpec("fez", "m:f", ranks=1, concurrency=3))
+    s = Scheduler(inv, prefetch=0)
+    for task in range(1, 6):
+        s.submit(task, TaskSpec(qpu="fez"))
+    s.submit(9, TaskSpec(ranks=2))
+    got = placed(s)
+    assert got == {1: (3,), 2: (3,), 3: (3,), 9: (1, 2)}
+
+
+def test_cancel_queued():
+    s = layout(workers=1, per_node=1)
+    s.submit(1, TaskSpec())
+    s.submit(2, TaskSpec())
+    assert s.cancel(2) and not s.cancel(2) and not s.cancel(77)
+    assert placed(s) == {1: (1,)}
+    s.release(1, 1)
+    assert placed(s) == {} and s.queued == 0
+
+
+# --- properties -------------------------------------------------------------------------------
+
+specs = st.builds(
+    TaskSpec,
+    ranks=st.integers(1, 6),
+    gpus_per_rank=st.sampled_from([0, 0, 1]),
+    priority=st.integers(0, 2),
+    same_node=st.booleans(),
+)
+
+
+@st.composite
+def workloads(draw):
+    workers = draw(st.integers(2, 12))
+    per_node = draw(st.integers(1, 6))
+    gpus = draw(st.sampled_from([0, 1]))
+    prefetch = draw(st.integers(0, 2))
+    inventory = Inventory.from_layout(workers, ranks_per_node=per_node, gpus_per_rank=gpus)
+    qpu = draw(st.booleans()) and workers > 2
+    if qpu:
+        inventory = inventory.with_qpu(QpuSpec("q", "m:f", ranks=1, concurrency=2))
+    tasks = draw(st.lists(st.one_of(specs, st.just(TaskSpec(qpu="q")) if qpu else specs), min_size=1, max_size=40))
+    order = draw(st.randoms(use_true_random=False))
+    return inventory, prefetch, tasks, order
+
+
+def feasible(inventory, spec):
+    try:
+        inventory.check(spec)
+        return True
+    except ValueError:
+        return False
+
+
+def check_invariants(inventory, scheduler, running, specs_by_id):
+    per_rank = defaultdict(list)
+    for task, ranks in running.items():
+        assert len(set(ranks)) == len(ranks) == specs_by_id[task].ranks
+        spec = specs_by_id[task]
+        nodes = {inventory.rank(r).node for r in ranks}
+        if spec.same_node:
+            assert len(nodes) == 1
+        for rank in ranks:
+            info = inventory.rank(rank)
+            per_rank[rank].append(task)
+            assert len(info.gpus) >= spec.gpus_per_rank
+            assert info.qpu == spec.qpu, "QPU tasks only on their QPU's ranks; others never there"
+    for rank, tasks in per_rank.items():
+        widths = [specs_by_id[t].ranks for t in tasks]
+        if any(w > 1 for w in widths):
+            assert len(tasks) == 1, f"rank {rank} shares a multi-rank task with {tasks}"
+        info = inventory.rank(rank)
+        capacity = (inventory.qpus[info.qpu].concurrency if info.qpu else 1) + scheduler.prefetch
+        assert len(tasks) <= capacity
+        assert scheduler.load(rank) == len(tasks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(workloads())
+def test_never_double_books_and_places_every_feasible_task(workload):
+    inventory, prefetch, tasks, rng = workload
+    scheduler = Scheduler(inventory, prefetch=prefetch)
+    specs_by_id, running, done = {}, {}, set()
+    for task, spec in enumerate(tasks):
+        if feasible(inventory, spec):
+            specs_by_id[task] = spec
+            scheduler.submit(task, spec)
+    for _ in range(10 * len(tasks) + 10):
+        for p in scheduler.schedule():
+            for rank in p.ranks:
+                assert p.task_id not in running
+                if specs_by_id[p.task_id].ranks > 1:
+                    assert all(r not in ranks for ranks in running.values() for r in p.ranks), \
+                        "a wide task got a busy rank"
+            running[p.task_id] = p.ranks
+        check_invariants(inventory, scheduler, running, specs_by_id)
+        if not running:
+            break
+        finished = rng.choice(sorted(running))
+        for rank in running.pop(finished):
+            scheduler.release(finished, rank)
+        done.add(finished)
+    assert done == set(specs_by_id), "every feasible task ran"
+    assert scheduler.queued == 0 and scheduler.busy_ranks == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(workers=st.integers(4, 12), per_node=st.integers(2, 12), width_fraction=st.floats(0.3, 1.0),
+       prefetch=st.integers(0, 2), seed=st.integers(0, 10**6))
+def test_wide_task_is_not_starved_by_a_stream_of_narrow_tasks(workers, per_node, width_fraction, prefetch, seed):
+    import random
+
+    rng = random.Random(seed)
+    scheduler = Scheduler(Inventory.from_layout(workers, ranks_per_node=per_node), prefetch=prefetch)
+    width = max(2, int(workers * width_fraction))
+    next_id = 0
+    running = {}
+
+    def narrow():
+        nonlocal next_id
+        next_id += 1
+        scheduler.submit(next_id, TaskSpec())
+
+    for _ in range(2 * workers):
+        narrow()
+    running.update({p.task_id: p.ranks for p in scheduler.schedule()})
+    scheduler.submit(0, TaskSpec(ranks=width))
+    for _ in range(3):
+        narrow()
+    started = False
+    for _ in range(50 * workers):
+        reservation = scheduler.reservation
+        for p in scheduler.schedule():
+            running[p.task_id] = p.ranks
+            started |= p.task_id == 0
+            if reservation and p.task_id != 0:
+                assert not set(p.ranks) & set(reservation[1]), "a narrow task took a reserved rank"
+        if started:
+            break
+        finished = rng.choice([t for t in running if t != 0])
+        for rank in running.pop(finished):
+            scheduler.release(finished, rank)
+        narrow()                       # the stream never stops
+    assert started, "the wide task never started"
