@@ -35,6 +35,8 @@ import tempfile
 import time
 from typing import Mapping
 
+from ..errors import TaskCrashedError, TaskTimeoutError
+
 __all__ = [
     "IsolatedOutcome",
     "IsolatedRun",
@@ -64,43 +66,36 @@ _STDERR_TAIL = 4000  # characters of the child's stderr kept in the outcome
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class TaskTimeoutError(TimeoutError):
-    """An isolated task ran past its timeout and its process group was killed."""
-
-    def __init__(self, timeout: float, pid: int, stderr_tail: str = "") -> None:
-        self.timeout, self.pid, self.stderr_tail = timeout, pid, stderr_tail
-        msg = (f"task ran longer than its timeout of {timeout:g} s and was killed "
-               f"(child pid {pid}, SIGKILL to its process group); raise timeout= in "
-               "submit() if it needs longer, or look for a hang (a deadlock, a blocking "
-               "receive, a lost remote service)")
-        if stderr_tail:
-            msg += f"\n--- last stderr of the task ---\n{stderr_tail}"
-        super().__init__(msg)
+def timeout_error(timeout: float, pid: int, stderr_tail: str = "") -> TaskTimeoutError:
+    """The error for an isolated task killed at its timeout (message only, so it pickles)."""
+    msg = (f"task ran longer than its timeout of {timeout:g} s and was killed "
+           f"(child pid {pid}, SIGKILL to its process group); raise timeout= in "
+           "submit() if it needs longer, or look for a hang (a deadlock, a blocking "
+           "receive, a lost remote service)")
+    if stderr_tail:
+        msg += f"\n--- last stderr of the task ---\n{stderr_tail}"
+    return TaskTimeoutError(msg)
 
 
-class TaskCrashedError(RuntimeError):
-    """An isolated task's process died without reporting a result or exception."""
-
-    def __init__(self, pid: int, signal_number: int | None, exit_code: int | None,
-                 stderr_tail: str = "") -> None:
-        self.pid, self.signal, self.exit_code = pid, signal_number, exit_code
-        self.stderr_tail = stderr_tail
-        if signal_number is not None:
-            how = f"was killed by signal {signal_number} ({_signal_name(signal_number)})"
-            if signal_number == signal.SIGKILL:
-                hint = ("SIGKILL usually means the out-of-memory killer or someone else "
-                        "killed it; check memory use and dmesg")
-            else:
-                hint = ("this usually means a bug or a bad input in native code (a C/C++/"
-                        "CUDA extension): check the native library and its inputs")
+def crash_error(pid: int, signal_number: int | None, exit_code: int | None,
+                stderr_tail: str = "") -> TaskCrashedError:
+    """The error for an isolated task whose process died without reporting."""
+    if signal_number is not None:
+        how = f"was killed by signal {signal_number} ({_signal_name(signal_number)})"
+        if signal_number == signal.SIGKILL:
+            hint = ("SIGKILL usually means the out-of-memory killer or someone else "
+                    "killed it; check memory use and dmesg")
         else:
-            how = f"exited with code {exit_code} without reporting a result"
-            hint = ("something called os._exit() or the interpreter aborted; check the "
-                    "task for os._exit/abort calls and native code")
-        msg = f"isolated task process (pid {pid}) {how}; {hint}"
-        if stderr_tail:
-            msg += f"\n--- last stderr of the task ---\n{stderr_tail}"
-        super().__init__(msg)
+            hint = ("this usually means a bug or a bad input in native code (a C/C++/"
+                    "CUDA extension): check the native library and its inputs")
+    else:
+        how = f"exited with code {exit_code} without reporting a result"
+        hint = ("something called os._exit() or the interpreter aborted; check the "
+                "task for os._exit/abort calls and native code")
+    msg = f"isolated task process (pid {pid}) {how}; {hint}"
+    if stderr_tail:
+        msg += f"\n--- last stderr of the task ---\n{stderr_tail}"
+    return TaskCrashedError(msg)
 
 
 def _signal_name(signum: int) -> str:
@@ -124,7 +119,8 @@ class IsolatedOutcome:
       ``pickle.loads`` or ``cloudpickle.loads``);
     - ``"exception"``: ``exception`` is the raised exception (or a
       ``RemoteTaskError`` when it could not be pickled), ``exc_type`` its
-      qualified type name, ``traceback`` the child's formatted traceback;
+      qualified type name, ``traceback`` the child's formatted traceback
+      (``""`` for the other kinds);
     - ``"crash"``: the child died; ``signal`` or ``exit_code`` says how;
     - ``"timeout"``: the child ran past ``timeout`` and was killed.
 
@@ -138,7 +134,7 @@ class IsolatedOutcome:
     result: bytes | None = None
     exception: BaseException | None = None
     exc_type: str | None = None
-    traceback: str | None = None
+    traceback: str = ""
     signal: int | None = None
     exit_code: int | None = None
     timeout: float | None = None
@@ -148,6 +144,11 @@ class IsolatedOutcome:
     def ok(self) -> bool:
         """True when the task returned a value."""
         return self.kind == "result"
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the task was killed for running past its timeout."""
+        return self.kind == "timeout"
 
     def error(self) -> BaseException | None:
         """The exception to set on the task's future (None for a result).
@@ -160,9 +161,9 @@ class IsolatedOutcome:
         if self.kind == "result":
             return None
         if self.kind == "timeout":
-            return TaskTimeoutError(self.timeout or 0.0, self.pid, self.stderr_tail)
+            return timeout_error(self.timeout or 0.0, self.pid, self.stderr_tail)
         if self.kind == "crash":
-            return TaskCrashedError(self.pid, self.signal, self.exit_code, self.stderr_tail)
+            return crash_error(self.pid, self.signal, self.exit_code, self.stderr_tail)
         exc = self.exception
         assert exc is not None
         note = f"--- traceback in the isolated task process (pid {self.pid}) ---\n{self.traceback}"
@@ -177,6 +178,10 @@ class IsolatedOutcome:
             assert self.result is not None
             return self.result
         raise self.error()  # type: ignore[misc]
+
+    def value(self) -> object:
+        """Return the unpickled return value, or raise ``error()``."""
+        return pickle.loads(self.unwrap())
 
 
 def scrub_mpi_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -113,8 +113,8 @@ class Master:
                 worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
-                self._check_clocks(now)
-            if worked or self._retry_heap:
+                worked |= self._check_clocks(now)
+            if worked:
                 self._dispatch()
             if self._sends:
                 self._sends = [r for r in self._sends if not r.Test()]
@@ -251,7 +251,8 @@ class Master:
     def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
         """Retry or fail a task one of whose ranks failed."""
         if record.pending and not force:
-            return  # wait (up to FAILURE_GRACE_S) for the other ranks so a retry gets them back
+            self._timed.add(record.task_id)  # wait (up to FAILURE_GRACE_S) for the other ranks
+            return
         error = record.error
         assert error is not None
         if record.traceback:
@@ -273,10 +274,13 @@ class Master:
         record.retry_at = time.time() + delay
         heapq.heappush(self._retry_heap, (record.retry_at, record.task_id))
 
-    def _check_clocks(self, now: float) -> None:
+    def _check_clocks(self, now: float) -> bool:
+        """Start due retries, time out overdue tasks, end the drain; True if anything changed."""
+        changed = False
         while self._retry_heap and self._retry_heap[0][0] <= now:
             _, task_id = heapq.heappop(self._retry_heap)
             self.scheduler.submit(task_id, self.tasks[task_id].spec)
+            changed = True
         for task_id in list(self._timed):
             record = self.tasks.get(task_id)
             if record is None or record.state is not TaskState.RUNNING:
@@ -284,6 +288,7 @@ class Master:
                 continue
             if record.error is not None and record.failed_at and now - record.failed_at > FAILURE_GRACE_S:
                 self._settle_failure(record, force=True)
+                changed = True
             elif record.deadline is not None and now > record.deadline and record.error is None:
                 record.error = TaskTimeoutError(
                     f"task {record.name!r} (id {record.task_id}) ran longer than timeout={record.spec.timeout}s"
@@ -295,8 +300,10 @@ class Master:
                     self._retry(record)  # the old ranks stay held until the old run returns
                 else:
                     self._settle_failure(record, force=True)
+                changed = True
         if self._draining:
             self._check_drain(now)
+        return changed
 
     # --- endings ----------------------------------------------------------------------------
     def _move(self, record: TaskRecord, event: TaskEvent) -> TaskState:

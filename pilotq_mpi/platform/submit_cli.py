@@ -1,0 +1,128 @@
+"""The ``pilotq-mpi submit`` subcommand: render a batch script for an app and sbatch it.
+
+    pilotq-mpi submit app.py --nodes 2 --gpus-per-node 4 --time 01:00:00 \\
+        --target perlmutter-gpu --qos regular --account m1234 -- --app-arg 1
+
+prints the job id; ``--dry-run`` prints the script instead. ``pilotq_mpi.cli`` calls
+:func:`add_parser` on its subparsers.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .sbatch import TARGETS, SbatchRequest, SubmitError, render, submit
+
+_WRAPPER = Path(__file__).resolve().parents[2] / "launch" / "pilotq-srun"
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", choices=TARGETS, default="generic",
+                   help="which template to use (default: generic)")
+    p.add_argument("--nodes", "-N", type=int, default=1, help="nodes (default 1)")
+    p.add_argument("--ranks-per-node", type=int, default=None,
+                   help="MPI ranks per node (default: generic 4, perlmutter-gpu 4, "
+                        "perlmutter-cpu 128)")
+    p.add_argument("--gpus-per-node", type=int, default=None,
+                   help="GPUs per node (default: perlmutter-gpu 4, otherwise 0)")
+    p.add_argument("--time", "-t", default="00:30:00", help="walltime HH:MM:SS or D-HH:MM:SS")
+    p.add_argument("--qos", "-q", default=None, help="quality of service, e.g. regular, debug")
+    p.add_argument("--account", "-A", default=None, help="project to charge")
+    p.add_argument("--constraint", "-C", default=None,
+                   help="node features (default: gpu/cpu on Perlmutter)")
+    p.add_argument("--job-name", "-J", default="pilotq", help="job name (default pilotq)")
+    p.add_argument("--output", "-o", default="pilotq-%j.out", help="output file (%%j = job id)")
+    p.add_argument("--signal-lead", type=int, default=120,
+                   help="seconds before the walltime at which the pilot is told to drain")
+    p.add_argument("--directive", action="append", default=[], metavar="OPTION",
+                   help="extra #SBATCH option, e.g. --directive=--mail-type=END (repeatable)")
+    p.add_argument("--python", default=sys.executable,
+                   help="Python on the compute nodes (default: this one)")
+    p.add_argument("--launcher", default=None,
+                   help="pilotq-srun to use (default: launch/pilotq-srun of this checkout)")
+    p.add_argument("--sbatch", default="sbatch", help="sbatch command (default: sbatch)")
+    p.add_argument("--dry-run", action="store_true", help="print the script, do not submit")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``submit`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``) and return it.
+
+    Options may come before or after APP; the app's own arguments go after ``--``.
+    """
+    p = subparsers.add_parser(
+        "submit", help="submit the pilot for an app to Slurm",
+        description="Render a batch script that runs `python -m pilotq_mpi APP ARGS` on "
+                    "the allocation and submit it with sbatch (prints the job id). "
+                    "Put the app's own arguments after `--`.")
+    _add_options(p)
+    p.add_argument("app", help="the driver script (rank 0 runs it)")
+    p.add_argument("app_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                   help="arguments for the app, after `--`")
+    p.set_defaults(func=run)
+    return p
+
+
+def _split_rest(args: argparse.Namespace) -> argparse.Namespace:
+    """Sort out what followed APP: argparse leaves it all in ``app_args``.
+
+    ``APP [options] -- ARGS``: options up to ``--``, then the app's arguments.
+    Without ``--``: only submit options (``APP --nodes 2``) or only app arguments
+    (``APP x y``, or argparse already dropped a ``--``); a mixture is refused.
+    """
+    rest = list(args.app_args)
+    if "--" in rest:
+        i = rest.index("--")
+        opts, app_args = rest[:i], rest[i + 1:]
+    else:
+        opts, app_args = rest, []
+    given: dict[str, object] = {}
+    if opts:
+        later = argparse.ArgumentParser(prog="pilotq-mpi submit", add_help=False)
+        _add_options(later)
+        known, unknown = later.parse_known_args(opts, namespace=argparse.Namespace())
+        given = {a.dest: getattr(known, a.dest) for a in later._actions
+                 if any(x == o or x.startswith(o + "=") for o in a.option_strings for x in opts)}
+        if unknown and "--" not in rest and not given:
+            opts, app_args, given = [], rest, {}
+        elif unknown:
+            raise ValueError(f"unexpected {' '.join(unknown)!r} after the app: put the "
+                             f"app's own arguments after `--` (pilotq-mpi submit "
+                             f"{args.app} [options] -- ARGS)")
+    for dest, value in given.items():
+        setattr(args, dest, value)
+    args.app_args = app_args
+    return args
+
+
+def request_from_args(args: argparse.Namespace) -> SbatchRequest:
+    """Build the validated request from parsed arguments (pure)."""
+    args = _split_rest(args)
+    app_args = list(args.app_args)
+    launcher = args.launcher or (str(_WRAPPER) if _WRAPPER.exists() else "launch/pilotq-srun")
+    return SbatchRequest(
+        app_argv=(args.app, *app_args), target=args.target, nodes=args.nodes,
+        ranks_per_node=args.ranks_per_node, gpus_per_node=args.gpus_per_node, time=args.time,
+        qos=args.qos, account=args.account, constraint=args.constraint,
+        job_name=args.job_name, output=args.output, signal_lead=args.signal_lead,
+        extra_directives=tuple(args.directive), launcher=launcher, python=args.python)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``submit``: print the job id (or the script with ``--dry-run``); return the exit status."""
+    try:
+        request = request_from_args(args)
+    except (ValueError, TypeError) as exc:
+        print(f"pilotq-mpi submit: {exc}", file=sys.stderr)
+        return 2
+    script = render(request)
+    if args.dry_run:
+        sys.stdout.write(script)
+        return 0
+    try:
+        job_id = submit(script, sbatch=args.sbatch)
+    except SubmitError as exc:
+        print(f"pilotq-mpi submit: {exc}", file=sys.stderr)
+        return 1
+    print(job_id)
+    return 0

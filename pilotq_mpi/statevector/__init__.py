@@ -1,0 +1,96 @@
+"""Distributed state-vector simulator that runs on any mpi4py communicator.
+
+Typical use inside a pilot task (``comm`` is the task's sub-communicator)::
+
+    from pilotq_mpi.statevector import statevector_task
+    result = statevector_task(comm, circuit, observables=[SparsePauliOp("Z" * n)], shots=1000, seed=7)
+
+``result`` is a :class:`StatevectorResult` on comm rank 0 and ``None`` elsewhere.
+Rank counts must be powers of two; check memory at submit time with :func:`check_memory`.
+Circuit input rules (final measurements skipped, no resets) are in :func:`circuit_to_gates`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .circuit import Gate, circuit_to_gates, fuse_gates
+from .distributed import DistributedStatevector
+from .memory import check_memory, memory_per_rank
+from . import observables as _obs
+from .observables import expectations, probabilities, sample_counts
+
+__all__ = [
+    "Gate", "circuit_to_gates", "fuse_gates", "DistributedStatevector", "StatevectorResult",
+    "memory_per_rank", "check_memory", "simulate", "statevector_task",
+    "expectations", "probabilities", "sample_counts",
+]
+
+DEFAULT_MAX_FUSED_QUBITS = 4
+_OPTIONS = {"dtype", "backend", "max_fused_qubits", "seed", "probabilities", "memory_budget"}
+
+
+@dataclass
+class StatevectorResult:
+    """What a state-vector task returns (on comm rank 0)."""
+
+    num_qubits: int
+    ranks: int
+    norm: float
+    expectations: list = field(default_factory=list)
+    """One value per observable: float when the imaginary part is negligible, else complex."""
+    probabilities: object = None
+    """numpy array of 2**n probabilities in Qiskit order, if asked for."""
+    counts: dict | None = None
+    """``{bitstring: count}`` (Qiskit order, qubit 0 rightmost) if ``shots > 0``."""
+    timings: dict = field(default_factory=dict)
+    """Seconds: convert, simulate (of which apply and swap), observables, total; plus gates/swaps counts."""
+
+
+def simulate(comm, circuit, observables: Sequence = (), shots: int = 0, *, dtype="complex128",
+             backend="numpy", max_fused_qubits: int = DEFAULT_MAX_FUSED_QUBITS, seed=None,
+             probabilities: bool = False, memory_budget: int | None = None):
+    """Simulate ``circuit`` on ``comm``; return ``(StatevectorResult or None, DistributedStatevector)``.
+
+    Every rank gets the state; the result object is built on rank 0 only.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+        raise ValueError(f"shots must be a non-negative int, got {shots!r}")
+    if isinstance(observables, (str, bytes)) or not isinstance(observables, Sequence):
+        observables = [observables]
+    n, gates, phase = circuit_to_gates(circuit)
+    sv = DistributedStatevector(n, comm, dtype=dtype, backend=backend, memory_budget=memory_budget)
+    fused = fuse_gates(gates, min(max_fused_qubits, sv.num_local)) if gates else []
+    t_conv = time.perf_counter()
+    sv.run(fused, phase)
+    t_sim = time.perf_counter()
+    values = expectations(sv, list(observables)) if observables else []
+    norm = sv.norm()
+    probs = _obs.probabilities(sv) if probabilities else None  # the argument shadows the function
+    counts = sample_counts(sv, shots, seed) if shots else None
+    t_end = time.perf_counter()
+    if sv.rank != 0:
+        return None, sv
+    timings = {
+        "convert": t_conv - t_start, "simulate": t_sim - t_conv, "apply": sv.timings["apply"],
+        "swap": sv.timings["swap"], "observables": t_end - t_sim, "total": t_end - t_start,
+        "gates": len(gates), "fused_gates": len(fused), "swaps": sv.swaps,
+    }
+    vals = [v.real if abs(v.imag) <= 1e-12 * max(1.0, abs(v)) else v for v in values]
+    return StatevectorResult(n, sv.size, norm, vals, probs, counts, timings), sv
+
+
+def statevector_task(comm, circuit, observables: Sequence = (), shots: int = 0, **options):
+    """Pilot task: simulate ``circuit`` on ``comm``; return a :class:`StatevectorResult` on rank 0, else None.
+
+    Options: ``dtype`` ('complex128' | 'complex64'), ``backend`` ('numpy' | 'cupy' | 'auto'),
+    ``max_fused_qubits`` (default 4), ``seed`` (for ``shots``), ``probabilities`` (bool),
+    ``memory_budget`` (bytes per rank).
+    """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"unknown statevector option(s) {sorted(unknown)}; valid: {sorted(_OPTIONS)}")
+    result, _ = simulate(comm, circuit, observables, shots, **options)
+    return result

@@ -1,0 +1,59 @@
+"""Memory needed per rank by the distributed state vector, and the submit-time check."""
+from __future__ import annotations
+
+import numpy as np
+
+_DTYPES = {"complex128": np.complex128, "complex64": np.complex64}
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """Return ``numpy.dtype`` for ``complex128``/``complex64`` (names or numpy types); else ValueError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype must be 'complex128' or 'complex64', got {dtype!r}") from exc
+    if dt.name not in _DTYPES:
+        raise ValueError(f"dtype must be 'complex128' or 'complex64', got {dtype!r}")
+    return dt
+
+
+def check_layout(num_qubits: int, ranks: int) -> int:
+    """Validate a qubit/rank split and return the number of global qubits ``g`` (ranks == 2**g)."""
+    if not isinstance(num_qubits, (int, np.integer)) or num_qubits < 1:
+        raise ValueError(f"num_qubits must be a positive int, got {num_qubits!r}")
+    if not isinstance(ranks, (int, np.integer)) or ranks < 1 or ranks & (ranks - 1):
+        raise ValueError(
+            f"the distributed state vector needs a power-of-two number of ranks (1, 2, 4, ...), "
+            f"got {ranks}; submit the task with ranks={1 << max(0, int(ranks).bit_length() - 1)} instead"
+        )
+    g = int(ranks).bit_length() - 1
+    if num_qubits - g < 1:
+        raise ValueError(
+            f"{num_qubits} qubits on {ranks} ranks leaves no local qubit; use at most "
+            f"{1 << (num_qubits - 1)} ranks"
+        )
+    return g
+
+
+def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128") -> int:
+    """Bytes each rank allocates: its ``2**(n-g)`` local amplitudes plus one swap buffer of half that.
+
+    The swap buffer receives the half of the local amplitudes exchanged with the partner
+    rank and is the scratch space for gate application, so nothing else of that size is
+    allocated (small bounded temporaries and the gathered probabilities on rank 0 aside).
+    """
+    g = check_layout(num_qubits, ranks)
+    local = (1 << (num_qubits - g)) * resolve_dtype(dtype).itemsize
+    return local + local // 2
+
+
+def check_memory(num_qubits: int, ranks: int, budget_bytes: int, dtype="complex128") -> int:
+    """Return :func:`memory_per_rank`; raise ``ValueError`` if it exceeds ``budget_bytes`` per rank."""
+    need = memory_per_rank(num_qubits, ranks, dtype)
+    if budget_bytes is not None and need > budget_bytes:
+        raise ValueError(
+            f"{num_qubits} qubits on {ranks} rank(s) as {resolve_dtype(dtype).name} need "
+            f"{need / 2**30:.3g} GiB per rank, above the budget of {budget_bytes / 2**30:.3g} GiB; "
+            "use more ranks (each doubling halves it), dtype='complex64', or fewer qubits"
+        )
+    return need

@@ -1,0 +1,186 @@
+"""Expectation values of Pauli sums, probabilities and seeded sampling on a distributed state.
+
+Pauli terms are grouped by their X part. A group whose X part flips global qubits pairs
+this rank with ``rank ^ flipped_bits``: the two ranks exchange their amplitudes chunk by
+chunk through the swap buffer (uppercase ``Sendrecv``). Each term is then a local sum times
+a sign from the rank's global bits; one ``Allreduce`` finishes all terms of all observables.
+Local sums walk the amplitudes in chunks of at most ``CHUNK`` amplitudes (bounded temporaries).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .distributed import DistributedStatevector, to_canonical
+
+CHUNK = 1 << 16
+
+
+def _pauli_terms(op, num_qubits: int):
+    """Yield ``(x_qubits, z_qubits, coeff)`` with ``P = coeff * X^x Z^z`` (Y phases folded in)."""
+    from qiskit.quantum_info import SparsePauliOp
+
+    if not isinstance(op, SparsePauliOp):
+        try:
+            op = SparsePauliOp(op)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"observable must be a SparsePauliOp (or Pauli/label), got {type(op).__name__}") from exc
+    if op.num_qubits != num_qubits:
+        raise ValueError(f"observable acts on {op.num_qubits} qubits but the circuit has {num_qubits}")
+    xs, zs, phases = op.paulis.x, op.paulis.z, op.paulis.phase
+    for x, z, ph, c in zip(xs, zs, phases, op.coeffs):
+        ny = int(np.count_nonzero(x & z))
+        # Pauli = (-i)^phase * (labels); each Y = i X Z.
+        coeff = complex(c) * (-1j) ** int(ph) * (1j) ** ny
+        yield tuple(np.flatnonzero(x).tolist()), tuple(np.flatnonzero(z).tolist()), coeff
+
+
+def expectations(sv: DistributedStatevector, observables: Sequence) -> list[complex]:
+    """Return ``<psi|O|psi>`` for each observable (same value on every rank)."""
+    terms: list[tuple[int, tuple, tuple, complex]] = []
+    for k, op in enumerate(observables):
+        for x, z, c in _pauli_terms(op, sv.num_qubits):
+            terms.append((k, x, z, c))
+    groups: dict[tuple, list[int]] = {}
+    for t, (_, x, _, _) in enumerate(terms):
+        groups.setdefault(x, []).append(t)
+    values = np.zeros(len(terms), dtype=np.complex128)
+    for x, idx in groups.items():
+        _local_group(sv, x, [terms[t][2] for t in idx], values, idx)
+    total = np.empty_like(values)
+    sv.comm.Allreduce(values, total)
+    out = np.zeros(len(observables), dtype=np.complex128)
+    for t, (k, _, _, c) in enumerate(terms):
+        out[k] += c * total[t]
+    return [complex(v) for v in out]
+
+
+def _local_group(sv, x: tuple, zs: list[tuple], values: np.ndarray, idx: list[int]) -> None:
+    """Add sum_l conj(psi[l ^ x]) * (-1)^{|l & z|} psi[l] of this rank for each z, into ``values[idx]``."""
+    xp = sv.backend.xp
+    m = sv.num_local
+    axis = {q: i for i, q in enumerate(sv.layout)}
+    slot = {q: s for s, q in enumerate(sv.global_qubits)}
+    # Outer axes walked one chunk at a time; a chunk must fit in the half-size swap buffer.
+    c = max(1 if m > 1 else 0, m - CHUNK.bit_length() + 1)
+    inner = m - c
+    tensor = sv.state.reshape((1 << c,) + (2,) * inner)
+    xo, gx = 0, 0
+    flips = [slice(None)] * inner
+    for q in x:
+        if q in slot:
+            gx |= 1 << slot[q]
+        elif axis[q] < c:
+            xo |= 1 << (c - 1 - axis[q])
+        else:
+            flips[axis[q] - c] = slice(None, None, -1)
+    partner = sv.rank ^ gx
+    recv = sv.buf[: 1 << inner]
+    plans = []  # per z: sign from the rank's global bits, outer-axis mask, inner z axes
+    for z in zs:
+        gsign = (-1) ** sum((sv.rank >> slot[q]) & 1 for q in z if q in slot)
+        zo = sum(1 << (c - 1 - axis[q]) for q in z if q in axis and axis[q] < c)
+        zin = tuple(axis[q] - c for q in z if q in axis and axis[q] >= c)
+        plans.append((gsign, zo, zin))
+    acc = np.zeros(len(zs), dtype=np.complex128)
+    for o in range(1 << c):
+        a_blk = tensor[o]
+        if gx:
+            sv.backend.synchronize()
+            sv.comm.Sendrecv(tensor[o ^ xo].reshape(-1), dest=partner, sendtag=7, recvbuf=recv,
+                             source=partner, recvtag=7)
+            b_blk = recv.reshape((2,) * inner)[tuple(flips)]
+        else:
+            b_blk = tensor[o ^ xo][tuple(flips)]
+        w = xp.conj(b_blk) * a_blk
+        for j, (gsign, zo, zin) in enumerate(plans):
+            s = -1 if bin(o & zo).count("1") & 1 else 1
+            acc[j] += gsign * s * complex(_signed_sum(xp, w, zin))
+    values[idx] += acc
+
+
+def _signed_sum(xp, w, zaxes: tuple):
+    """sum over all indices of w * (-1)^(sum of the index bits on ``zaxes``)."""
+    if not zaxes:
+        return w.sum()
+    others = tuple(i for i in range(w.ndim) if i not in zaxes)
+    t = w.sum(axis=others) if others else w  # remaining axes: zaxes in increasing order
+    while t.ndim:
+        t = t[0] - t[1]
+    return t
+
+
+def _local_probabilities(sv: DistributedStatevector):
+    """|psi|^2 of the local amplitudes, written into the swap buffer's memory (real view)."""
+    xp = sv.backend.xp
+    real = sv.buf.view(sv.buf.real.dtype)[: 1 << sv.num_local]
+    for lo in range(0, real.size, CHUNK):
+        blk = sv.state[lo: lo + CHUNK]
+        xp.multiply(blk.real, blk.real, out=real[lo: lo + CHUNK])
+        real[lo: lo + CHUNK] += blk.imag * blk.imag
+    return real
+
+
+def probabilities(sv: DistributedStatevector, root: int = 0) -> np.ndarray | None:
+    """Return all ``2**n`` probabilities in Qiskit order on ``root`` (None elsewhere).
+
+    The full array (8 bytes per basis state) is gathered on ``root``: ask for ``shots``
+    instead when ``n`` is large.
+    """
+    local = np.ascontiguousarray(sv.backend.to_host(_local_probabilities(sv)))
+    full = np.empty(sv.size * local.size, dtype=local.dtype) if sv.rank == root else None
+    sv.comm.Gather(local, full, root=root)
+    if full is None:
+        return None
+    return to_canonical(full, sv.layout, sv.global_qubits).astype(np.float64)
+
+
+def sample_counts(sv: DistributedStatevector, shots: int, seed: int | None = None,
+                  root: int = 0) -> dict[str, int] | None:
+    """Draw ``shots`` basis states; return Qiskit-style counts ``{bitstring: count}`` on ``root``.
+
+    Seeded results are reproducible for a given ``seed`` and rank count.
+    """
+    if not isinstance(shots, (int, np.integer)) or shots < 0:
+        raise ValueError(f"shots must be a non-negative int, got {shots!r}")
+    xp = sv.backend.xp
+    p = _local_probabilities(sv)
+    mass = float(p.sum())
+    masses = np.array(sv.comm.allgather(mass))
+    streams = np.random.SeedSequence(seed).spawn(sv.size + 1)
+    if sv.rank == 0:
+        split = np.random.default_rng(streams[0]).multinomial(shots, masses / masses.sum()).tolist()
+    else:
+        split = None
+    mine = int(sv.comm.scatter(split, root=0))
+    rng = np.random.default_rng(streams[1 + sv.rank])
+    counts: dict[int, int] = {}
+    if mine:
+        xp.cumsum(p, out=p)
+        u = np.sort(rng.random(mine)) * float(p[-1])
+        local_idx = sv.backend.to_host(xp.searchsorted(p, xp.asarray(u), side="right"))
+        local_idx = np.minimum(local_idx, p.size - 1).astype(np.int64)
+        full = _global_index(sv, local_idx)
+        vals, cnt = np.unique(full, return_counts=True)
+        counts = {int(v): int(c) for v, c in zip(vals, cnt)}
+    parts = sv.comm.gather(counts, root=root)
+    if parts is None:
+        return None
+    n = sv.num_qubits
+    merged: dict[int, int] = {}
+    for part in parts:
+        for k, v in part.items():
+            merged[k] = merged.get(k, 0) + v
+    return {format(k, f"0{n}b"): v for k, v in sorted(merged.items())}
+
+
+def _global_index(sv: DistributedStatevector, local_idx: np.ndarray) -> np.ndarray:
+    """Map local flat indices (current layout) to global Qiskit basis-state indices."""
+    m = sv.num_local
+    out = np.zeros_like(local_idx)
+    for a, q in enumerate(sv.layout):
+        out |= ((local_idx >> (m - 1 - a)) & 1) << q
+    for s, q in enumerate(sv.global_qubits):
+        out |= ((sv.rank >> s) & 1) << q
+    return out

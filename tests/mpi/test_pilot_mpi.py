@@ -1,0 +1,195 @@
+"""The pilot runtime under real MPI (pytest-mpi). Run with, e.g.:
+
+    timeout 300 mpiexec -n 4 python -m pytest --with-mpi -p no:cacheprovider tests/mpi
+    timeout 300 mpiexec -n 6 python -m pytest --with-mpi -p no:cacheprovider tests/mpi
+
+Every test starts its own pilot with ``run_pilot``: rank 0 runs the ``driver`` closure
+(the assertions), the other ranks serve as workers until it returns.
+"""
+import time
+from concurrent.futures import CancelledError, wait
+
+import pytest
+
+from pilotq_mpi import DependencyError, Pilot, RemoteTraceback, ResourceError, current_task
+from pilotq_mpi.runtime.bootstrap import run_pilot
+from pilotq_mpi.runtime.options import PilotOptions
+
+pytestmark = [pytest.mark.mpi(min_size=4), pytest.mark.timeout(120)]
+OPTIONS = PilotOptions(quiet=True)
+
+
+def world_size():
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.Get_size()
+
+
+def whoami(comm, tag):
+    """Size of the task's communicator, the world ranks of the task, and an allreduce over them."""
+    task = current_task()
+    return tag, comm.Get_size(), task.world_ranks, comm.allreduce(task.world_rank)
+
+
+def interval(comm, seconds):
+    comm.Barrier()
+    start = time.time()
+    time.sleep(seconds)
+    comm.Barrier()
+    return start, time.time()
+
+
+def boom(comm, message):
+    raise ValueError(message)
+
+
+def test_widths_1_to_4_each_collective_touches_only_its_ranks():
+    def driver():
+        workers = world_size() - 1
+        with Pilot() as pilot:
+            futures = [pilot.submit(whoami, (width, i), ranks=width)
+                       for i in range(3) for width in range(1, min(4, workers) + 1)]
+            for future in futures:
+                (width, _), size, ranks, total = future.result()
+                assert size == width == len(ranks) == len(set(ranks))
+                assert 0 not in ranks
+                assert total == sum(ranks), "the allreduce saw exactly the task's ranks"
+        return True
+
+    assert run_pilot(driver, options=OPTIONS) in (True, None)
+
+
+def test_tasks_of_different_widths_run_at_the_same_time():
+    def driver():
+        with Pilot() as pilot:
+            wide = pilot.submit(interval, 1.0, ranks=2)
+            narrow = pilot.submit(interval, 1.0, ranks=1)
+            (a0, a1), (b0, b1) = wide.result(), narrow.result()
+            assert max(a0, b0) < min(a1, b1), "a 2-rank and a 1-rank task overlapped in time"
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_gather_returns_every_ranks_value_in_rank_order():
+    def driver():
+        with Pilot() as pilot:
+            values = pilot.submit(lambda comm: comm.Get_rank() * 10, ranks=3, gather=True).result()
+            assert values == [0, 10, 20]
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_dependencies_order_and_failure_cascade():
+    def driver():
+        with Pilot() as pilot:
+            first = pilot.submit(interval, 0.3)
+            second = pilot.submit(interval, 0.0, after=[first])
+            assert second.result()[0] >= first.result()[1]
+            bad = pilot.submit(boom, "no")
+            child = pilot.submit(whoami, "child", after=[bad])
+            grandchild = pilot.submit(whoami, "grandchild", after=[child])
+            for future in (child, grandchild):
+                with pytest.raises(DependencyError, match="did not run: its dependency"):
+                    future.result()
+            late = pilot.submit(whoami, "late", after=bad)
+            with pytest.raises(DependencyError):
+                late.result()
+            with pytest.raises(TypeError, match="after= takes futures returned by Pilot.submit"):
+                pilot.submit(whoami, "x", after=["not a future"])
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_map_batches_items_into_chunks():
+    def item_where(comm, x):
+        return x * x, current_task().task_id
+
+    def driver():
+        with Pilot() as pilot:
+            results = list(pilot.map(item_where, range(100), chunksize=16))
+        assert [r[0] for r in results] == [x * x for x in range(100)]
+        assert len({r[1] for r in results}) == 7, "100 items in chunks of 16 are 7 tasks"
+        with pytest.raises(ValueError, match="chunksize must be an integer >= 1"):
+            Pilot().map(item_where, range(3), chunksize=0)
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_cancel_queued_tasks():
+    def driver():
+        workers = world_size() - 1
+        with Pilot() as pilot:
+            # fill every worker and its prefetch slot, then queue more
+            busy = [pilot.submit(interval, 1.0) for _ in range(2 * workers)]
+            queued = [pilot.submit(interval, 0.0) for _ in range(4)]
+            dependent = pilot.submit(interval, 0.0, after=[queued[-1]])
+            time.sleep(0.2)
+            assert all(f.cancel() for f in queued[2:])
+            assert not busy[0].cancel(), "a running task cannot be cancelled"
+            wait(busy + queued[:2])
+            assert all(f.done() and not f.cancelled() for f in busy + queued[:2])
+            for f in queued[2:]:
+                with pytest.raises(CancelledError):
+                    f.result()
+            with pytest.raises(DependencyError):
+                dependent.result()
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_task_exception_comes_back_with_remote_traceback_and_pilot_goes_on():
+    def driver():
+        with Pilot() as pilot:
+            bad = pilot.submit(boom, "broken input 42", name="bad-task")
+            error = bad.exception()
+            assert isinstance(error, ValueError) and str(error) == "broken input 42"
+            assert isinstance(error.__cause__, RemoteTraceback)
+            text = error.__cause__.text
+            assert "task 'bad-task'" in text and "world rank" in text and "host" in text
+            assert "raise ValueError(message)" in text
+            wide_bad = pilot.submit(boom, "everywhere", ranks=2)
+            with pytest.raises(ValueError, match="everywhere"):
+                wide_bad.result()
+            assert pilot.submit(whoami, "after").result()[0] == "after"
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_impossible_requests_fail_at_submit():
+    def driver():
+        workers = world_size() - 1
+        with Pilot() as pilot:
+            with pytest.raises(ResourceError, match=f"task needs {workers + 1} ranks; this pilot has {workers}"):
+                pilot.submit(whoami, "x", ranks=workers + 1)
+            with pytest.raises(ResourceError, match="GPU"):
+                pilot.submit(whoami, "x", gpus_per_rank=1)
+            with pytest.raises(ResourceError, match="QPU 'nope'"):
+                pilot.submit(whoami, "x", qpu="nope")
+            with pytest.raises(ValueError, match="ranks must be an integer >= 1"):
+                pilot.submit(whoami, "x", ranks=0)
+            assert pilot.submit(whoami, "fine").result()[0] == "fine"
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def test_retries_rerun_a_failing_task():
+    def flaky(comm, path):
+        import os
+
+        count = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as handle:
+            handle.write(str(count + 1))
+        if count < 2:
+            raise RuntimeError(f"attempt {count} fails")
+        return count
+
+    def driver():
+        import tempfile
+
+        path = tempfile.mktemp()
+        with Pilot() as pilot:
+            assert pilot.submit(flaky, path, retries=2, retry_backoff=0.01).result() == 2
+            with pytest.raises(RuntimeError, match="attempt 1 fails"):
+                pilot.submit(flaky, path + "x", retries=1, retry_backoff=0.01).result()
+
+    run_pilot(driver, options=OPTIONS)
