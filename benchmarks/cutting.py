@@ -38,6 +38,10 @@ BIN = Path(sys.executable).parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(HERE.parent))
 
+#: Aer threads per task. One per rank, so that k workers use k cores and the sequential
+#: baseline one core (Aer's default, all cores per process, oversubscribes the node).
+THREADS = 1
+
 CONFIGS = {
     # name: (qubits, partition labels)
     "2cuts": (16, "A" * 8 + "B" * 8),
@@ -102,7 +106,7 @@ def sequential(config: str, shots: int, seed: int) -> dict:
     plan = make_plan(config, seed)
     warm_up(None, 0.0)
     result = execute_plan(_InProcess(), plan, shots=shots, batch_size=plan.num_subexperiments,
-                          seed=seed, standard_error=False)
+                          seed=seed, standard_error=False, max_parallel_threads=THREADS)
     return summary(result)
 
 
@@ -114,7 +118,8 @@ def inner(config: str, shots: int, seed: int, workers: int) -> dict:
     plan = make_plan(config, seed)
     with Pilot() as pilot:
         pids = {f.result() for f in [pilot.submit(warm_up, 1.0) for _ in range(workers)]}
-        result = execute_plan(pilot, plan, shots=shots, seed=seed, standard_error=False)
+        result = execute_plan(pilot, plan, shots=shots, seed=seed, standard_error=False,
+                              max_parallel_threads=THREADS)
     row = summary(result)
     row["warmed_workers"] = len(pids)
     return row

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from concurrent.futures import Executor, Future
@@ -9,7 +10,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .core.inventory import Inventory, QpuSpec
 from .core.specs import TaskSpec
-from .runtime import session
+from .journal import Journal, task_key
+from .runtime import serialization, session
 from .runtime.records import Submission
 
 QPU = QpuSpec
@@ -43,11 +45,20 @@ class Pilot(Executor):
 
     ``with Pilot() as pilot:`` attaches to the pilot started by ``python -m pilotq_mpi``;
     leaving the block waits for the tasks submitted through it. ``qpus`` declares QPUs
-    (each pins worker ranks; see :class:`QPU`).
+    (each pins worker ranks; see :class:`QPU`). ``journal`` (a path or a
+    :class:`~pilotq_mpi.journal.Journal`) records every finished task; on a rerun with
+    the same journal, tasks whose key already has a result are not run again: their
+    futures come back resolved (``restored`` counts them). A task's key is ``key=`` or
+    a stable hash of its function's qualified name and arguments (see
+    :func:`pilotq_mpi.journal.task_key`).
     """
 
-    def __init__(self, *, qpus: Sequence[QpuSpec] = ()):
+    def __init__(self, *, qpus: Sequence[QpuSpec] = (), journal: "str | os.PathLike | Journal | None" = None):
         self._master = session.current()
+        self._owns_journal = journal is not None and not isinstance(journal, Journal)
+        self.journal: Journal | None = Journal(journal) if self._owns_journal else journal
+        self.restored = 0
+        """Tasks whose results came from the journal instead of running."""
         self._lock = threading.Lock()
         self._shutdown = False
         self._futures: set[TaskFuture] = set()
@@ -78,34 +89,37 @@ class Pilot(Executor):
                after: Iterable[Future] = (), priority: int = 0, name: str | None = None,
                timeout: float | None = None, retries: int = 0, retry_backoff: float = 1.0,
                isolate: bool = False, gather: bool = False, same_node: bool = False,
-               memory_per_rank: int | None = None, **kwargs: Any) -> TaskFuture:
+               memory_per_rank: int | None = None, key: str | None = None, **kwargs: Any) -> TaskFuture:
         """Run ``fn(comm, *args, **kwargs)`` on ``ranks`` worker ranks; return its future.
 
         ``comm`` is the task's own sub-communicator (``MPI.COMM_SELF`` for one rank); for a
         QPU task it is the QPU's backend object instead. The result is what the task's
-        rank 0 returns (every rank's value, in rank order, with ``gather=True``).
+        rank 0 returns (every rank's value, in rank order, with ``gather=True``). ``key``
+        names the task in the journal (default: a hash of the function and arguments).
         Raises :class:`~pilotq_mpi.ResourceError` at once when this pilot can never run
         the request, ``ValueError``/``TypeError`` for malformed arguments.
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable first, got {type(fn).__name__}: {fn!r}")
-        key = (ranks, gpus_per_rank, qpu, priority, name, same_node, memory_per_rank, timeout, retries,
-               retry_backoff, isolate, gather)
+        spec_key = (ranks, gpus_per_rank, qpu, priority, name, same_node, memory_per_rank, timeout, retries,
+                    retry_backoff, isolate, gather)
         try:
-            spec = self._specs.get(key)
+            spec = self._specs.get(spec_key)
         except TypeError:  # an unhashable argument: let TaskSpec explain what is wrong
             spec = None
         if spec is None:  # building (validating) a spec costs ~6 us; most submits repeat one
-            spec = TaskSpec(*key[:2], qpu=qpu, priority=priority, name=name, same_node=same_node,
+            spec = TaskSpec(ranks, gpus_per_rank, qpu=qpu, priority=priority, name=name, same_node=same_node,
                             memory_per_rank=memory_per_rank, timeout=timeout, retries=retries,
                             retry_backoff=retry_backoff, isolate=isolate, gather=gather)
             if len(self._specs) > 4096:
                 self._specs.clear()
-            self._specs[key] = spec  # only reached with hashable (valid) values
-        return self._submit(fn, args, kwargs, spec, after, chunk=False)
+            self._specs[spec_key] = spec  # only reached with hashable (valid) values
+        return self._submit(fn, args, kwargs, spec, after, chunk=False, key=key)
 
     def _submit(self, fn: Callable, args: tuple, kwargs: dict, spec: TaskSpec, after: Iterable[Future],
-                *, chunk: bool) -> TaskFuture:
+                *, chunk: bool, key: str | None = None) -> TaskFuture:
+        if self._shutdown:
+            raise RuntimeError("cannot submit after shutdown() (or after leaving the `with Pilot()` block)")
         if spec.resource_class not in self._feasible:
             self._master.scheduler.check(spec)
             self._feasible.add(spec.resource_class)
@@ -113,13 +127,20 @@ class Pilot(Executor):
         kind = getattr(fn, "__qualname__", None) or type(fn).__name__
         task_id = next(_task_ids)
         future = TaskFuture(self._master, task_id, spec.name or kind)
+        if self.journal is not None:
+            key = task_key(fn, args, kwargs, key)
+            self.journal.claim(key)
+            found = self.journal.lookup(key)
+            if found is not None:
+                future.set_running_or_notify_cancel()
+                future.set_result(serialization.loads(found.result))
+                self.restored += 1
+                return future
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot submit after shutdown() (or after leaving the `with Pilot()` block)")
             self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         self._master.post("submit", Submission(task_id, fn, args, kwargs, spec, future, deps, kind,
-                                               time.time(), chunk))
+                                               time.time(), chunk, key, self.journal))
         return future
 
     @staticmethod
@@ -129,6 +150,8 @@ class Pilot(Executor):
         for dep in after:
             if not isinstance(dep, TaskFuture):
                 raise TypeError(f"after= takes futures returned by Pilot.submit, got {dep!r}")
+            if dep.done() and not dep.cancelled() and dep.exception() is None:
+                continue  # already satisfied (e.g. restored from the journal)
             yield dep.task_id
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None, chunksize: int = 1,
@@ -144,7 +167,7 @@ class Pilot(Executor):
         spec = TaskSpec(ranks=ranks, **options)
         items = zip(*iterables)
         futures = []
-        while chunk := list(itertools.islice(items, chunksize)):
+        while chunk := tuple(itertools.islice(items, chunksize)):
             futures.append(self._submit(fn, chunk, {}, spec, (), chunk=True))
         return _chain_results(futures, timeout)
 
@@ -162,6 +185,8 @@ class Pilot(Executor):
                     future.exception()
                 except BaseException:  # cancelled futures raise CancelledError here
                     pass
+            if self._owns_journal and self.journal is not None:
+                self.journal.close()
 
 
 def _chain_results(futures: list[Future], timeout: float | None) -> Iterator:

@@ -11,6 +11,7 @@ import os
 import runpy
 import signal
 import sys
+import time
 import traceback
 from typing import Callable, TypeVar
 
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(sig, drain)
-    code = _run_driver(args.app, args.args)
+    from ..progress import ProgressDisplay
+
+    with ProgressDisplay(master.snapshot, enabled=options.progress != "off"):
+        code = _run_driver(args.app, args.args)
     if code is None:  # the driver raised (its traceback is printed)
         sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
         sys.stderr.flush()
@@ -145,8 +149,9 @@ def _start_master(world, all_facts, options: PilotOptions):
     inventory = build_inventory(all_facts, options)
     if not options.quiet:
         sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
+    started = time.time()
     master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory))
+                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory, started))
     master.start()
     session.install(master)
     return master

@@ -319,14 +319,18 @@ class Master:
         state = self._move(record, event)
         if record.ended is None:
             record.ended = time.time()
+        record.result = value
+        if error is not None:
+            record.error = error
         self._timed.discard(record.task_id)
+        # observers first: a journaled result is on disk before the driver can see it
+        self.observer.task_ended(record)
         future = record.sub.future
         if not already_resolved:
             if state is TaskState.DONE:
                 future.set_result(value)
             elif future.running() or future.set_running_or_notify_cancel():
                 future.set_exception(error)
-        self.observer.task_ended(record)
         ready, doomed = self.deps.finished(record.task_id, state is TaskState.DONE)
         for task_id in ready:
             self._queue(self.tasks[task_id])

@@ -1,11 +1,83 @@
-"""Observers of task endings plugged into the master: trace file (more to come)."""
+"""Observers of task endings plugged into the master: the trace file and the journals."""
 from __future__ import annotations
 
+import sys
+
 from ..core.inventory import Inventory
+from ..core.states import TaskState
 from .master import TaskObserver
 from .options import PilotOptions
+from .records import TaskRecord
+from .serialization import dumps
 
 
-def build_observer(options: PilotOptions, inventory: Inventory) -> TaskObserver:
-    """The observer the options ask for (a no-op one when none)."""
-    return TaskObserver()
+class TraceObserver(TaskObserver):
+    """Writes one JSON line per finished task (see :mod:`pilotq_mpi.trace`)."""
+
+    def __init__(self, path: str, inventory: Inventory, started: float):
+        from ..trace import TraceWriter
+
+        self._inventory = {info.rank: info for info in inventory.ranks}
+        self._writer = TraceWriter(path)
+        self._writer.write_header([{"rank": r.rank, "node": r.node, "gpus": list(r.gpus), "qpu": r.qpu}
+                                   for r in inventory.ranks], start=started)
+
+    def task_ended(self, record: TaskRecord) -> None:
+        from ..trace import TaskRecord as TraceRecord
+
+        infos = [self._inventory[r] for r in record.ranks]
+        error = None if record.error is None else f"{type(record.error).__name__}: {record.error}"
+        self._writer.write_task(TraceRecord(
+            record.task_id, record.name, record.sub.kind, record.state.value, record.sub.submitted,
+            record.ended, record.started if record.ranks else None, record.ranks,
+            [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error))
+
+    def close(self) -> None:
+        self._writer.write_end()
+        self._writer.close()
+
+
+class JournalObserver(TaskObserver):
+    """Records every finished task of a journaled submission in its journal, before its future resolves."""
+
+    def __init__(self) -> None:
+        self._warned = False
+
+    def task_ended(self, record: TaskRecord) -> None:
+        journal, key = record.sub.journal, record.sub.key
+        if journal is None or key is None:
+            return
+        done = record.state is TaskState.DONE
+        try:
+            journal.record(key, name=record.name, state=record.state.value,
+                           result=dumps(record.result) if done else None,
+                           error=None if done else f"{type(record.error).__name__}: {record.error}",
+                           started=record.started, ended=record.ended, ranks=record.spec.ranks)
+        except Exception as exc:  # a journal problem must not take the pilot down
+            if not self._warned:
+                self._warned = True
+                sys.stderr.write(f"pilotq-mpi: could not record task {record.name!r} in the journal ({exc});"
+                                 " its result is not saved for a rerun\n")
+
+
+class Observers(TaskObserver):
+    """Several observers, called in order."""
+
+    def __init__(self, *observers: TaskObserver):
+        self._observers = observers
+
+    def task_ended(self, record: TaskRecord) -> None:
+        for observer in self._observers:
+            observer.task_ended(record)
+
+    def close(self) -> None:
+        for observer in self._observers:
+            observer.close()
+
+
+def build_observer(options: PilotOptions, inventory: Inventory, started: float) -> TaskObserver:
+    """The journal recorder, plus the trace writer when ``options.trace`` is set."""
+    observers: list[TaskObserver] = [JournalObserver()]
+    if options.trace:
+        observers.append(TraceObserver(options.trace, inventory, started))
+    return Observers(*observers)

@@ -24,6 +24,8 @@ class Submission:
     submitted: float
     chunk: bool = False
     key: str | None = None
+    journal: Any = None
+    """The :class:`~pilotq_mpi.journal.Journal` that records this task's outcome, if any."""
 
 
 @dataclass(slots=True)
@@ -37,6 +39,7 @@ class TaskRecord:
     pending: set[int] = field(default_factory=set)
     values: dict[int, Any] = field(default_factory=dict)
     error: BaseException | None = None
+    result: Any = None
     traceback: str = ""
     timed_out: bool = False
     dispatched: float = 0.0

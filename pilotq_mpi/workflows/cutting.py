@@ -298,13 +298,19 @@ def batch_seed(seed: int, index: int) -> int:
 
 
 def run_subexperiment_batch(
-    comm, circuits: list[QuantumCircuit], shots: int, seed: int, optimization_level: int = 1
+    comm,
+    circuits: list[QuantumCircuit],
+    shots: int,
+    seed: int,
+    optimization_level: int = 1,
+    max_parallel_threads: int | None = None,
 ) -> dict[str, Any]:
     """Pilot task: transpile and sample a batch of subexperiments with Aer's SamplerV2.
 
     Runs on ``AerSimulator(device="GPU")`` when ``pilotq_mpi.context.current_task()`` says
     this rank owns a GPU, on the CPU otherwise. ``comm`` (the task's communicator) is not
-    used: a batch is a single-rank task.
+    used: a batch is a single-rank task. ``max_parallel_threads`` caps Aer's threads (by
+    default Aer uses every core, which oversubscribes a node running one task per core).
 
     Returns:
         ``{"results": [SamplerPubResult, ...] (input order), "seconds": compute time,
@@ -319,10 +325,12 @@ def run_subexperiment_batch(
     t0 = time.perf_counter()
     task = current_task()
     device = "GPU" if task is not None and task.has_gpu else "CPU"
-    backend = AerSimulator(device=device)
-    pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend)
+    backend_options: dict[str, Any] = {"device": device}
+    if max_parallel_threads is not None:
+        backend_options["max_parallel_threads"] = int(max_parallel_threads)
+    pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=AerSimulator(**backend_options))
     isa = pm.run(list(circuits))
-    sampler = SamplerV2(default_shots=shots, seed=seed, options={"backend_options": {"device": device}})
+    sampler = SamplerV2(default_shots=shots, seed=seed, options={"backend_options": backend_options})
     results = list(sampler.run(isa).result())
     return {
         "results": results,
@@ -381,6 +389,7 @@ def execute_plan(
     seed: int = 0,
     standard_error: bool = True,
     exact: bool = True,
+    max_parallel_threads: int | None = None,
 ) -> CuttingResult:
     """Sample ``plan``'s subexperiments as batched single-rank tasks and reconstruct.
 
@@ -393,6 +402,7 @@ def execute_plan(
         standard_error: also estimate each estimate's standard error (costs about as
             much again as reconstruction).
         exact: compute the Statevector value when the circuit has <= 20 qubits.
+        max_parallel_threads: Aer threads per task (``None``: Aer's default, all cores).
     """
     from qiskit.primitives import PrimitiveResult
     from qiskit_addon_cutting import reconstruct_expectation_values
@@ -407,7 +417,8 @@ def execute_plan(
     futures = []
     for b, keys in enumerate(batches):
         circuits = [plan.subexperiments[label][i] for label, i in keys]
-        futures.append(executor.submit(run_subexperiment_batch, circuits, int(shots), batch_seed(seed, b)))
+        futures.append(executor.submit(
+            run_subexperiment_batch, circuits, int(shots), batch_seed(seed, b), 1, max_parallel_threads))
     pubs: dict[Hashable, list] = {label: [None] * len(s) for label, s in plan.subexperiments.items()}
     task_seconds = 0.0
     devices: set[str] = set()
