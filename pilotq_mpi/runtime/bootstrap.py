@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for sig in (signal.SIGUSR1, signal.SIGTERM):
         signal.signal(sig, drain)
+    pidfile = os.environ.get("PILOTQ_RANK0_PIDFILE")
+    if pidfile:  # lets a batch script signal rank 0 alone (mpiexec may not forward SIGUSR1)
+        with open(pidfile, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
     from ..progress import ProgressDisplay
 
     with ProgressDisplay(master.snapshot, enabled=options.progress != "off"):
