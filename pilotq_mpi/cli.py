@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Start APP as the driver of a pilot job: `pilotq-mpi run app.py -n 6 -- ARGS`.")
     run.add_argument("app", help="the driver script")
     _add_launch_options(run, default_ranks=4)
-    run.add_argument("app_args", nargs=argparse.REMAINDER, help="arguments for the driver (after --)")
+    run.add_argument("app_args", nargs="*", help="arguments for the driver (put them after --)")
     run.set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="the mixed quantum workload (state vector + cutting + QPU) on local MPI",
@@ -103,9 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pilotq-mpi`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `run app.py -n 6 -- ARGS`: everything after the first `--` belongs to the driver
+    extra: list[str] = []
+    if argv and argv[0] in ("run", "demo") and "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
-    if getattr(args, "app_args", None) and args.app_args[0] == "--":
-        args.app_args = args.app_args[1:]
+    if hasattr(args, "app_args"):
+        args.app_args = [*args.app_args, *extra]
     return args.func(args) or 0
 
 

@@ -122,10 +122,11 @@ class Inventory:
             )
         compute = self.compute_ranks
         if spec.ranks > len(compute):
+            pinned = len(self.ranks) - len(compute)
             raise ResourceError(
                 f"task needs {spec.ranks} ranks; this pilot has {len(compute)} worker ranks"
-                f" ({len(self.ranks) - len(compute)} more are pinned to QPUs): start the pilot with more ranks"
-                f" or ask for ranks<={len(compute)}"
+                + (f" ({pinned} more are pinned to QPUs)" if pinned else "")
+                + f": start the pilot with more ranks or ask for ranks<={len(compute)}"
             )
         if spec.gpus_per_rank:
             with_gpus = [r for r in compute if len(r.gpus) >= spec.gpus_per_rank]

@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if code is None:  # the driver raised (its traceback is printed)
         sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
         sys.stderr.flush()
+        time.sleep(0.2)  # let the launcher forward the traceback before it kills everything
         world.Abort(EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED)
     _finish_master(master, world)
     if master.drained:

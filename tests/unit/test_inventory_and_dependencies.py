@@ -55,7 +55,7 @@ def test_qpu_pinning():
     assert [r.rank for r in pinned.qpu_ranks("fez")] == [3]
     assert [r.rank for r in pinned.compute_ranks] == [1, 2, 4]
     pinned.check(TaskSpec(qpu="fez"))
-    with pytest.raises(ResourceError, match="needs 4 ranks; this pilot has 3 worker ranks \\(1 more are pinned"):
+    with pytest.raises(ResourceError, match="needs 4 ranks; this pilot has 3 worker ranks \\(1 more are pinned to QPUs\\)"):
         pinned.check(TaskSpec(ranks=4))
     with pytest.raises(ResourceError, match="at least one must stay"):
         inv.with_qpu(QpuSpec("big", "m:f", ranks=4))
