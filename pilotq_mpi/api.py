@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .core.inventory import Inventory, QpuSpec
 from .core.specs import TaskSpec
 from .journal import Journal, task_key
+from .platform.factories import load_factory
 from .runtime import serialization, session
 from .runtime.records import Submission
 
@@ -79,6 +80,7 @@ class Pilot(Executor):
             if existing != qpu:
                 raise ValueError(f"QPU {qpu.name!r} is already declared differently in this pilot: {existing}")
             return
+        load_factory(qpu.factory)  # a bad factory path fails here, not on the pinned worker
         reply: Future = Future()
         self._master.post("qpu", (qpu, reply))
         reply.result()

@@ -69,10 +69,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from .report import run_report
+
     app_args = ["--quick"] if args.quick else []
     if args.qubits:
         app_args += ["--qubits", str(args.qubits)]
-    return launch(str(DEMO), app_args, args)
+    args.trace = args.trace or "pilotq-demo.trace.jsonl"
+    code = launch(str(DEMO), app_args, args)
+    if code == 0:
+        print("\nWhat the allocation did (pilotq-mpi report):")
+        code = run_report(argparse.Namespace(trace=Path(args.trace), gantt=None, utilization=None, chrome=None))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,6 @@ on remote hardware) and hand their results back to the main thread through a que
 from __future__ import annotations
 
 import collections
-import importlib
 import queue
 import socket
 import threading
@@ -16,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .. import context
+from ..platform.factories import load_factory
 from .messages import ResultMessage, Tag, TaskMessage
 from .polling import Backoff
 
@@ -176,8 +176,7 @@ class Worker:
         with self._qpu_lock:
             backend = self._qpu_backends.get(qpu.name)
             if backend is None:
-                module, _, attr = qpu.factory.partition(":")
-                factory = getattr(importlib.import_module(module), attr)
+                factory = load_factory(qpu.factory)
                 backend = self._qpu_backends[qpu.name] = factory(**dict(qpu.options))
             return backend
 

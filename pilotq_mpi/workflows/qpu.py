@@ -22,14 +22,15 @@ devices (``fake_manila``, 5 qubits) run a job in ~0.25 s.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qiskit.providers import BackendV2, Options
+
+from ..platform.factories import QpuConfigError, load_factory
 
 __all__ = [
     "EmulatedQPU",
@@ -43,8 +44,6 @@ __all__ = [
 ]
 
 
-class QpuConfigError(ValueError):
-    """A QPU declaration (factory path, arguments, credentials) cannot be used."""
 
 
 # --------------------------------------------------------------------------- factories
@@ -148,9 +147,13 @@ def fake_backend(name: str = "fake_fez", latency_s: float = 0.0, seed: int | Non
     _check_latency(latency_s)
     if not isinstance(name, str) or not name:
         raise QpuConfigError(f"fake backend name must be a non-empty string, got {name!r}")
+    import warnings
+
     from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
 
-    provider = FakeProviderForBackendV2()
+    with warnings.catch_warnings():  # building the catalogue warns about one fake device's numbers
+        warnings.filterwarnings("ignore", message="Properties of fake_", category=UserWarning)
+        provider = FakeProviderForBackendV2()
     try:
         inner = provider.backend(name)
     except Exception:  # QiskitBackendNotFoundError; list the valid names instead
@@ -243,44 +246,6 @@ def pennylane_device(name: str = "default.qubit", wires: int | Sequence = 1, sho
 
 
 # --------------------------------------------------------------------------- factory paths
-
-
-def load_factory(path: str) -> Callable[..., Any]:
-    """Import a factory given as ``"package.module:attribute"`` (attribute may be dotted).
-
-    Raises:
-        QpuConfigError: the path is malformed, the module or attribute does not exist, or
-            the attribute is not callable. The message names the path and what to fix.
-    """
-    if not isinstance(path, str) or path.count(":") != 1:
-        raise QpuConfigError(
-            f"QPU factory path must look like 'package.module:function', got {path!r}"
-        )
-    module_name, attr_path = path.split(":")
-    if not module_name or not attr_path:
-        raise QpuConfigError(
-            f"QPU factory path {path!r} needs both a module and an attribute, "
-            "e.g. 'pilotq_mpi.workflows.qpu:fake_backend'"
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise QpuConfigError(
-            f"QPU factory {path!r}: cannot import module {module_name!r} ({exc}); "
-            "check the spelling and that it is installed on every pinned rank"
-        ) from None
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise QpuConfigError(
-                f"QPU factory {path!r}: {module_name!r} has no attribute {attr_path!r}"
-            ) from None
-    if not callable(obj):
-        raise QpuConfigError(
-            f"QPU factory {path!r} is a {type(obj).__name__}, not a callable"
-        )
-    return obj
 
 
 def build_backend(factory_path: str, kwargs: Mapping[str, Any] | None = None) -> Any:

@@ -3,7 +3,6 @@ rendered generic template running the pilot, and walltime-signal forwarding (exi
 
 Skipped (loudly) when the Slurm binaries are missing: install with .ci/install-slurm.sh.
 """
-import os
 import sys
 import time
 from pathlib import Path
