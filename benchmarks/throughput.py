@@ -6,6 +6,7 @@
 For each (ranks, N) it launches, as fresh MPI jobs:
   * ``mpiexec -n R python -m pilotq_mpi benchmarks/throughput.py --inner pilot ...``
   * ``mpiexec -n R python -m mpi4py.futures benchmarks/throughput.py --inner futures ...``
+  * the pilot again with ``PILOTQ_TRACE`` set (the cost of the task trace)
 and times, inside the job, N one-by-one ``submit`` calls followed by waiting for all,
 and ``map(chunksize=64)`` over N items. Start-up is measured from just before the
 launch to the first task's result. Results go to ``benchmarks/results/throughput.json``.
@@ -19,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +38,12 @@ def noop_futures(x):
     return x
 
 
+KINDS = ("pilot", "pilot+trace", "futures")
+
+
 def inner(kind: str, tasks: int, chunksize: int) -> dict:
     """Run inside the MPI job on rank 0; return timings."""
-    if kind == "pilot":
+    if kind.startswith("pilot"):
         from pilotq_mpi import Pilot as Executor
 
         fn = noop
@@ -62,12 +67,15 @@ def inner(kind: str, tasks: int, chunksize: int) -> dict:
 
 def launch(kind: str, ranks: int, tasks: int, chunksize: int) -> dict:
     """Start one MPI job and return its timings (start-up measured from here)."""
-    module = "pilotq_mpi" if kind == "pilot" else "mpi4py.futures"
+    module = "pilotq_mpi" if kind.startswith("pilot") else "mpi4py.futures"
     argv = [str(BIN / "mpiexec"), "-n", str(ranks), sys.executable, "-m", module, str(Path(__file__).resolve()),
             "--inner", kind, "--tasks", str(tasks), "--chunksize", str(chunksize)]
     env = dict(os.environ, PILOTQ_QUIET="1", PILOTQ_PROGRESS="off")
-    launched = time.time()
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "pilot+trace":  # the cost of writing the task trace (target: < 5% of throughput)
+            env["PILOTQ_TRACE"] = str(Path(tmp) / "trace.jsonl")
+        launched = time.time()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,7 +85,7 @@ def launch(kind: str, ranks: int, tasks: int, chunksize: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--inner", choices=("pilot", "futures"), help=argparse.SUPPRESS)
+    parser.add_argument("--inner", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--repeats", type=int, default=3)
@@ -94,7 +102,7 @@ def main() -> None:
     for ranks in args.ranks:
         for tasks in args.tasks:
             runs = {kind: [launch(kind, ranks, tasks, args.chunksize) for _ in range(args.repeats)]
-                    for kind in ("pilot", "futures")}
+                    for kind in KINDS}
             row = {"ranks": ranks, "tasks": tasks, "chunksize": args.chunksize}
             for kind, results in runs.items():
                 row[kind] = {
@@ -105,7 +113,7 @@ def main() -> None:
             rows.append(row)
             print(f"ranks={ranks} N={tasks}: " + "  ".join(
                 f"{kind}: submit {row[kind]['submit_tasks_per_s']:,.0f}/s map {row[kind]['map_tasks_per_s']:,.0f}/s"
-                f" start-up {row[kind]['startup_s']:.2f}s" for kind in ("pilot", "futures")), flush=True)
+                f" start-up {row[kind]['startup_s']:.2f}s" for kind in KINDS), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "benchmark": "throughput", "repeats": args.repeats, "statistic": "median",

@@ -62,7 +62,8 @@ class Pilot(Executor):
         """Tasks whose results came from the journal instead of running."""
         self._lock = threading.Lock()
         self._shutdown = False
-        self._futures: set[TaskFuture] = set()
+        self._futures: list[TaskFuture] = []
+        self._compact_at = 1024
         self._feasible: set[tuple] = set()
         self._specs: dict[tuple, TaskSpec] = {}
         for qpu in qpus:
@@ -139,8 +140,10 @@ class Pilot(Executor):
                 self.restored += 1
                 return future
         with self._lock:
-            self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
+            self._futures.append(future)
+            if len(self._futures) >= self._compact_at:  # forget finished ones now and then
+                self._futures = [f for f in self._futures if not f.done()]
+                self._compact_at = max(1024, 2 * len(self._futures))
         self._master.post("submit", Submission(task_id, fn, args, kwargs, spec, future, deps, kind,
                                                time.time(), chunk, key, self.journal))
         return future

@@ -58,6 +58,9 @@ class Master:
         self.counts: dict[str, collections.Counter] = defaultdict(collections.Counter)
         self._inbox: collections.deque = collections.deque()
         self._wake = threading.Event()
+        self._idle = False
+        self._live = 0
+        """Submitted tasks not yet in a terminal state."""
         self._sends: list = []
         self._fn_ids: dict[int, tuple[Callable, int]] = {}
         self._known_fns: dict[int, set[int]] = defaultdict(set)
@@ -78,7 +81,8 @@ class Master:
     def post(self, kind: str, payload: Any = None) -> None:
         """Hand a command to the loop: submit, cancel, qpu, drain, stop."""
         self._inbox.append((kind, payload))
-        self._wake.set()
+        if self._idle:  # setting the event costs ~10 us: only when the loop may be waiting on it
+            self._wake.set()
 
     def stop_and_join(self) -> None:
         """Finish every submitted task, shut the workers down, and wait for the loop."""
@@ -122,9 +126,13 @@ class Master:
                 break
             if worked:
                 backoff.reset()
-            else:
+                continue
+            # announce the wait before looking at the inbox once more, so post() cannot miss it
+            self._idle = True
+            if not self._inbox:
                 self._wake.wait(backoff.next_delay())
-                self._wake.clear()
+            self._idle = False
+            self._wake.clear()
         self._shutdown_workers()
 
     def _drain_inbox(self) -> bool:
@@ -148,6 +156,7 @@ class Master:
     def _on_submit(self, sub: Submission) -> None:
         record = TaskRecord(sub)
         self.tasks[sub.task_id] = record
+        self._live += 1
         self.counts[sub.kind]["pending"] += 1
         if self._draining:
             self._end(record, E.CANCEL, error=WalltimeError(
@@ -317,6 +326,7 @@ class Master:
     def _end(self, record: TaskRecord, event: TaskEvent, *, value: Any = None,
              error: BaseException | None = None, already_resolved: bool = False) -> None:
         state = self._move(record, event)
+        self._live -= 1
         if record.ended is None:
             record.ended = time.time()
         record.result = value
@@ -383,7 +393,7 @@ class Master:
         return self._draining is not None
 
     def _all_ended(self) -> bool:
-        return all(record.state.terminal for record in self.tasks.values())
+        return self._live == 0
 
     def _shutdown_workers(self) -> None:
         """Wait (up to ``stuck_grace``) for ranks still inside failed tasks, then stop every worker."""

@@ -42,8 +42,11 @@ def square(comm, x):
     return x * x
 
 
-def sleeper(comm, seconds):
+def sleeper(comm, seconds, done_path=None):
     time.sleep(seconds)
+    if done_path:
+        with open(done_path, "w") as handle:
+            handle.write("returned")
     return f"slept {seconds}"
 
 
@@ -91,8 +94,9 @@ def main():
         check("after", value=pilot.submit(square, 9).result())
     elif scenario == "inproc_timeout":
         t0 = time.monotonic()
-        slow = pilot.submit(sleeper, 3, timeout=1, name="slow")
-        check("slow", **outcome(slow, t0))
+        done_path = os.path.join(directory, "slow.returned")
+        slow = pilot.submit(sleeper, 3, done_path, timeout=1, name="slow")
+        check("slow", task_had_returned=os.path.exists(done_path), **outcome(slow, t0))
         later = [pilot.submit(square, i) for i in range(8)]
         check("later", values=[f.result() for f in later])
     elif scenario == "retries":
