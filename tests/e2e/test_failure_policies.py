@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 class Run:
     def __init__(self, proc: subprocess.CompletedProcess, elapsed: float, leftovers: list[int]):
         self.leftovers = leftovers
-        """Pids of the job's process group still alive ~10 s after the launcher exited."""
+        """Pids of the job's processes (ranks, proxy) still alive 15 s after the launcher exited."""
         self.returncode = proc.returncode
         self.stdout = proc.stdout
         self.stderr = proc.stderr
@@ -40,7 +40,7 @@ class Run:
 
 
 def policies(scenario: str, tmp_path: Path, *, ranks: int = 3, timeout: int = 180, **env) -> Run:
-    """Run one scenario under ``timeout -s KILL`` in its own session; kill its group afterwards."""
+    """Run one scenario under ``timeout -s KILL`` in its own session; kill what it leaves behind."""
     argv = ["timeout", "-s", "KILL", str(timeout), str(BIN / "mpiexec"), "-n", str(ranks), sys.executable,
             "-m", "pilotq_mpi", str(PROGRAMS / "policies_app.py"), scenario, str(tmp_path)]
     started = time.monotonic()
@@ -49,29 +49,31 @@ def policies(scenario: str, tmp_path: Path, *, ranks: int = 3, timeout: int = 18
     try:
         stdout, stderr = proc.communicate(timeout=timeout + 30)
         elapsed = time.monotonic() - started
-        deadline = time.monotonic() + 10
-        while (leftovers := _group_members(proc.pid)) and time.monotonic() < deadline:
+        # MPICH's hydra runs every rank in a session of its own: find them by their command line
+        deadline = time.monotonic() + 15
+        while (leftovers := _processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything the job left behind
-        except ProcessLookupError:
-            pass
+        if proc.poll() is None:  # communicate() timed out: end the launcher and its group
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for pid in _processes_mentioning(str(tmp_path)):
+            _kill(pid)  # whatever the job left behind (processes this test started)
     return Run(subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr), elapsed, leftovers)
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``."""
-    members = []
+def _processes_mentioning(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``marker`` (the test's tmp dir)."""
+    found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
+        if entry.isdigit() and int(entry) != os.getpid():
             try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
+            if marker in cmdline and _alive(int(entry)):
+                found.append(int(entry))
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -80,6 +82,13 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @pytest.mark.timeout(240)
@@ -168,10 +177,9 @@ def test_driver_that_raises_while_workers_are_busy_ends_every_rank(tmp_path):
     assert checks_busy(run) == 2, run.tail()
     assert "RuntimeError: driver bug while tasks run" in run.stderr, run.tail()
     assert "the driver script raised; aborting all ranks" in run.stderr, run.tail()
-    assert not run.leftovers, f"processes of the aborted job still alive after 10 s: {run.leftovers}"
     pids = [int(p.read_text()) for p in [*tmp_path.glob("worker-*.pid"), tmp_path / "rank0.pid"]]
     assert len(pids) == 3, pids
-    assert not [p for p in pids if _alive(p)], "ranks outlived the aborted job"
+    assert not run.leftovers, f"processes of the aborted job still alive 15 s after it: {run.leftovers}"
 
 
 def checks_busy(run: Run) -> int:
