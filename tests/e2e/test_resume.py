@@ -40,13 +40,41 @@ def _env(**extra):
 
 
 def _start(journal, log, out_dir, name, **env):
-    stdout = open(out_dir / f"{name}.out", "w")
-    stderr = open(out_dir / f"{name}.err", "w")
-    proc = subprocess.Popen(_argv(journal, log), stdout=stdout, stderr=stderr, env=_env(**env),
-                            start_new_session=True)
-    stdout.close()
-    stderr.close()
-    return proc
+    with open(out_dir / f"{name}.out", "w") as stdout, open(out_dir / f"{name}.err", "w") as stderr:
+        return subprocess.Popen(_argv(journal, log), stdout=stdout, stderr=stderr, env=_env(**env),
+                                start_new_session=True)
+
+
+def _descendants(pid):
+    """``pid`` and every live process below it (MPICH's hydra puts the proxy and each rank in a
+    session of its own, so the launcher's process group alone does not reach the ranks)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def _kill_everything(proc):
+    """SIGKILL the launcher, its process group and every descendant (ranks included) at once,
+    as a node failure or an OOM kill of the whole job would."""
+    tree = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return tree
 
 
 def _tail(out_dir, name, n=3000):
@@ -123,7 +151,7 @@ def _wait_partial(proc, journal, out_dir, name, at_least, timeout=180.0):
             return len(rows)
         assert proc.poll() is None, \
             f"run ended (rc {proc.returncode}) before it was interrupted\n{_tail(out_dir, name)}"
-        assert len(rows) < total, f"the whole workload finished before the test could interrupt it"
+        assert len(rows) < total, "the whole workload finished before the test could interrupt it"
         time.sleep(0.02)
     raise AssertionError(f"journal never reached {at_least} records\n{_tail(out_dir, name)}")
 
@@ -136,7 +164,7 @@ def _check_rerun(tmp_path, journal, before, log1, log2, out_dir):
         rc = rerun.wait(timeout=250)
     finally:
         if rerun.poll() is None:
-            os.killpg(rerun.pid, signal.SIGKILL)
+            _kill_everything(rerun)
     assert rc == 0, f"rerun exited {rc}\n{_tail(out_dir, 'run2')}"
     report = _final_json(out_dir, "run2")
     expected = _expected()
@@ -168,12 +196,14 @@ def test_sigkill_of_the_whole_job_then_rerun_loses_nothing_and_reruns_nothing(tm
     proc = _start(journal, log1, tmp_path, "run1")
     try:
         _wait_partial(proc, journal, tmp_path, "run1", at_least=8)
-        os.killpg(proc.pid, signal.SIGKILL)  # mpiexec, its proxy and every rank: one process group
+        tree = _kill_everything(proc)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_everything(proc)
     assert proc.returncode == -signal.SIGKILL, proc.returncode
+    # timeout, mpiexec, hydra_pmi_proxy and the 5 ranks (plus any helper threads' processes)
+    assert len(tree) >= 3 + RANKS, f"expected the launcher, proxy and {RANKS} ranks, got pids {tree}"
     left = _wait_gone(str(tmp_path))
     assert not left, f"processes of the killed job still alive: {left}"
 
@@ -200,7 +230,7 @@ def test_sigusr1_to_rank0_drains_exits_75_and_rerun_completes(tmp_path):
         drain_seconds = time.monotonic() - signalled
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_everything(proc)
     assert rc == 75, f"drained pilot exited {rc}, expected 75\n{_tail(tmp_path, 'run1')}"
     err = (tmp_path / "run1.err").read_text()
     assert "got SIGUSR1: draining" in err, _tail(tmp_path, "run1")

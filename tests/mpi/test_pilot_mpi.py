@@ -6,6 +6,7 @@
 Every test starts its own pilot with ``run_pilot``: rank 0 runs the ``driver`` closure
 (the assertions), the other ranks serve as workers until it returns.
 """
+import os
 import time
 from concurrent.futures import CancelledError, wait
 
@@ -193,3 +194,24 @@ def test_retries_rerun_a_failing_task():
                 pilot.submit(flaky, path + "x", retries=1, retry_backoff=0.01).result()
 
     run_pilot(driver, options=OPTIONS)
+
+
+def test_fake_layout_places_wide_tasks_on_one_node_with_one_gpu_per_worker():
+    """--ranks-per-node 2 --gpus-per-node 2: rank 0 (the master, no GPU) and worker 1 share node0,
+    so worker 1 owns both GPUs of node0; workers 2 and 3 get one each on node1."""
+    def where(comm):
+        task = current_task()
+        return task.node, task.gpus, os.environ["CUDA_VISIBLE_DEVICES"]
+
+    def driver():
+        inventory = Pilot().resources
+        nodes = {r.rank: r.node for r in inventory.ranks}
+        assert nodes[1] == "node0" and nodes[2] == nodes[3] == "node1"
+        assert [r.gpus for r in inventory.ranks[:3]] == [(0, 1), (0,), (1,)]
+        with Pilot() as pilot:
+            placed = pilot.submit(where, ranks=2, same_node=True, gpus_per_rank=1, gather=True).result()
+            assert [p[0] for p in placed] == ["node1", "node1"]
+            assert sorted(p[1] for p in placed) == [(0,), (1,)]
+            assert all(p[2] == ",".join(map(str, p[1])) for p in placed), "pinned before the task ran"
+
+    run_pilot(driver, options=PilotOptions(quiet=True, ranks_per_node=2, gpus_per_node=2))

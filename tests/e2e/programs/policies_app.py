@@ -27,8 +27,8 @@ def outcome(future, submitted):
     error = future.exception()
     elapsed = time.monotonic() - submitted
     if error is None:
-        return dict(ok=True, value=future.result(), elapsed=round(elapsed, 2))
-    return dict(ok=False, type=type(error).__name__, message=str(error), elapsed=round(elapsed, 2))
+        return {"ok": True, "value": future.result(), "elapsed": round(elapsed, 2)}
+    return {"ok": False, "type": type(error).__name__, "message": str(error), "elapsed": round(elapsed, 2)}
 
 
 def crash(comm):
