@@ -81,6 +81,9 @@ class Pilot(Executor):
             if existing != qpu:
                 raise ValueError(f"QPU {qpu.name!r} is already declared differently in this pilot: {existing}")
             return
+        if qpu.factory.startswith("__main__:"):
+            raise ValueError(f"QPU {qpu.name!r}: factory {qpu.factory!r} lives in the driver script, which the"
+                             " pinned worker cannot import; put it in a module (e.g. next to the script)")
         load_factory(qpu.factory)  # a bad factory path fails here, not on the pinned worker
         reply: Future = Future()
         self._master.post("qpu", (qpu, reply))

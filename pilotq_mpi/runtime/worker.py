@@ -6,6 +6,7 @@ on remote hardware) and hand their results back to the main thread through a que
 from __future__ import annotations
 
 import collections
+import functools
 import queue
 import socket
 import threading
@@ -137,8 +138,11 @@ class Worker:
 
         from .isolation import run_isolated
 
-        outcome = run_isolated(cloudpickle.dumps(fn), cloudpickle.dumps((task.args, task.kwargs)),
-                               timeout=task.timeout)
+        if task.chunk:  # the child runs the whole chunk
+            fn, args, kwargs = functools.partial(call_chunk, fn), (task.args,), {}
+        else:
+            args, kwargs = task.args, task.kwargs
+        outcome = run_isolated(cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)), timeout=task.timeout)
         ended = time.time()
         value, error, tb, timed_out = None, None, "", False
         try:
@@ -164,7 +168,7 @@ class Worker:
         try:
             backend = self._backend(task.qpu)
             with context.running(self._context(task, backend)):
-                value = fn(backend, *task.args, **task.kwargs)
+                value = _call(fn, backend, task)
             result = ResultMessage(task.task_id, task.attempt, self.rank, True, value, None, "", False,
                                    self.host, started, time.time())
         except BaseException as exc:
@@ -192,7 +196,13 @@ class Worker:
             flushed = True
 
 
-def _call(fn: Callable, comm, task: TaskMessage) -> Any:
+def call_chunk(fn: Callable, first: Any, chunk: tuple) -> list:
+    """Run one chunk of ``Pilot.map``: ``fn(first, *items)`` for each tuple of items."""
+    return [fn(first, *items) for items in chunk]
+
+
+def _call(fn: Callable, first: Any, task: TaskMessage) -> Any:
+    """Call a task function with its communicator (or QPU backend) first."""
     if task.chunk:
-        return [fn(comm, *args) for args in task.args]
-    return fn(comm, *task.args, **task.kwargs)
+        return call_chunk(fn, first, task.args)
+    return fn(first, *task.args, **task.kwargs)

@@ -118,6 +118,7 @@ def test_isolated_task_past_its_timeout_is_killed_and_the_pilot_exits_0(tmp_path
     assert slow["ok"] is False and slow["type"] == "TaskTimeoutError", slow
     assert "timeout of 1 s" in slow["message"], slow["message"]
     assert checks["after"]["value"] == 81
+    assert checks["child"] == {"alive_when_future_failed": False}, "the timed-out task's process still ran"
     print(f"isolated timeout resolved after {slow['elapsed']}s; whole run {run.elapsed:.1f}s")
 
 

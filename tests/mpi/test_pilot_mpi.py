@@ -215,3 +215,15 @@ def test_fake_layout_places_wide_tasks_on_one_node_with_one_gpu_per_worker():
             assert all(p[2] == ",".join(map(str, p[1])) for p in placed), "pinned before the task ran"
 
     run_pilot(driver, options=PilotOptions(quiet=True, ranks_per_node=2, gpus_per_node=2))
+
+
+def square(comm, x):
+    return x * x
+
+
+def test_map_chunks_run_isolated_in_child_processes():
+    def driver():
+        with Pilot() as pilot:
+            assert list(pilot.map(square, range(7), chunksize=3, isolate=True)) == [x * x for x in range(7)]
+
+    run_pilot(driver, options=OPTIONS)

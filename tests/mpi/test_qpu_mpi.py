@@ -111,3 +111,15 @@ def test_statevector_task_that_cannot_fit_is_refused_at_submit():
                 pilot.submit(statevector_task, None, ranks=2, memory_per_rank=memory_per_rank(30, 2))
 
     run_pilot(driver, options=PilotOptions(quiet=True, memory_per_rank=2**30))
+
+
+def test_map_over_a_qpu_batches_calls_on_the_pinned_worker():
+    def driver():
+        with Pilot(qpus=[QPU_SPEC]) as pilot:
+            results = list(pilot.map(qpu_call, ["a", "b", "c"], chunksize=2, qpu="counting"))
+            assert [r[0] for r in results] == ["a", "b", "c"]
+            assert len({r[1] for r in results}) == 1
+        with pytest.raises(ValueError, match="lives in the driver script"):
+            Pilot(qpus=[QPU("main", factory="__main__:make")])
+
+    run_pilot(driver, options=OPTIONS)

@@ -42,7 +42,10 @@ def square(comm, x):
     return x * x
 
 
-def sleeper(comm, seconds, done_path=None):
+def sleeper(comm, seconds, done_path=None, pid_path=None):
+    if pid_path:
+        with open(pid_path, "w") as handle:
+            handle.write(str(os.getpid()))
     time.sleep(seconds)
     if done_path:
         with open(done_path, "w") as handle:
@@ -74,6 +77,17 @@ def busy_then_pid(comm, directory, seconds):
     time.sleep(seconds)
 
 
+def _alive(pid_path):
+    """Whether the process whose pid is in ``pid_path`` still runs (zombies count as dead)."""
+    with open(pid_path) as handle:
+        pid = int(handle.read())
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def main():
     scenario = sys.argv[1]
     directory = sys.argv[2] if len(sys.argv) > 2 else "."
@@ -89,8 +103,10 @@ def main():
         check("later_isolated", values=[f.result() for f in later_iso])
     elif scenario == "isolated_timeout":
         t0 = time.monotonic()
-        slow = pilot.submit(sleeper, 300, isolate=True, timeout=1, name="slow")
+        slow = pilot.submit(sleeper, 300, None, os.path.join(directory, "isolated.pid"), isolate=True,
+                            timeout=1, name="slow")
         check("slow", **outcome(slow, t0))
+        check("child", alive_when_future_failed=_alive(os.path.join(directory, "isolated.pid")))
         check("after", value=pilot.submit(square, 9).result())
     elif scenario == "inproc_timeout":
         t0 = time.monotonic()
