@@ -19,6 +19,7 @@ QPU = QpuSpec
 """Declare a QPU: ``QPU("fake_fez", factory="pilotq_mpi.workflows.qpu:fake_backend", ranks=1, concurrency=4)``."""
 
 _task_ids = itertools.count(1)
+_function_ids = itertools.count(1)
 
 
 class TaskFuture(Future):
@@ -66,6 +67,7 @@ class Pilot(Executor):
         self._compact_at = 1024
         self._feasible: set[tuple] = set()
         self._specs: dict[tuple, TaskSpec] = {}
+        self._functions: dict[int, tuple[Callable, int, bytes]] = {}
         for qpu in qpus:
             self._declare(qpu)
 
@@ -142,14 +144,28 @@ class Pilot(Executor):
                 future.set_result(serialization.loads(found.result))
                 self.restored += 1
                 return future
+        fn_id, fn_bytes = self._pickled_function(fn)
+        payload = _pickle_arguments(fn, args, kwargs)
         with self._lock:
             self._futures.append(future)
             if len(self._futures) >= self._compact_at:  # forget finished ones now and then
                 self._futures = [f for f in self._futures if not f.done()]
                 self._compact_at = max(1024, 2 * len(self._futures))
-        self._master.post("submit", Submission(task_id, fn, args, kwargs, spec, future, deps, kind,
+        self._master.post("submit", Submission(task_id, fn_id, fn_bytes, payload, spec, future, deps, kind,
                                                time.time(), chunk, key, self.journal))
         return future
+
+    def _pickled_function(self, fn: Callable) -> tuple[int, bytes]:
+        """(id, bytes) of ``fn``, pickled once per function object (workers cache it by id)."""
+        entry = self._functions.get(id(fn))
+        if entry is None or entry[0] is not fn:
+            try:
+                data = serialization.dumps(fn)
+            except Exception as exc:
+                raise TypeError(f"cannot send task function {fn!r} to the workers: {type(exc).__name__}: {exc}")\
+                    from None
+            entry = self._functions[id(fn)] = (fn, next(_function_ids), data)
+        return entry[1], entry[2]
 
     @staticmethod
     def _dependency_ids(after: Iterable[Future]) -> Iterator[int]:
@@ -195,6 +211,17 @@ class Pilot(Executor):
                     pass
             if self._owns_journal and self.journal is not None:
                 self.journal.close()
+
+
+def _pickle_arguments(fn: Callable, args: tuple, kwargs: dict) -> bytes:
+    """Pickle a task's arguments now, so that what cannot travel fails at submit, in the driver."""
+    try:
+        return serialization.dumps((args, kwargs))
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(f"cannot send the arguments of task {name!r} to a worker: {type(exc).__name__}: {exc};"
+                        " pass picklable values (plain data, arrays, circuits), not open files, locks or"
+                        " generators") from None
 
 
 def _chain_results(futures: list[Future], timeout: float | None) -> Iterator:

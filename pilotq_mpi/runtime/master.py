@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 from ..core.dependencies import DependencyTracker
 from ..core.inventory import Inventory, QpuSpec
@@ -62,7 +62,6 @@ class Master:
         self._live = 0
         """Submitted tasks not yet in a terminal state."""
         self._sends: list = []
-        self._fn_ids: dict[int, tuple[Callable, int]] = {}
         self._known_fns: dict[int, set[int]] = defaultdict(set)
         self._retry_heap: list[tuple[float, int]] = []
         self._timed: set[int] = set()
@@ -220,16 +219,12 @@ class Master:
 
     def _message(self, record: TaskRecord, rank: int) -> TaskMessage:
         sub = record.sub
-        entry = self._fn_ids.get(id(sub.fn))
-        if entry is None or entry[0] is not sub.fn:
-            entry = self._fn_ids[id(sub.fn)] = (sub.fn, len(self._fn_ids) + 1)
-        fn_id = entry[1]
         known = self._known_fns[rank]
-        fn = None if fn_id in known else sub.fn
-        known.add(fn_id)
+        fn = None if sub.fn_id in known else sub.fn
+        known.add(sub.fn_id)
         spec = sub.spec
         qpu = self.inventory.qpus[spec.qpu] if spec.qpu else None
-        return TaskMessage(sub.task_id, record.attempt, record.name, fn_id, fn, sub.args, sub.kwargs,
+        return TaskMessage(sub.task_id, record.attempt, record.name, sub.fn_id, fn, sub.payload,
                            record.ranks, sub.chunk, spec.gather, spec.timeout, spec.isolate, qpu)
 
     # --- results ----------------------------------------------------------------------------
@@ -288,8 +283,10 @@ class Master:
         changed = False
         while self._retry_heap and self._retry_heap[0][0] <= now:
             _, task_id = heapq.heappop(self._retry_heap)
-            self.scheduler.submit(task_id, self.tasks[task_id].spec)
-            changed = True
+            record = self.tasks.get(task_id)
+            if record is not None and record.state is TaskState.QUEUED:
+                self.scheduler.submit(task_id, record.spec)
+                changed = True
         for task_id in list(self._timed):
             record = self.tasks.get(task_id)
             if record is None or record.state is not TaskState.RUNNING:

@@ -6,7 +6,7 @@ a dataclass ~4.5 us, and the master pickles one per task.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 
 class Tag(enum.IntEnum):
@@ -27,13 +27,13 @@ class TaskMessage(NamedTuple):
     attempt: int
     name: str
     fn_id: int
-    fn: Callable | None
-    """The function itself the first time this worker sees ``fn_id``, else None (cached)."""
-    args: tuple
-    kwargs: dict
+    fn: bytes | None
+    """The pickled function the first time this worker sees ``fn_id``, else None (cached)."""
+    payload: bytes
+    """``(args, kwargs)``, pickled by the driver at submit time."""
     world_ranks: tuple[int, ...]
     chunk: bool = False
-    """``args`` is a list of argument tuples: call ``fn`` once per tuple, return the list."""
+    """``args`` is a tuple of argument tuples: call ``fn`` once per tuple, return the list."""
     gather: bool = False
     timeout: float | None = None
     isolate: bool = False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..core.specs import TaskSpec
 from ..core.states import TaskEvent, TaskState, next_state
@@ -14,9 +14,11 @@ class Submission:
     """A task as the driver hands it to the master."""
 
     task_id: int
-    fn: Callable
-    args: tuple
-    kwargs: dict
+    fn_id: int
+    fn: bytes
+    """The pickled function (sent once to each worker that runs it)."""
+    payload: bytes
+    """The pickled ``(args, kwargs)``."""
     spec: TaskSpec
     future: Future
     deps: frozenset[int]

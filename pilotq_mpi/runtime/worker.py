@@ -19,6 +19,7 @@ from .. import context
 from ..platform.factories import load_factory
 from .messages import ResultMessage, Tag, TaskMessage
 from .polling import Backoff
+from .serialization import dumps, loads
 
 MASTER = 0
 
@@ -91,7 +92,7 @@ class Worker:
     # --- running ---------------------------------------------------------------------
     def _function(self, task: TaskMessage) -> Callable:
         if task.fn is not None:
-            self._functions[task.fn_id] = task.fn
+            self._functions[task.fn_id] = loads(task.fn)
         return self._functions[task.fn_id]
 
     def _context(self, task: TaskMessage, backend: Any = None) -> context.TaskContext:
@@ -134,15 +135,14 @@ class Worker:
         return header + traceback.format_exc()
 
     def _run_isolated(self, task: TaskMessage, fn: Callable, started: float) -> ResultMessage:
-        import cloudpickle
-
         from .isolation import run_isolated
 
-        if task.chunk:  # the child runs the whole chunk
-            fn, args, kwargs = functools.partial(call_chunk, fn), (task.args,), {}
+        if task.chunk:  # the child runs the whole chunk: call_chunk(fn, comm, chunk)
+            chunk, _ = loads(task.payload)
+            fn_bytes, payload = dumps(functools.partial(call_chunk, fn)), dumps(((chunk,), {}))
         else:
-            args, kwargs = task.args, task.kwargs
-        outcome = run_isolated(cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)), timeout=task.timeout)
+            fn_bytes, payload = dumps(fn), task.payload
+        outcome = run_isolated(fn_bytes, payload, timeout=task.timeout)
         ended = time.time()
         value, error, tb, timed_out = None, None, "", False
         try:
@@ -203,6 +203,7 @@ def call_chunk(fn: Callable, first: Any, chunk: tuple) -> list:
 
 def _call(fn: Callable, first: Any, task: TaskMessage) -> Any:
     """Call a task function with its communicator (or QPU backend) first."""
+    args, kwargs = loads(task.payload)
     if task.chunk:
-        return call_chunk(fn, first, task.args)
-    return fn(first, *task.args, **task.kwargs)
+        return call_chunk(fn, first, args)
+    return fn(first, *args, **kwargs)

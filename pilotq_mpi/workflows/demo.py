@@ -88,7 +88,7 @@ def main() -> None:
     print(f"{'motif':<18} {'problem':<38} {'result':>9} {'exact':>9}  {'tasks':<10} note")
     for motif, problem, value, exact, tasks, note in rows:
         print(f"{motif:<18} {problem:<38} {value:>9.4f} {exact:>9.4f}  {tasks:<10} {note}")
-    print(f"\ncutting phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in cutting.timings.items()))
+    print("\ncutting phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in cutting.timings.items()))
 
 
 if __name__ == "__main__":

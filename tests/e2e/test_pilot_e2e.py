@@ -55,7 +55,7 @@ def test_idle_workers_do_not_spin():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     busy = max(report["cpu"])
     idle = sorted(report["cpu"])[:-1]
-    assert busy > 0.8, f"the spinning task's rank used {busy:.2f}s of CPU"
+    assert busy > 0.3, f"the spinning task's rank used {busy:.2f}s of CPU (is CPU time measured?)"
     assert max(idle) < 0.35 * report["wall"], f"idle workers used {idle} s of CPU in {report['wall']:.1f} s"
 
 
