@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ResourceError
 
-def _require(condition: bool, message: str) -> None:
+
+def _require(condition: bool, message: str, error: type[ValueError] = ValueError) -> None:
     if not condition:
-        raise ValueError(message)
+        raise error(message)
 
 
 def _is_int(value: object) -> bool:
@@ -16,6 +18,9 @@ def _is_int(value: object) -> bool:
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """What a task needs and how it is treated; checked when it is built.
+
+    Impossible resource requests (``ranks < 1``, negative GPUs, a multi-rank QPU task)
+    raise :class:`~pilotq_mpi.ResourceError`; other bad values raise ``ValueError``.
 
     ``ranks``: world ranks the task runs on (its sub-communicator size).
     ``gpus_per_rank``: GPUs each of those ranks must own.
@@ -44,15 +49,16 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         _require(_is_int(self.ranks) and self.ranks >= 1,
-                 f"ranks must be an integer >= 1, got ranks={self.ranks!r}")
+                 f"ranks must be an integer >= 1, got ranks={self.ranks!r}", ResourceError)
         _require(_is_int(self.gpus_per_rank) and self.gpus_per_rank >= 0,
-                 f"gpus_per_rank must be an integer >= 0, got gpus_per_rank={self.gpus_per_rank!r}")
+                 f"gpus_per_rank must be an integer >= 0, got gpus_per_rank={self.gpus_per_rank!r}", ResourceError)
         _require(_is_int(self.priority), f"priority must be an integer, got priority={self.priority!r}")
         _require(self.qpu is None or (isinstance(self.qpu, str) and self.qpu != ""),
                  f"qpu must be the name of a declared QPU (a non-empty string) or None, got qpu={self.qpu!r}")
         if self.qpu is not None:
             _require(self.ranks == 1,
-                     f"a QPU task runs on one pinned worker rank; got ranks={self.ranks} with qpu={self.qpu!r}")
+                     f"a QPU task runs on one pinned worker rank; got ranks={self.ranks} with qpu={self.qpu!r}",
+                     ResourceError)
         _require(self.name is None or isinstance(self.name, str),
                  f"name must be a string or None, got name={self.name!r}")
         _require(self.memory_per_rank is None or (_is_int(self.memory_per_rank) and self.memory_per_rank > 0),

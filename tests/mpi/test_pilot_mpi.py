@@ -166,7 +166,7 @@ def test_impossible_requests_fail_at_submit():
                 pilot.submit(whoami, "x", gpus_per_rank=1)
             with pytest.raises(ResourceError, match="QPU 'nope'"):
                 pilot.submit(whoami, "x", qpu="nope")
-            with pytest.raises(ValueError, match="ranks must be an integer >= 1"):
+            with pytest.raises(ResourceError, match="ranks must be an integer >= 1, got ranks=0"):
                 pilot.submit(whoami, "x", ranks=0)
             assert pilot.submit(whoami, "fine").result()[0] == "fine"
 

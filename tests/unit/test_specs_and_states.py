@@ -24,6 +24,14 @@ def test_bad_specs_say_what_is_wrong(kwargs, fragment):
     assert fragment in str(info.value)
 
 
+def test_impossible_widths_are_resource_errors():
+    from pilotq_mpi.errors import ResourceError
+
+    for kwargs in ({"ranks": 0}, {"gpus_per_rank": -1}, {"qpu": "fez", "ranks": 2}):
+        with pytest.raises(ResourceError):
+            TaskSpec(**kwargs)
+
+
 def test_spec_defaults_and_resource_class():
     spec = TaskSpec()
     assert (spec.ranks, spec.gpus_per_rank, spec.qpu, spec.priority) == (1, 0, None, 0)
