@@ -21,7 +21,7 @@ from ..core.scheduler import Scheduler
 from ..core.states import TaskEvent, TaskState
 from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, TaskTimeoutError,
                       WalltimeError)
-from .messages import ResultMessage, Tag, TaskMessage
+from .messages import ResultMessage, Tag, TaskMessage, unpack_result
 from .polling import Backoff
 from .records import Submission, TaskRecord
 
@@ -112,7 +112,7 @@ class Master:
         while True:
             worked = self._drain_inbox()
             while (message := self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                self._on_result(ResultMessage._make(message.recv()))
+                self._on_result(unpack_result(ResultMessage._make(message.recv())))
                 worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
@@ -402,7 +402,7 @@ class Master:
             if message is None:
                 backoff.sleep()
                 continue
-            self._on_result(ResultMessage._make(message.recv()))
+            self._on_result(unpack_result(ResultMessage._make(message.recv())))
         held = self.scheduler.held_ranks()
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))

@@ -8,6 +8,9 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+from ..errors import RemoteError
+from .serialization import dumps, loads
+
 
 class Tag(enum.IntEnum):
     """MPI tags of the pilot's own messages on COMM_WORLD."""
@@ -42,7 +45,11 @@ class TaskMessage(NamedTuple):
 
 
 class ResultMessage(NamedTuple):
-    """What one rank reports when its part of a task ends."""
+    """What one rank reports when its part of a task ends.
+
+    On the wire ``value`` and ``error`` are pickled bytes (:func:`pack_result`), so that
+    the master can always read the envelope even when it cannot load what a task returned.
+    """
 
     task_id: int
     attempt: int
@@ -55,3 +62,20 @@ class ResultMessage(NamedTuple):
     host: str = ""
     started: float = 0.0
     ended: float = 0.0
+
+
+def pack_result(result: ResultMessage) -> ResultMessage:
+    """Pickle ``value`` and ``error`` (raises if they cannot be pickled)."""
+    return result._replace(value=dumps(result.value),
+                           error=None if result.error is None else dumps(result.error))
+
+
+def unpack_result(result: ResultMessage) -> ResultMessage:
+    """Load ``value`` and ``error``; what cannot be loaded becomes a :class:`RemoteError`."""
+    try:
+        return result._replace(value=loads(result.value),
+                               error=None if result.error is None else loads(result.error))
+    except Exception as exc:
+        return result._replace(ok=False, value=None, error=RemoteError(
+            f"the driver could not load what task {result.task_id} sent back from world rank {result.rank}:"
+            f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)"))

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .. import context
 from ..platform.factories import load_factory
-from .messages import ResultMessage, Tag, TaskMessage
+from .messages import ResultMessage, Tag, TaskMessage, pack_result
 from .polling import Backoff
 from .serialization import dumps, loads
 
@@ -77,10 +77,10 @@ class Worker:
 
     def _report(self, result: ResultMessage) -> None:
         try:
-            self.world.send(tuple(result), dest=MASTER, tag=Tag.RESULT)
+            packed = pack_result(result)
         except Exception as exc:  # the value (or exception) would not pickle
-            failure = self._failure(result, exc, "the task's return value could not be sent back")
-            self.world.send(tuple(failure), dest=MASTER, tag=Tag.RESULT)
+            packed = pack_result(self._failure(result, exc, "what the task returned (or raised) could not be pickled"))
+        self.world.send(tuple(packed), dest=MASTER, tag=Tag.RESULT)
 
     def _failure(self, result: ResultMessage, exc: BaseException, what: str) -> ResultMessage:
         from ..errors import RemoteError

@@ -52,8 +52,10 @@ class StepError(RuntimeError):
     the end of its standard error, ``argv`` the command that was run.
     """
 
-    def __init__(self, message: str, *, argv: Sequence[str], returncode: int | None,
-                 stderr_tail: str):
+    def __init__(self, message: str, *, argv: Sequence[str] = (), returncode: int | None = None,
+                 stderr_tail: str = ""):
+        # keyword defaults: the exception is pickled back to the driver as StepError(message)
+        # and its attributes restored from __dict__
         super().__init__(message)
         self.argv = list(argv)
         self.returncode = returncode

@@ -227,3 +227,21 @@ def test_map_chunks_run_isolated_in_child_processes():
             assert list(pilot.map(square, range(7), chunksize=3, isolate=True)) == [x * x for x in range(7)]
 
     run_pilot(driver, options=OPTIONS)
+
+
+def returns_a_lock(comm):
+    import threading
+
+    return threading.Lock()
+
+
+def test_unpicklable_result_fails_only_its_task():
+    from pilotq_mpi import RemoteError
+
+    def driver():
+        with Pilot() as pilot:
+            with pytest.raises(RemoteError, match="could not be pickled.*lock"):
+                pilot.submit(returns_a_lock).result()
+            assert pilot.submit(whoami, "next").result()[0] == "next"
+
+    run_pilot(driver, options=OPTIONS)
