@@ -63,9 +63,9 @@ from typing import Any
 __all__ = [
     "MIN_COMM_VERSION",
     "CudaqUnavailableError",
+    "check_width",
     "cudaq_comm_support",
     "cudaq_task",
-    "check_width",
     "load_import_path",
     "parse_cudaq_version",
 ]
@@ -235,7 +235,7 @@ def cudaq_comm_support(*, import_check: bool = True) -> tuple[bool, str]:
             mod = _import_cudaq()
         except ValueError as exc:
             return False, str(exc)
-        except Exception as exc:  # ImportError, OSError (missing CUDA/MPI libraries), ...
+        except Exception as exc:  # noqa: BLE001 - ImportError, OSError (CUDA/MPI libs), ...
             return False, (f"CUDA-Q is installed ({found or 'version unknown'}) but "
                            f"'import cudaq' failed: {type(exc).__name__}: {exc}")
     if mod is not None:
@@ -298,7 +298,7 @@ def _agree(comm, error: BaseException | None, stage: str) -> None:
                        f"ranks: {lines}") from error
 
 
-def _configure(cudaq, comm, target: str, option: str | None) -> None:
+def _configure(cudaq, engine_comm, target: str, option: str | None) -> None:
     mpi = cudaq.mpi
     if hasattr(mpi, "is_initialized") and not mpi.is_initialized():
         raise CudaqUnavailableError(
@@ -309,7 +309,7 @@ def _configure(cudaq, comm, target: str, option: str | None) -> None:
         cudaq.set_target(target, option=option)
     else:
         cudaq.set_target(target)
-    mpi.set_communicator(_comm_address(_engine_comm(comm)))
+    mpi.set_communicator(_comm_address(engine_comm))
 
 
 def _plain(result: Any, observe: bool) -> Any:
@@ -354,18 +354,27 @@ def cudaq_task(comm, kernel, *args, observable=None, shots_count: int | None = N
                          "CUDA-Q's default)")
     check_width(comm.Get_size(), target=target, option=option or "")
     check_plugin_env(os.environ)
-    ok, reason = cudaq_comm_support()
-    if not ok:
-        raise CudaqUnavailableError(reason)
-    cudaq = _import_cudaq()
 
+    # Local work first (no collectives), then agree, so a rank that fails here (say,
+    # CUDA-Q missing on one node) never leaves the others inside a collective (the Dup
+    # below, or CUDA-Q's own).
     error: BaseException | None = None
     try:
+        ok, reason = cudaq_comm_support()
+        if not ok:
+            raise CudaqUnavailableError(reason)
+        cudaq = _import_cudaq()
         kern = resolve(kernel, what="kernel")
         obs = None if observable is None else resolve(observable, what="observable")
         post = resolve_postprocess(postprocess)
-        _configure(cudaq, comm, target, option)
-    except Exception as exc:  # reported to every rank by _agree
+    except Exception as exc:  # noqa: BLE001 - reported to every rank by _agree
+        error = exc
+    _agree(comm, error, "building the kernel")
+
+    engine_comm = _engine_comm(comm)  # collective over comm
+    try:
+        _configure(cudaq, engine_comm, target, option)
+    except Exception as exc:  # noqa: BLE001 - reported to every rank by _agree
         error = exc
     _agree(comm, error, "configuring CUDA-Q")
 
@@ -376,7 +385,7 @@ def cudaq_task(comm, kernel, *args, observable=None, shots_count: int | None = N
             raw = cudaq.sample(kern, *args, **kwargs)
         else:
             raw = cudaq.observe(kern, obs, *args, **kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported to every rank by _agree
         error = exc
     _agree(comm, error, "cudaq.observe" if obs is not None else "cudaq.sample")
 
