@@ -20,7 +20,6 @@ APP = PROGRAMS / "resume_app.py"
 BIN = Path(sys.executable).parent
 N_SINGLE, N_WIDE, DELAY = 60, 4, 0.2
 RANKS = 5
-sys.path.insert(0, str(PROGRAMS))
 
 
 def _expected():

@@ -132,6 +132,7 @@ def _ran(log: Path) -> dict[str, int]:
     if log.exists():
         for line in log.read_text().splitlines():
             word, key, _, rank = line.split()
+            assert word == "ran", line
             if rank == "0":
                 counts[key] = counts.get(key, 0) + 1
     return counts
