@@ -49,8 +49,15 @@ def options_from(args: argparse.Namespace, env: dict[str, str]) -> PilotOptions:
     return PilotOptions.from_env(env)
 
 
+WALLTIME_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of every rank; returns the process exit code."""
+    # a walltime signal may come before the master is up: remember it instead of dying
+    early: list[int] = []
+    for sig in WALLTIME_SIGNALS:
+        signal.signal(sig, lambda signum, frame: early.append(signum))
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         options = options_from(args, dict(os.environ))
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     world, all_facts = _agree_layout(None, options)
     if world.Get_rank() != 0:
         # the master decides when to stop; a walltime signal forwarded to every rank must not kill work
-        for sig in (signal.SIGUSR1, signal.SIGTERM):
+        for sig in WALLTIME_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         _serve_worker(world, all_facts)
         return 0
@@ -77,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
                          f" running tasks get {options.drain_grace:g}s)\n")
         master.post("drain", options.drain_grace)
 
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
+    for sig in WALLTIME_SIGNALS:
         signal.signal(sig, drain)
+    if early:
+        drain(early[0], None)
     pidfile = os.environ.get("PILOTQ_RANK0_PIDFILE")
     if pidfile:  # lets a batch script signal rank 0 alone (mpiexec may not forward SIGUSR1)
         with open(pidfile, "w") as handle:

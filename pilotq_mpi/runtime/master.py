@@ -253,21 +253,29 @@ class Master:
         self._forget_if_finished(record)
 
     def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
-        """Retry or fail a task one of whose ranks failed."""
-        if record.pending and not force:
-            self._timed.add(record.task_id)  # wait (up to FAILURE_GRACE_S) for the other ranks
+        """Retry or fail a task one of whose ranks failed.
+
+        Without retries left the future fails at once; ranks still inside the task stay
+        reserved until they report. With retries left the other ranks get
+        FAILURE_GRACE_S seconds to come back, so the retry can run on free ranks.
+        """
+        retry = record.attempt < record.spec.retries
+        if record.pending and retry and not force:
+            self._timed.add(record.task_id)
             return
         error = record.error
         assert error is not None
         if record.traceback:
             error.__cause__ = RemoteTraceback(record.traceback)
-        if record.attempt < record.spec.retries and not record.pending:
+        if retry and not record.pending:
             self._retry(record)
             return
         if record.pending:
-            stuck = ", ".join(map(str, sorted(record.pending)))
-            sys.stderr.write(f"pilotq-mpi: task {record.name!r} (id {record.task_id}) failed; world ranks"
-                             f" {stuck} have not returned (blocked in a collective?) and stay reserved\n")
+            held = ", ".join(map(str, sorted(record.pending)))
+            why = ("still running past its timeout" if record.timed_out
+                   else "not returned (blocked in a collective whose other ranks failed?)")
+            sys.stderr.write(f"pilotq-mpi: task {record.name!r} (id {record.task_id}) failed; world ranks {held}"
+                             f" have {why} and stay reserved until they return\n")
         self._end(record, E.TIMED_OUT if record.timed_out else E.RAISED, error=error)
 
     def _retry(self, record: TaskRecord) -> None:
