@@ -66,6 +66,8 @@ class Pilot(Executor):
         self._futures: list[TaskFuture] = []
         self._compact_at = 1024
         self._feasible: set[tuple] = set()
+        """Resource classes already checked against ``_feasible_for`` (checking costs ~2 us)."""
+        self._feasible_for: Inventory | None = None
         self._specs: dict[tuple, TaskSpec] = {}
         self._functions: dict[int, tuple[Callable, int, bytes]] = {}
         for qpu in qpus:
@@ -90,7 +92,6 @@ class Pilot(Executor):
         reply: Future = Future()
         self._master.post("qpu", (qpu, reply))
         reply.result()
-        self._feasible.clear()
 
     # --- submission -----------------------------------------------------------------------
     def submit(self, fn: Callable, /, *args: Any, ranks: int = 1, gpus_per_rank: int = 0, qpu: str | None = None,
@@ -128,6 +129,8 @@ class Pilot(Executor):
                 *, chunk: bool, key: str | None = None) -> TaskFuture:
         if self._shutdown:
             raise RuntimeError("cannot submit after shutdown() (or after leaving the `with Pilot()` block)")
+        if self._feasible_for is not self._master.inventory:  # a QPU pinned ranks since the last check
+            self._feasible, self._feasible_for = set(), self._master.inventory
         if spec.resource_class not in self._feasible:
             self._master.scheduler.check(spec)
             self._feasible.add(spec.resource_class)

@@ -19,8 +19,8 @@ from ..core.dependencies import DependencyTracker
 from ..core.inventory import Inventory, QpuSpec
 from ..core.scheduler import Scheduler
 from ..core.states import TaskEvent, TaskState
-from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, TaskTimeoutError,
-                      WalltimeError)
+from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, ResourceError,
+                      TaskTimeoutError, WalltimeError)
 from .messages import ResultMessage, Tag, TaskMessage, unpack_result
 from .polling import Backoff
 from .records import Submission, TaskRecord
@@ -180,8 +180,17 @@ class Master:
         self._end(record, E.CANCEL, already_resolved=True)
 
     def _on_qpu(self, qpu: QpuSpec, reply) -> None:
+        """Pin ranks to a new QPU, unless that would leave a live task without room."""
         try:
             inventory = self.inventory.with_qpu(qpu)
+            for record in self.tasks.values():
+                if not record.state.terminal and record.spec.qpu is None:
+                    try:
+                        inventory.check(record.spec, power_of_two=self.scheduler.power_of_two)
+                    except ResourceError as exc:
+                        raise ResourceError(
+                            f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
+                            f" (id {record.task_id}) needs ({exc}); declare QPUs before submitting tasks") from None
         except Exception as exc:
             reply.set_exception(exc)
             return

@@ -123,3 +123,21 @@ def test_map_over_a_qpu_batches_calls_on_the_pinned_worker():
             Pilot(qpus=[QPU("main", factory="__main__:make")])
 
     run_pilot(driver, options=OPTIONS)
+
+
+def test_late_qpu_declaration_that_would_starve_a_queued_task_is_refused():
+    def driver():
+        workers = len(Pilot().resources.ranks)
+        with Pilot() as pilot:
+            blocker = [pilot.submit(interval_task, 0.5) for _ in range(2 * workers)]
+            wide = pilot.submit(interval_task, 0.0, ranks=workers)
+            with pytest.raises(ResourceError, match="declaring QPU 'counting' now would pin ranks"):
+                Pilot(qpus=[QPU_SPEC])
+            assert wide.result() is not None and all(f.result() is not None for f in blocker)
+
+    run_pilot(driver, options=OPTIONS)
+
+
+def interval_task(comm, seconds):
+    time.sleep(seconds)
+    return comm.Get_size()

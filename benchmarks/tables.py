@@ -1,0 +1,116 @@
+"""Render the markdown tables of benchmarks/README.md from the JSON results.
+
+    python benchmarks/tables.py            # print the tables
+    python benchmarks/tables.py --update   # rewrite the part of README.md between the markers
+
+Every figure in the README comes from a results/*.json file written by the benchmark
+program named in its table's heading, so text and data cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+START, END = "<!-- tables:start -->", "<!-- tables:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = HERE / "results" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def throughput(data: dict) -> str:
+    rows = []
+    for r in data["rows"]:
+        p, t, f = r["pilot"], r["pilot+trace"], r["futures"]
+        rows.append([r["ranks"], f"{r['tasks']:,}",
+                     f"{p['submit_tasks_per_s']:,.0f}", f"{f['submit_tasks_per_s']:,.0f}",
+                     f"{p['submit_tasks_per_s'] / f['submit_tasks_per_s']:.2f}",
+                     f"{p['map_tasks_per_s']:,.0f}", f"{f['map_tasks_per_s']:,.0f}",
+                     f"{t['submit_tasks_per_s'] / p['submit_tasks_per_s'] - 1:+.0%}",
+                     f"{p['startup_s']:.2f}", f"{f['startup_s']:.2f}"])
+    return (f"### Throughput: pilotq-mpi vs mpi4py.futures (no-op tasks, median of {data['repeats']})\n\n"
+            f"`{data['command']}`\n\n" + _table(
+                ["ranks", "tasks", "submit/s pilot", "submit/s futures", "pilot/futures",
+                 f"map(chunksize={data['rows'][0]['chunksize']})/s pilot", "map/s futures",
+                 "trace cost (submit/s)", "start-up s pilot", "start-up s futures"], rows))
+
+
+def subcomm(data: dict) -> str:
+    rows = [[r["ranks"], r["width"], "-" if r["create_group_us"] is None else f"{r['create_group_us']:.0f}",
+             f"{r['task_round_trip_us']:.0f}"] for r in data["rows"]]
+    return (f"### Sub-communicator latency (median)\n\n`{data['command']}`\n\n"
+            + _table(["ranks", "task width", "Create_group + Free (us)", "one task round trip (us)"], rows))
+
+
+def statevector(data: dict) -> str:
+    rows = [[r["family"], r["qubits"], r["gates"], r["ranks"], f"{r['time_s']:.3f}", f"{r['per_gate_us']:.0f}",
+             f"{r['aer_time_s']:.3f}", f"{r['ratio_to_aer']:.2f}", f"{r['parallel_efficiency']:.0%}", r["swaps"]]
+            for r in data["rows"]]
+    return (f"### Distributed state vector vs Aer (median of {data['meta']['repeats']})\n\n"
+            f"`{data['meta']['command']}`\n\n" + _table(
+                ["circuit", "qubits", "gates", "ranks", "time s", "us/gate", "Aer s (1 process)", "ours/Aer",
+                 "parallel eff.", "swaps"], rows))
+
+
+def cutting(data: dict) -> str:
+    rows = []
+    for r in data["rows"]:
+        seq = r["sequential"]
+        rows.append([r["config"], r["qubits"], seq["num_subexperiments"], seq["shots"], "sequential", 1,
+                     f"{seq['timings']['execute']:.1f}", "1.00", "-", "-"])
+        for p in r["pilot"]:
+            rows.append(["", "", "", "", "pilotq-mpi", p["workers"], f"{p['timings']['execute']:.1f}",
+                         f"{p['speedup']:.2f}", f"{p['efficiency']:.0%}", f"{p['overhead_per_task_s'] * 1e3:.0f}"])
+    return (f"### Circuit cutting: sequential vs pilot workers\n\n`{data['command']}`\n\n" + _table(
+        ["config", "qubits", "subexperiments", "shots", "run", "workers", "execute s", "speedup", "efficiency",
+         "overhead/task ms"], rows))
+
+
+def scheduler_scale(data: dict) -> str:
+    rows = [[r.get("ranks"), f"{r.get('tasks', 0):,}", f"{r.get('decisions_per_s', 0):,.0f}",
+             f"{r.get('makespan_over_bound', 0):.3f}", f"{r.get('utilization', 0):.1%}",
+             f"{r.get('wait_p95', 0):.2f}"] for r in data["rows"]]
+    return (f"### Scheduler at scale (discrete-event simulation)\n\n`{data['command']}`\n\n" + _table(
+        ["ranks", "tasks", "placements/s", "makespan / lower bound", "utilization", "wait p95 (sim s)"], rows))
+
+
+RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
+             "scheduler_scale": scheduler_scale}
+
+
+def render_all() -> str:
+    parts = []
+    for name, render in RENDERERS.items():
+        data = _load(name)
+        if data is not None:
+            parts.append(render(data))
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update", action="store_true", help="rewrite the tables in benchmarks/README.md")
+    args = parser.parse_args()
+    tables = render_all()
+    if not args.update:
+        print(tables)
+        return
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n{tables}\n{END}{tail}")
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
