@@ -388,7 +388,7 @@ class Master:
         self._draining = (now, now + grace)
         self._retry_heap.clear()
         for record in list(self.tasks.values()):
-            if record.state in (TaskState.PENDING, TaskState.QUEUED) and not record.state.terminal:
+            if record.state in (TaskState.PENDING, TaskState.QUEUED):
                 self.scheduler.cancel(record.task_id)
                 self.deps.forget(record.task_id)
                 self._end(record, E.CANCEL, error=self._walltime_error(record))
