@@ -126,6 +126,11 @@ class Scheduler:
             entry, key = heapq.heappop(heads)
             task_id = entry[2]
             spec = self._queued[task_id]
+            if self._reservation is not None and self._reservation[0] != task_id \
+                    and self._queued[self._reservation[0]].resource_class == key:
+                # a higher-priority task of the holder's class now heads that queue: it takes
+                # over the reservation (same class, same ranks), else the holder is never tried
+                self._reservation = (task_id, self._reservation[1])
             holder = self._reservation is not None and self._reservation[0] == task_id
             ranks = self._find(spec, key, exclude=set() if holder else reserved)
             if ranks is None:
