@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .inventory import Inventory, RankInfo
+from .rank_index import RankIndex
 from .specs import TaskSpec
 
 
@@ -65,6 +66,9 @@ class Scheduler:
             r.rank: (inventory.qpus[r.qpu].concurrency if r.qpu else 1) + self.prefetch for r in inventory.ranks
         }
         self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
+        self._eligible_sets: dict[tuple, frozenset[int]] = {}
+        self._index = RankIndex(inventory.ranks, self._load, self._exclusive)
+        self._info = {info.rank: info for info in inventory.ranks}
         self._reservation = None
 
     def check(self, spec: TaskSpec) -> None:
@@ -163,6 +167,7 @@ class Scheduler:
         self._load[rank] -= 1
         if self._exclusive.get(rank) == task_id:
             del self._exclusive[rank]
+        self._index.changed(rank)
 
     # --- internals ---------------------------------------------------------------------
     def _head(self, key: tuple) -> tuple[int, int, int] | None:
@@ -182,25 +187,24 @@ class Scheduler:
 
     def _find(self, spec: TaskSpec, key: tuple, exclude: set[int]) -> tuple[int, ...] | None:
         eligible = self._eligible(spec, key)
-        load, exclusive = self._load, self._exclusive
+        if not eligible:
+            return None
         if spec.ranks == 1:
-            best = None
-            best_key = None
-            prefer_cpu = spec.gpus_per_rank == 0
             # a task with a timeout starts at once (its clock starts when it is placed)
-            limit_of = (lambda rank: 1) if spec.timeout is not None else self._capacity.__getitem__
-            for info in eligible:
-                rank = info.rank
-                if rank in exclusive or rank in exclude or load[rank] >= limit_of(rank):
-                    continue
-                order = (load[rank], prefer_cpu and bool(info.gpus), rank)
-                if best_key is None or order < best_key:
-                    best, best_key = rank, order
-            return None if best is None else (best,)
-        idle = [r for r in eligible if load[r.rank] == 0 and r.rank not in exclude]
+            limit = 1 if spec.timeout is not None else self._capacity[eligible[0].rank]
+            rank = self._index.least_loaded(key, eligible, prefer_cpu=spec.gpus_per_rank == 0, limit=limit,
+                                            exclude=exclude)
+            return None if rank is None else (rank,)
+        if len(self._index.idle) < spec.ranks:
+            return None
+        eligible_ranks = self._eligible_sets.get(key)
+        if eligible_ranks is None:
+            eligible_ranks = self._eligible_sets[key] = frozenset(info.rank for info in eligible)
+        idle = self._index.idle_among(eligible_ranks, exclude)
         if len(idle) < spec.ranks:
             return None
-        return _pack(idle, spec.ranks, spec.same_node, node_order=lambda members: (len(members),))
+        return _pack([self._info[r] for r in idle], spec.ranks, spec.same_node,
+                     node_order=lambda members: (len(members),))
 
     def _reserve(self, spec: TaskSpec, key: tuple) -> tuple[int, ...] | None:
         def readiness(info: RankInfo) -> tuple:
@@ -215,6 +219,7 @@ class Scheduler:
             self._load[rank] += 1
             if len(ranks) > 1:
                 self._exclusive[rank] = task_id
+            self._index.changed(rank)
         # extend, not assign: a retried task may still hold ranks of an attempt that timed out
         self._held.setdefault(task_id, []).extend(ranks)
 
