@@ -7,6 +7,7 @@ through a non-blocking barrier (a blocking one spins with MPICH).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import runpy
 import signal
@@ -92,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if pidfile:  # lets a batch script signal rank 0 alone (mpiexec may not forward SIGUSR1)
         with open(pidfile, "w") as handle:
             handle.write(f"{os.getpid()}\n")
-    from ..progress import ProgressDisplay
-
-    with ProgressDisplay(master.snapshot, enabled=options.progress != "off"):
+    with _progress(master, options):
         code = _run_driver(args.app, args.args)
     if code is None:  # the driver raised (its traceback is printed)
         sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
@@ -178,6 +177,15 @@ def _finish_master(master, world) -> None:
     master.stop_and_join()
     session.install(None)
     quiet_barrier(world)
+
+
+def _progress(master, options: PilotOptions):
+    """The driver's progress display (rich is imported only when it is on)."""
+    if options.progress == "off":
+        return contextlib.nullcontext()
+    from ..progress import ProgressDisplay
+
+    return ProgressDisplay(master.snapshot)
 
 
 def _run_driver(path: str, argv: list[str]) -> int | None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import pickle
 
-import cloudpickle
-
 _MAIN = b"__main__"
 
 
@@ -19,10 +17,16 @@ def dumps(obj, protocol: int | None = None) -> bytes:
     try:
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
     except Exception:
-        return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        return _by_value(obj)
     if _MAIN in data:
-        return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        return _by_value(obj)
     return data
+
+
+def _by_value(obj) -> bytes:
+    import cloudpickle  # only when needed: it costs ~45 ms to import
+
+    return cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
 loads = pickle.loads
