@@ -15,19 +15,18 @@ class TraceObserver(TaskObserver):
     """Writes one JSON line per finished task (see :mod:`pilotq_mpi.trace`)."""
 
     def __init__(self, path: str, inventory: Inventory, started: float):
-        from ..trace import TraceWriter
+        from ..trace import TaskRecord, TraceWriter
 
+        self._record = TaskRecord
         self._inventory = {info.rank: info for info in inventory.ranks}
         self._writer = TraceWriter(path)
         self._writer.write_header([{"rank": r.rank, "node": r.node, "gpus": list(r.gpus), "qpu": r.qpu}
                                    for r in inventory.ranks], start=started)
 
     def task_ended(self, record: TaskRecord) -> None:
-        from ..trace import TaskRecord as TraceRecord
-
         infos = [self._inventory[r] for r in record.ranks]
         error = None if record.error is None else f"{type(record.error).__name__}: {record.error}"
-        self._writer.write_task(TraceRecord(
+        self._writer.write_task(self._record(
             record.task_id, record.name, record.sub.kind, record.state.value, record.sub.submitted,
             record.ended, record.started if record.ranks else None, record.ranks,
             [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error))
