@@ -1,6 +1,6 @@
 """No-op task throughput: pilotq-mpi vs mpi4py.futures, same machine, same run.
 
-    python benchmarks/throughput.py                 # N = 1,000 and 10,000; 4 and 8 ranks; median of 3
+    python benchmarks/throughput.py                 # N = 1,000 and 10,000; 4 and 8 ranks; median of 5
     python benchmarks/throughput.py --quick         # one small round
 
 For each (ranks, N) it launches, as fresh MPI jobs:
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--inner", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunksize", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="N=1000, 4 ranks, one repeat")
     parser.add_argument("--out", default=str(HERE / "results" / "throughput.json"))
