@@ -101,8 +101,10 @@ def main() -> None:
     rows = []
     for ranks in args.ranks:
         for tasks in args.tasks:
-            runs = {kind: [launch(kind, ranks, tasks, args.chunksize) for _ in range(args.repeats)]
-                    for kind in KINDS}
+            runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+            for _ in range(args.repeats):  # interleaved, so slow drifts of the machine hit every kind alike
+                for kind in KINDS:
+                    runs[kind].append(launch(kind, ranks, tasks, args.chunksize))
             row = {"ranks": ranks, "tasks": tasks, "chunksize": args.chunksize}
             for kind, results in runs.items():
                 row[kind] = {
