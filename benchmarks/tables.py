@@ -76,11 +76,17 @@ def cutting(data: dict) -> str:
 
 
 def scheduler_scale(data: dict) -> str:
-    rows = [[r.get("ranks"), f"{r.get('tasks', 0):,}", f"{r.get('decisions_per_s', 0):,.0f}",
-             f"{r.get('makespan_over_bound', 0):.3f}", f"{r.get('utilization', 0):.1%}",
-             f"{r.get('wait_p95', 0):.2f}"] for r in data["rows"]]
-    return (f"### Scheduler at scale (discrete-event simulation)\n\n`{data['command']}`\n\n" + _table(
-        ["ranks", "tasks", "placements/s", "makespan / lower bound", "utilization", "wait p95 (sim s)"], rows))
+    rows = []
+    for r in data["results"]:
+        if "skipped" in r:
+            rows.append([r["ranks"], f"{r['tasks']:,}", f"skipped: {r['skipped']}", "", "", "", ""])
+            continue
+        rows.append([r["ranks"], f"{r['tasks']:,}", f"{r['seconds_per_decision'] * 1e6:.0f}",
+                     f"{r['decisions_per_second']:,.0f}", f"{r['makespan_over_bound']:.3f}",
+                     f"{r['utilization']:.1%}", f"{r['wait_p95']:.1f}"])
+    return (f"### Scheduler at scale (discrete-event simulation, {data['scheduler']})\n\n`{data['command']}`\n\n"
+            + _table(["ranks", "tasks", "us per placement", "placements/s", "makespan / lower bound",
+                      "utilization", "wait p95 (simulated s)"], rows))
 
 
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
