@@ -17,6 +17,7 @@ import traceback
 from typing import Callable, TypeVar
 
 from ..errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE
+from .abort import abort_job
 from .options import PilotOptions
 
 T = TypeVar("T")
@@ -96,10 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     with _progress(master, options):
         code = _run_driver(args.app, args.args)
     if code is None:  # the driver raised (its traceback is printed)
-        sys.stderr.write("pilotq-mpi: the driver script raised; aborting all ranks\n")
-        sys.stderr.flush()
-        time.sleep(0.2)  # let the launcher forward the traceback before it kills everything
-        world.Abort(EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED)
+        abort_job(world, EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED,
+                  "the driver script raised; aborting all ranks")
     _finish_master(master, world)
     if master.drained:
         sys.stderr.write(f"pilotq-mpi: drained before finishing; exit code {EXIT_INCOMPLETE} means"

@@ -21,6 +21,7 @@ from ..core.scheduler import Scheduler
 from ..core.states import TaskEvent, TaskState
 from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, ResourceError,
                       TaskTimeoutError, WalltimeError)
+from .abort import abort_job
 from .messages import ResultMessage, Tag, TaskMessage, unpack_result
 from .polling import Backoff
 from .records import Submission, TaskRecord
@@ -102,9 +103,7 @@ class Master:
         except BaseException as exc:  # a bug in the master must not hang the job
             self.error = exc
             traceback.print_exc()
-            sys.stderr.write("pilotq-mpi: the master failed; aborting all ranks\n")
-            sys.stderr.flush()
-            self.world.Abort(1)
+            abort_job(self.world, 1, "the master failed; aborting all ranks")
 
     def _loop(self) -> None:
         backoff = Backoff()
@@ -424,12 +423,10 @@ class Master:
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))
             code = EXIT_INCOMPLETE if self.drained else EXIT_STUCK_RANKS
-            sys.stderr.write(f"pilotq-mpi: ranks never returned from their tasks ({detail}); they are blocked"
-                             f" (a collective whose other ranks failed, or a task past its time); aborting"
-                             f" the job with exit code {code}\n")
-            sys.stderr.flush()
             self.observer.close()
-            self.world.Abort(code)
+            abort_job(self.world, code, f"ranks never returned from their tasks ({detail}); they are blocked"
+                                        " (a collective whose other ranks failed, or a task past its time);"
+                                        f" aborting the job with exit code {code}")
         requests = [self.world.isend(None, dest=info.rank, tag=Tag.SHUTDOWN) for info in self.inventory.ranks]
         requests.extend(self._sends)
         backoff.reset()
