@@ -8,15 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .platform.launch import in_slurm, mpiexec_argv, srun_argv
+from .platform.launch import default_mpiexec, in_slurm, mpiexec_argv, srun_argv
 
 DEMO = Path(__file__).resolve().parent / "workflows" / "demo.py"
-
-
-def _default_mpiexec() -> str:
-    """The mpiexec next to this Python (the PyPI ``mpich`` extra puts it there), else the one on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else "mpiexec"
 
 
 def _add_launch_options(parser: argparse.ArgumentParser, default_ranks: int) -> None:
@@ -49,7 +43,7 @@ def launch(app: str, app_args: list[str], args: argparse.Namespace) -> int:
     if use_srun:
         argv = srun_argv(args.ranks, program)
     else:
-        mpiexec = args.mpiexec or _default_mpiexec()
+        mpiexec = args.mpiexec or default_mpiexec()
         if shutil.which(mpiexec) is None:
             sys.stderr.write(f"pilotq-mpi: {mpiexec!r} not found: install MPI (`pip install 'pilotq-mpi[mpich]'`"
                              " on a workstation, or load your cluster's MPI module) or pass --mpiexec PATH\n")

@@ -13,6 +13,10 @@ Every function takes the environment as a mapping, so it is tested by exact comp
 """
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 from collections.abc import Mapping, Sequence
 
 #: Flags ``launch/pilotq-srun`` always passes to srun for the pilot job: PMI2 is what
@@ -56,6 +60,12 @@ STEP_ENV_DROP_NAMES: frozenset[str] = frozenset({
     "SLURM_GPU_BIND", "SLURM_GPUS_PER_TASK", "SLURM_DISTRIBUTION", "SLURM_EXACT",
     "SLURM_OVERLAP", "SLURM_NNODES",
 })
+
+
+def default_mpiexec() -> str:
+    """The mpiexec next to this Python (the PyPI ``mpich`` extra puts it there), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else (shutil.which("mpiexec") or "mpiexec")
 
 
 def in_slurm(env: Mapping[str, str]) -> bool:

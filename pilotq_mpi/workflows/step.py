@@ -29,12 +29,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..context import current_task
-from ..platform.launch import clean_step_env, in_slurm, nested_step_argv
+from ..platform.launch import clean_step_env, default_mpiexec, in_slurm, nested_step_argv
+from ..runtime.polling import quiet_barrier
 
 __all__ = ["STEP_RESULT_ENV", "StepError", "report_result", "step_task"]
 
@@ -81,20 +81,6 @@ def report_result(value) -> None:
     with open(tmp, "wb") as f:
         pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
-
-
-def _wait_quietly(comm) -> None:
-    """Non-blocking barrier over ``comm`` polled with a growing sleep (no busy spin)."""
-    req = comm.Ibarrier()
-    delay = 0.0
-    while not req.Test():
-        time.sleep(delay)
-        delay = min(0.001 if delay == 0.0 else delay * 2, 0.05)
-
-
-def _default_mpiexec() -> str:
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else (shutil.which("mpiexec") or "mpiexec")
 
 
 def _node_name(env: Mapping[str, str]) -> str:
@@ -191,14 +177,14 @@ def step_task(comm, program_argv: Sequence[str], *, env: Mapping[str, str] | Non
         step_env[STEP_RESULT_ENV] = str(result_path)
         argv = nested_step_argv(comm.Get_size(), argv_in, step_env, gpus=gpus,
                                 nodelist=nodes if in_slurm(step_env) else (),
-                                mpiexec=mpiexec or _default_mpiexec())
+                                mpiexec=mpiexec or default_mpiexec())
         try:
             outcome = (True, _run_step(argv, step_env, result_path, timeout, cwd))
         except BaseException as exc:  # re-raised below, after the other ranks are released
             outcome = (False, exc)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-    _wait_quietly(comm)
+    quiet_barrier(comm, ceiling=0.05)  # the others wait for rank 0's step without spinning
     ok, value = outcome
     if not ok:
         raise value  # type: ignore[misc]
