@@ -26,6 +26,7 @@ for Z-type observables; with several groups per sub-observable it is an upper es
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import socket
@@ -297,9 +298,18 @@ def batch_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def to_qpy(circuits: Sequence[QuantumCircuit]) -> bytes:
+    """Circuits as QPY bytes: about 5x cheaper to write and read than pickled circuits."""
+    from qiskit import qpy
+
+    buffer = io.BytesIO()
+    qpy.dump(list(circuits), buffer)
+    return buffer.getvalue()
+
+
 def run_subexperiment_batch(
     comm,
-    circuits: list[QuantumCircuit],
+    circuits: list[QuantumCircuit] | bytes,
     shots: int,
     seed: int,
     optimization_level: int = 1,
@@ -309,7 +319,8 @@ def run_subexperiment_batch(
 
     Runs on ``AerSimulator(device="GPU")`` when ``pilotq_mpi.context.current_task()`` says
     this rank owns a GPU, on the CPU otherwise. ``comm`` (the task's communicator) is not
-    used: a batch is a single-rank task. ``max_parallel_threads`` caps Aer's threads (by
+    used: a batch is a single-rank task. ``circuits`` may be QPY bytes (:func:`to_qpy`,
+    what :func:`execute_plan` sends). ``max_parallel_threads`` caps Aer's threads (by
     default Aer uses every core, which oversubscribes a node running one task per core).
 
     Returns:
@@ -323,6 +334,10 @@ def run_subexperiment_batch(
     from pilotq_mpi.context import current_task
 
     t0 = time.perf_counter()
+    if isinstance(circuits, (bytes, bytearray)):
+        from qiskit import qpy
+
+        circuits = qpy.load(io.BytesIO(circuits))
     task = current_task()
     device = "GPU" if task is not None and task.has_gpu else "CPU"
     backend_options: dict[str, Any] = {"device": device}
@@ -418,7 +433,7 @@ def execute_plan(
     for b, keys in enumerate(batches):
         circuits = [plan.subexperiments[label][i] for label, i in keys]
         futures.append(executor.submit(
-            run_subexperiment_batch, circuits, int(shots), batch_seed(seed, b), 1, max_parallel_threads))
+            run_subexperiment_batch, to_qpy(circuits), int(shots), batch_seed(seed, b), 1, max_parallel_threads))
     pubs: dict[Hashable, list] = {label: [None] * len(s) for label, s in plan.subexperiments.items()}
     task_seconds = 0.0
     devices: set[str] = set()

@@ -5,13 +5,14 @@ pilot does. Real Aer sampling throughout; the whole file takes ~40-60 s on 2 cor
 """
 from __future__ import annotations
 
+import io
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from mpi4py import MPI
-from qiskit import QuantumCircuit
+from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import PauliList
 
@@ -86,7 +87,9 @@ def test_10_qubits_two_halves_matches_exact_value():
     # 2 CX cuts (reps=2 crosses the middle twice): 6^2 = 36 QPD terms x 2 halves = 72
     assert (result.num_cuts, result.num_subexperiments, result.sampling_overhead) == (2, 72, 81.0)
     assert result.num_tasks == len(executor.calls) == math.ceil(72 / 10) == 8
-    assert all(len(call[0]) <= 10 for call in executor.calls)
+    # each task carries its batch as QPY bytes
+    batches = [qpy.load(io.BytesIO(call[0])) for call in executor.calls]
+    assert [len(b) for b in batches] == [10] * 7 + [2]
     assert result.devices == ["CPU"] and result.workers == 1
     assert set(result.timings) == {"plan", "generate", "execute", "reconstruct"}
     assert all(t >= 0 for t in result.timings.values()) and result.task_seconds > 0
