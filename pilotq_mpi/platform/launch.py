@@ -91,7 +91,8 @@ def _check_n(n: int) -> None:
         raise ValueError(f"number of ranks n={n!r}: must be an integer >= 1")
 
 
-def _check_program(program: Sequence[str]) -> tuple[str, ...]:
+def check_program(program: Sequence[str]) -> tuple[str, ...]:
+    """The program's argv as a tuple; a clear error for a single string or an empty list."""
     if isinstance(program, str):
         raise TypeError(f"program={program!r}: pass the argv as a list of words, "
                         f"e.g. [{program!r}], not a single string")
@@ -109,7 +110,7 @@ def mpiexec_argv(n: int, program: Sequence[str], *, mpiexec: str = "mpiexec",
     ['mpiexec', '-n', '4', 'python', 'app.py']
     """
     _check_n(n)
-    return [mpiexec, "-n", str(n), *extra, *_check_program(program)]
+    return [mpiexec, "-n", str(n), *extra, *check_program(program)]
 
 
 def srun_argv(n: int, program: Sequence[str], *, nodes: int | None = None,
@@ -145,7 +146,7 @@ def srun_argv(n: int, program: Sequence[str], *, nodes: int | None = None,
         argv.append("--exact")
     if overlap:
         argv.append("--overlap")
-    return argv + [*extra, *_check_program(program)]
+    return argv + [*extra, *check_program(program)]
 
 
 def nested_step_argv(n: int, program: Sequence[str], env: Mapping[str, str], *,
@@ -163,7 +164,7 @@ def nested_step_argv(n: int, program: Sequence[str], env: Mapping[str, str], *,
     it in the environment of srun is not enough. Empty ``gpus`` leaves it alone.
     ``nodelist`` (Slurm only) keeps the step on the task's nodes.
     """
-    words = list(_check_program(program))
+    words = list(check_program(program))
     if gpus:
         ids = [int(g) for g in gpus]
         if any(g < 0 for g in ids):

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..context import current_task
-from ..platform.launch import clean_step_env, default_mpiexec, in_slurm, nested_step_argv
+from ..platform.launch import check_program, clean_step_env, default_mpiexec, in_slurm, nested_step_argv
 from ..runtime.polling import quiet_barrier
 
 __all__ = ["STEP_RESULT_ENV", "StepError", "report_result", "step_task"]
@@ -152,12 +152,7 @@ def step_task(comm, program_argv: Sequence[str], *, env: Mapping[str, str] | Non
     ``mpiexec`` overrides the launcher used outside Slurm (default: the ``mpiexec``
     next to ``sys.executable``, else the one on PATH).
     """
-    if isinstance(program_argv, str):
-        raise TypeError(f"program_argv={program_argv!r}: pass a list of words, "
-                        f"e.g. [sys.executable, {program_argv!r}]")
-    argv_in = list(program_argv)
-    if not argv_in:
-        raise ValueError("program_argv=[]: give the program, e.g. [sys.executable, 'engine.py']")
+    argv_in = list(check_program(program_argv))
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout={timeout!r}: must be > 0 seconds (or None)")
     base_env = dict(os.environ if env is None else env)
