@@ -40,8 +40,8 @@ def launch(app: str, app_args: list[str], args: argparse.Namespace) -> int:
             env[var] = str(value)
     program = [sys.executable, "-m", "pilotq_mpi", app, *app_args]
     use_srun = args.launcher == "srun" or (args.launcher == "auto" and in_slurm(env))
-    if use_srun:
-        argv = srun_argv(args.ranks, program)
+    if use_srun:  # the PMI plugin as in launch/pilotq-srun (Perlmutter: PILOTQ_SRUN_MPI=cray_shasta)
+        argv = srun_argv(args.ranks, program, mpi=env.get("PILOTQ_SRUN_MPI", "pmi2"))
     else:
         mpiexec = args.mpiexec or default_mpiexec()
         if shutil.which(mpiexec) is None:
