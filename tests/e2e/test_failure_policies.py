@@ -91,12 +91,17 @@ def _kill(pid: int) -> None:
         pass
 
 
-@pytest.mark.timeout(240)
-def test_isolated_segfault_fails_its_future_and_the_pilot_goes_on(tmp_path):
-    run = policies("segv", tmp_path)
+def clean_run(scenario, tmp_path, **kwargs):
+    """Run a scenario that must end with exit 0 and leave no process behind; (run, its checks)."""
+    run = policies(scenario, tmp_path, **kwargs)
     assert run.returncode == 0, run.tail()
     assert not run.leftovers, run.leftovers
-    checks = run.checks()
+    return run, run.checks()
+
+
+@pytest.mark.timeout(240)
+def test_isolated_segfault_fails_its_future_and_the_pilot_goes_on(tmp_path):
+    run, checks = clean_run("segv", tmp_path)
     crash = checks.get("crash")
     assert crash is not None, run.tail()
     assert crash["ok"] is False and crash["type"] == "TaskCrashedError", crash
@@ -109,10 +114,7 @@ def test_isolated_segfault_fails_its_future_and_the_pilot_goes_on(tmp_path):
 @pytest.mark.timeout(240)
 def test_isolated_task_past_its_timeout_is_killed_and_the_pilot_exits_0(tmp_path):
     # the task sleeps 300 s and the run is killed after 150 s: finishing at all proves the kill
-    run = policies("isolated_timeout", tmp_path, timeout=150)
-    assert run.returncode == 0, run.tail()
-    assert not run.leftovers, run.leftovers
-    checks = run.checks()
+    run, checks = clean_run("isolated_timeout", tmp_path, timeout=150)
     slow = checks.get("slow")
     assert slow is not None, run.tail()
     assert slow["ok"] is False and slow["type"] == "TaskTimeoutError", slow
@@ -124,10 +126,7 @@ def test_isolated_task_past_its_timeout_is_killed_and_the_pilot_exits_0(tmp_path
 
 @pytest.mark.timeout(240)
 def test_in_process_task_past_its_timeout_fails_and_the_pilot_exits_0(tmp_path):
-    run = policies("inproc_timeout", tmp_path)
-    assert run.returncode == 0, run.tail()
-    assert not run.leftovers, run.leftovers
-    checks = run.checks()
+    run, checks = clean_run("inproc_timeout", tmp_path)
     slow = checks.get("slow")
     assert slow is not None, run.tail()
     assert slow["ok"] is False and slow["type"] == "TaskTimeoutError", slow
@@ -141,10 +140,7 @@ def test_in_process_task_past_its_timeout_fails_and_the_pilot_exits_0(tmp_path):
 
 @pytest.mark.timeout(240)
 def test_retries_give_the_result_of_the_attempt_that_succeeds(tmp_path):
-    run = policies("retries", tmp_path)
-    assert run.returncode == 0, run.tail()
-    assert not run.leftovers, run.leftovers
-    checks = run.checks()
+    run, checks = clean_run("retries", tmp_path)
     assert checks["flaky"] == {**checks["flaky"], "ok": True, "value": "ok after 3 calls"}, run.tail()
     # one failure more than retries allow: the last attempt's exception, after exactly 3 calls
     too_often = checks["flaky_too_often"]
