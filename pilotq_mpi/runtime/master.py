@@ -69,7 +69,6 @@ class Master:
         self._stopping = False
         self._draining: tuple[float, float] | None = None
         self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
         self.started = time.time()
 
     # --- driver side (any thread) ---------------------------------------------------------
@@ -100,8 +99,7 @@ class Master:
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as exc:  # a bug in the master must not hang the job
-            self.error = exc
+        except BaseException:  # a bug in the master must not hang the job
             traceback.print_exc()
             abort_job(self.world, 1, "the master failed; aborting all ranks")
 
@@ -214,7 +212,6 @@ class Master:
             self._move(record, E.PLACED)
             record.ranks = placement.ranks
             record.pending = set(placement.ranks)
-            record.dispatched = now
             if record.spec.timeout is not None:
                 # isolated tasks are killed by their worker at the deadline; this is the backstop
                 slack = 2.0 if record.spec.isolate else 0.0
@@ -291,8 +288,7 @@ class Master:
         self._timed.discard(record.task_id)
         delay = record.spec.retry_backoff * (2 ** record.attempt)
         record.reset_attempt()
-        record.retry_at = time.time() + delay
-        heapq.heappush(self._retry_heap, (record.retry_at, record.task_id))
+        heapq.heappush(self._retry_heap, (time.time() + delay, record.task_id))
 
     def _check_clocks(self, now: float) -> bool:
         """Start due retries, time out overdue tasks, end the drain; True if anything changed."""

@@ -44,12 +44,10 @@ class TaskRecord:
     result: Any = None
     traceback: str = ""
     timed_out: bool = False
-    dispatched: float = 0.0
     started: float | None = None
     ended: float | None = None
     failed_at: float | None = None
     deadline: float | None = None
-    retry_at: float | None = None
 
     @property
     def task_id(self) -> int:
