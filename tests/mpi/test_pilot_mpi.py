@@ -7,6 +7,7 @@ Every test starts its own pilot with ``run_pilot``: rank 0 runs the ``driver`` c
 (the assertions), the other ranks serve as workers until it returns.
 """
 import os
+import tempfile
 import time
 from concurrent.futures import CancelledError, wait
 
@@ -40,6 +41,21 @@ def interval(comm, seconds):
     return start, time.time()
 
 
+def meet(comm, mine, other, patience=60.0):
+    """Mark this task started (file ``mine``) and wait for the other task's mark ``other``.
+
+    True on every rank of the task when the other task was running at the same time
+    (no clock comparison: a loaded machine only makes the wait shorter or longer).
+    """
+    seen = False
+    if comm.Get_rank() == 0:
+        open(mine, "w").close()
+        give_up = time.monotonic() + patience
+        while not (seen := os.path.exists(other)) and time.monotonic() < give_up:
+            time.sleep(0.01)
+    return comm.bcast(seen, root=0)
+
+
 def boom(comm, message):
     raise ValueError(message)
 
@@ -62,11 +78,12 @@ def test_widths_1_to_4_each_collective_touches_only_its_ranks():
 
 def test_tasks_of_different_widths_run_at_the_same_time():
     def driver():
-        with Pilot() as pilot:
-            wide = pilot.submit(interval, 1.0, ranks=2)
-            narrow = pilot.submit(interval, 1.0, ranks=1)
-            (a0, a1), (b0, b1) = wide.result(), narrow.result()
-            assert max(a0, b0) < min(a1, b1), "a 2-rank and a 1-rank task overlapped in time"
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b = os.path.join(tmp, "wide"), os.path.join(tmp, "narrow")
+            with Pilot() as pilot:
+                wide = pilot.submit(meet, a, b, ranks=2)
+                narrow = pilot.submit(meet, b, a, ranks=1)
+                assert wide.result() and narrow.result(), "a 2-rank and a 1-rank task did not run at the same time"
 
     run_pilot(driver, options=OPTIONS)
 

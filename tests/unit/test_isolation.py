@@ -142,7 +142,7 @@ def test_unpicklable_result_is_an_exception():
     assert "cannot be pickled" in str(out.exception)
 
 
-def test_timeout_kills_the_child_in_about_a_second(tmp_path):
+def test_timeout_kills_the_child(tmp_path):
     pidfile = tmp_path / "pid"
     t0 = time.monotonic()
     out = _run(hang, str(pidfile), timeout=1)
@@ -150,7 +150,9 @@ def test_timeout_kills_the_child_in_about_a_second(tmp_path):
     assert out.kind == "timeout" and out.timeout == 1.0 and out.timed_out
     with pytest.raises(TaskTimeoutError):
         out.value()
-    assert 0.9 < elapsed < 5, elapsed
+    # not killed before its timeout (a lower bound: load cannot break it; no upper bound,
+    # which a loaded machine can: the pytest timeout catches a kill that never comes)
+    assert elapsed >= 0.9, elapsed
     task_pid = int(pidfile.read_text())
     assert task_pid == out.pid
     assert not _alive(task_pid)
