@@ -6,11 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MPIEXEC := $(VENV)/bin/mpiexec
 STAMP := $(VENV)/.pilotq-installed
-# hard limits: MPI bugs hang rather than fail
+# hard limits (seconds) around each test run: MPI bugs hang rather than fail
+UNIT_TEST_TIMEOUT ?= 1200
+E2E_TEST_TIMEOUT ?= 2400
 MPI_TEST_TIMEOUT ?= 900
 PYTEST_MPI := $(PY) -m pytest --with-mpi -p no:cacheprovider -q tests/mpi
 
-.PHONY: demo test test-unit test-e2e test-mpi bench clean
+.PHONY: demo test test-unit test-e2e test-mpi test-mpi-4 test-mpi-6 bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +22,30 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the mixed quantum workload on local mpiexec (8 ranks)
 	$(VENV)/bin/pilotq-mpi demo
 
-test: test-unit test-e2e test-mpi  ## every test: unit, end-to-end (incl. Slurm if installed), MPI at 4 and 6 ranks
+# Runs every group even when one fails, prints one line per group, fails at the end if any did.
+test: $(STAMP)  ## every test: unit, end-to-end (incl. Slurm if installed), MPI at 4 and 6 ranks
+	@failed=""; summary=""; \
+	for group in unit e2e mpi-4 mpi-6; do \
+	    echo "=== make test: $$group"; \
+	    if $(MAKE) --no-print-directory test-$$group; then result=passed; \
+	    else result=FAILED; failed="$$failed $$group"; fi; \
+	    summary="$$summary  $$group: $$result\n"; \
+	done; \
+	printf "=== make test summary\n$$summary"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: all groups passed"
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -q tests/unit
+	timeout -k 10 $(UNIT_TEST_TIMEOUT) $(PY) -m pytest -q tests/unit
 
+# the Slurm tests start (and always stop) a one-node cluster; skipped loudly without Slurm
 test-e2e: $(STAMP)
-	$(PY) -m pytest -q -rs tests/e2e
+	timeout -k 10 $(E2E_TEST_TIMEOUT) $(PY) -m pytest -q -rs tests/e2e
 
-test-mpi: $(STAMP)
-	timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n 4 $(PYTEST_MPI)
-	timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n 6 $(PYTEST_MPI)
+test-mpi: test-mpi-4 test-mpi-6
+
+test-mpi-4 test-mpi-6: test-mpi-%: $(STAMP)
+	timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n $* $(PYTEST_MPI)
 
 bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/README.md)
 	$(PY) benchmarks/throughput.py

@@ -1,11 +1,29 @@
-"""Fixtures for end-to-end tests: a real one-node Slurm cluster for the session."""
+"""Fixtures for end-to-end tests: a real one-node Slurm cluster for the session, and
+cleanup of the MPICH shared memory that killed or aborted test jobs leave in /dev/shm.
+
+The cluster is stopped for certain (see tests/e2e/slurm_cluster.py): by this fixture's
+teardown (also after failed and timed-out tests), by ``atexit``, and by a watchdog
+process if pytest itself is killed.
+"""
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_cluster import LocalSlurm, slurm_available  # noqa: E402
+from slurm_cluster import LocalSlurm, remove_leaked_shm, shm_segments, slurm_available  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_mpich_shm():
+    """After the session, remove the /dev/shm/mpich_* segments that appeared during it and
+    that no live process uses (tests here kill and abort MPI jobs on purpose)."""
+    before = shm_segments()
+    yield
+    removed = remove_leaked_shm(before)
+    if removed:
+        sys.stderr.write(f"\ne2e: removed {len(removed)} MPICH segment(s) leaked by killed jobs "
+                         f"from /dev/shm\n")
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +38,6 @@ def slurm_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+        left = cluster.leftovers()
+        if left:  # stop() kills until none is left; say so loudly if that ever fails
+            sys.stderr.write(f"\nSLURM TEST CLUSTER: processes still alive after stop: {left}\n")
