@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from . import __version__
 from .platform.launch import default_mpiexec, in_slurm, mpiexec_argv, srun_argv
 
 DEMO = Path(__file__).resolve().parent / "workflows" / "demo.py"
+OUTPUT_ROOT = Path("pilotq-out")
+"""Where ``pilotq-mpi demo`` writes its trace and plots by default (one folder per run; git-ignored)."""
+DURATIONS = ("durations: 'driver time' runs from Pilot() to the demo's last result; the progress display's time"
+             " ('[pilotq Ns] final:') from the pilot's start to the driver's end; 'makespan' from the pilot's start"
+             " to the end of its last task")
+"""The demo prints three durations; this line says what each one measures."""
 
 
 def _add_launch_options(parser: argparse.ArgumentParser, default_ranks: int) -> None:
@@ -62,43 +72,93 @@ def _run(args: argparse.Namespace) -> int:
     return launch(args.app, args.app_args, args)
 
 
+def demo_output_dir(root: Path = OUTPUT_ROOT, now: float | None = None) -> Path:
+    """A new folder ``root/demo-YYYYmmdd-HHMMSS`` (with a suffix if that exists) for one demo run."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    folder, n = root / f"demo-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = root / f"demo-{stamp}-{n}"
+    return folder
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .report import run_report
 
     app_args = ["--quick"] if args.quick else []
     if args.qubits:
         app_args += ["--qubits", str(args.qubits)]
-    args.trace = args.trace or "pilotq-demo.trace.jsonl"
+    app_args += args.app_args
+    if args.trace is None:  # trace and plots go to one fresh folder, never loose into the working tree
+        folder = Path(args.out) if args.out else demo_output_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        args.trace = str(folder / "trace.jsonl")
     code = launch(str(DEMO), app_args, args)
     if code == 0:
         print("\nWhat the allocation did (pilotq-mpi report):")
         code = run_report(argparse.Namespace(trace=Path(args.trace), gantt=None, utilization=None, chrome=None))
+        print(f"\n{DURATIONS}\ndemo output (trace and plots) in {Path(args.trace).parent}/")
     return code
+
+
+def _looks_binary(path: Path, probe: int = 1 << 16) -> bool:
+    """True when the start of ``path`` has a NUL byte or is not UTF-8 (so it cannot be a JSON-lines trace)."""
+    import codecs
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(probe)
+    except OSError:
+        return False  # let the report say what is wrong with the path
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in head
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    if _looks_binary(args.trace):
+        sys.stderr.write(f"pilotq-mpi report: {args.trace} is a binary file, not a pilotq trace (a trace is the"
+                         " JSON-lines file written by --trace or PILOTQ_TRACE)\n")
+        return 1
+    return run_report(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pilotq-mpi`` (every subcommand has ``--help``)."""
     parser = argparse.ArgumentParser(prog="pilotq-mpi", description="An MPI-native pilot job for hybrid quantum-HPC"
                                      " workloads. Subcommands: run, demo, submit, report.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__} (Python {platform.python_version()}, {sys.executable})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,demo,submit,report}")
 
     run = sub.add_parser("run", help="run a driver script as a pilot job on local MPI (or srun in Slurm)",
                          description="Start APP as the driver of a pilot job: `pilotq-mpi run app.py -n 6 -- ARGS`.")
     run.add_argument("app", help="the driver script")
     _add_launch_options(run, default_ranks=4)
-    run.add_argument("app_args", nargs="*", help="arguments for the driver (put them after --)")
+    # default=[]: without it argparse calls ARGS required when APP is missing
+    run.add_argument("app_args", nargs="*", default=[], metavar="-- ARGS",
+                     help="arguments for the driver, after `--`")
     run.set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="the mixed quantum workload (state vector + cutting + QPU) on local MPI",
                           description="Run the mixed-workload demo: a distributed state-vector task, a cutting"
-                                      " ensemble and fake-QPU calls in one pilot.")
+                                      " ensemble and fake-QPU calls in one pilot. Its trace and plots go to"
+                                      f" {OUTPUT_ROOT}/demo-DATE-TIME/ (or --out DIR); options of the demo"
+                                      " program itself (e.g. --shots 500) go after `--`.")
     _add_launch_options(demo, default_ranks=8)
     demo.add_argument("--quick", action="store_true", help="smaller problem (for tests)")
     demo.add_argument("--qubits", type=int, help="circuit width (default 12)")
-    demo.set_defaults(func=_demo)
+    demo.add_argument("--out", help=f"folder for the trace and plots (default: a new {OUTPUT_ROOT}/demo-DATE-TIME)")
+    demo.set_defaults(func=_demo, app_args=[])
 
     for module in ("pilotq_mpi.platform.submit_cli", "pilotq_mpi.report"):
         __import__(module, fromlist=["add_parser"]).add_parser(sub)
+    sub.choices["report"].set_defaults(func=_report)
+    parser.subcommands = sub.choices  # type: ignore[attr-defined]  # name -> parser, for errors in main()
     return parser
 
 
@@ -110,7 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("run", "demo") and "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand's parser, so that its usage is printed
+        command = parser.subcommands[args.command]  # type: ignore[attr-defined]
+        message = f"unrecognized arguments: {shlex.join(unknown)}"
+        if args.command == "run":
+            rest = shlex.join([*args.app_args, *unknown])
+            message += f"\n  arguments for the driver go after `--`: pilotq-mpi run {shlex.quote(args.app)} [options] -- {rest}"
+        elif args.command == "demo":
+            rest = shlex.join(unknown)
+            message += f"\n  options of the demo program go after `--`: pilotq-mpi demo [options] -- {rest}"
+        command.error(message)
     if hasattr(args, "app_args"):
         args.app_args = [*args.app_args, *extra]
     return args.func(args) or 0

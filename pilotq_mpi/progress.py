@@ -5,7 +5,7 @@ a rich live table when its stream is a terminal, otherwise one plain line per in
 (fit for Slurm logs) and a final line at exit. Snapshot format::
 
     {"kinds": {kind: {"queued": int, "running": int, "done": int,
-                      "failed": int, "cancelled": int}},
+                      "failed": int, "cancelled": int, "timed_out": int}},
      "ranks_busy": int, "ranks_total": int, "elapsed": float}
 
 Missing counts read as 0.
@@ -21,7 +21,9 @@ from rich.live import Live
 from rich.table import Table
 
 Snapshot = Mapping[str, Any]
-COUNTS = ("queued", "running", "done", "failed", "cancelled")
+COUNTS = ("queued", "running", "done", "failed", "cancelled", "timed_out")
+LABELS = {"timed_out": "timed out"}
+"""How a count is named on screen when not by its key."""
 LIVE_INTERVAL = 0.5
 """Default seconds between refreshes of the live table (terminal)."""
 LINE_INTERVAL = 30.0
@@ -41,34 +43,40 @@ def format_line(snapshot: Snapshot, *, final: bool = False) -> str:
     """One plain progress line, e.g.
     ``[pilotq 12.0s] done 120 running 4 queued 800 failed 0 | ranks busy 4/7``.
 
-    ``cancelled N`` is added when N > 0; ``final: `` follows the prefix of the last line.
+    ``cancelled N`` and ``timed out N`` are added when N > 0 (so done, failed, cancelled and
+    timed out add up to the tasks that ended); ``final: `` follows the prefix of the last line.
     """
     t = totals(snapshot)
     parts = f"done {t['done']} running {t['running']} queued {t['queued']} failed {t['failed']}"
-    if t["cancelled"]:
-        parts += f" cancelled {t['cancelled']}"
+    for name in ("cancelled", "timed_out"):
+        if t[name]:
+            parts += f" {LABELS.get(name, name)} {t[name]}"
     prefix = f"[pilotq {float(snapshot.get('elapsed', 0.0)):.1f}s] " + ("final: " if final else "")
     ranks = f"ranks busy {snapshot.get('ranks_busy', 0)}/{snapshot.get('ranks_total', 0)}"
     return f"{prefix}{parts} | {ranks}"
 
 
 def render_table(snapshot: Snapshot) -> Table:
-    """The rich table of ``snapshot``: one row per kind (plus a total), ranks in the caption."""
+    """The rich table of ``snapshot``: one row per kind (plus a total), ranks in the caption.
+
+    The ``timed out`` column is shown only when a task timed out.
+    """
     table = Table(
         title="pilotq",
         caption=f"ranks busy {snapshot.get('ranks_busy', 0)}/{snapshot.get('ranks_total', 0)}"
         f"  ·  {float(snapshot.get('elapsed', 0.0)):.1f} s",
     )
+    t = totals(snapshot)
+    shown = [name for name in COUNTS if name != "timed_out" or t[name]]
     table.add_column("kind")
-    for name in COUNTS:
-        table.add_column(name, justify="right")
+    for name in shown:
+        table.add_column(LABELS.get(name, name), justify="right")
     kinds = snapshot.get("kinds", {})
     for kind, counts in sorted(kinds.items()):
-        table.add_row(kind, *(str(int(counts.get(name, 0))) for name in COUNTS))
+        table.add_row(kind, *(str(int(counts.get(name, 0))) for name in shown))
     if len(kinds) > 1:
-        t = totals(snapshot)
         table.add_section()
-        table.add_row("total", *(str(t[name]) for name in COUNTS), style="bold")
+        table.add_row("total", *(str(t[name]) for name in shown), style="bold")
     return table
 
 

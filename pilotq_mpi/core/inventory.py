@@ -9,6 +9,16 @@ from ..errors import ResourceError
 from .specs import TaskSpec
 
 
+def plural(count: int, word: str) -> str:
+    """``plural(1, "rank")`` is ``"1 rank"``, ``plural(2, "rank")`` is ``"2 ranks"``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+NO_GPUS_HINT = ("start the pilot with `--gpus-per-node N` (or PILOTQ_GPUS_PER_NODE=N) to declare N GPUs per node"
+                " (none were found in CUDA_VISIBLE_DEVICES or Slurm's GPU variables), or submit with gpus_per_rank=0")
+"""How a pilot gets GPUs: said when a GPU task is submitted to a pilot that has none."""
+
+
 @dataclass(frozen=True, slots=True)
 class RankInfo:
     """One worker rank: its world rank, node name, GPU ids, memory, and QPU pin."""
@@ -124,34 +134,38 @@ class Inventory:
         if spec.ranks > len(compute):
             pinned = len(self.ranks) - len(compute)
             raise ResourceError(
-                f"task needs {spec.ranks} ranks; this pilot has {len(compute)} worker ranks"
-                + (f" ({pinned} more are pinned to QPUs)" if pinned else "")
+                f"task needs {plural(spec.ranks, 'rank')}; this pilot has {plural(len(compute), 'worker rank')}"
+                + (f" ({pinned} more {'is pinned to a QPU' if pinned == 1 else 'are pinned to QPUs'})" if pinned else "")
                 + f": start the pilot with more ranks or ask for ranks<={len(compute)}"
             )
         if spec.gpus_per_rank:
             with_gpus = [r for r in compute if len(r.gpus) >= spec.gpus_per_rank]
             if len(with_gpus) < spec.ranks:
                 most = max((len(r.gpus) for r in compute), default=0)
+                need = f"task needs {plural(spec.ranks, 'rank')} with {plural(spec.gpus_per_rank, 'GPU')}" + (
+                    " each" if spec.ranks > 1 else "")
+                if not any(r.gpus for r in self.ranks):
+                    raise ResourceError(f"{need}; this pilot has no GPUs: {NO_GPUS_HINT}")
                 raise ResourceError(
-                    f"task needs {spec.ranks} ranks with {spec.gpus_per_rank} GPU(s) each; this pilot has"
-                    f" {len(with_gpus)} such worker ranks (most GPUs on one rank: {most})"
+                    f"{need}; this pilot has {len(with_gpus)} such worker"
+                    f" {'rank' if len(with_gpus) == 1 else 'ranks'} (most GPUs on one rank: {most})"
                 )
         if spec.memory_per_rank is not None:
             fits = self.eligible(spec)
             if len(fits) < spec.ranks:
                 largest = max((r.memory or 0 for r in compute), default=0)
                 raise ResourceError(
-                    f"task needs {spec.memory_per_rank / 2**30:.2f} GiB per rank on {spec.ranks} ranks;"
-                    f" only {len(fits)} worker ranks have that much (largest: {largest / 2**30:.2f} GiB):"
-                    " use more ranks or a smaller problem"
+                    f"task needs {spec.memory_per_rank / 2**30:.2f} GiB per rank on {plural(spec.ranks, 'rank')};"
+                    f" only {plural(len(fits), 'worker rank')} {'has' if len(fits) == 1 else 'have'} that much"
+                    f" (largest: {largest / 2**30:.2f} GiB): use more ranks or a smaller problem"
                 )
         if spec.same_node:
             per_node = Counter(r.node for r in self.eligible(spec))
             widest = max(per_node.values(), default=0)
             if widest < spec.ranks:
                 raise ResourceError(
-                    f"task needs {spec.ranks} ranks on one node (same_node=True); the largest node of this"
-                    f" pilot has {widest} suitable worker ranks"
+                    f"task needs {plural(spec.ranks, 'rank')} on one node (same_node=True); the largest node of"
+                    f" this pilot has {plural(widest, 'suitable worker rank')}"
                 )
 
     # --- changes -------------------------------------------------------------------
@@ -165,7 +179,8 @@ class Inventory:
         free = sorted(self.compute_ranks, key=lambda r: (len(r.gpus) > 0, -r.rank))
         if qpu.ranks >= len(free):
             raise ResourceError(
-                f"QPU {qpu.name!r} wants {qpu.ranks} pinned ranks but only {len(free)} compute ranks are left;"
+                f"QPU {qpu.name!r} wants {plural(qpu.ranks, 'pinned rank')} but only"
+                f" {plural(len(free), 'compute rank')} {'is' if len(free) == 1 else 'are'} left;"
                 " at least one must stay for other tasks: start the pilot with more ranks"
             )
         chosen = {r.rank for r in free[: qpu.ranks]}
@@ -174,7 +189,7 @@ class Inventory:
 
     def describe(self) -> str:
         """A plain-text resource table (one line per node)."""
-        lines = [f"{len(self.ranks)} worker ranks on {len(self.nodes)} node(s)"]
+        lines = [f"{plural(len(self.ranks), 'worker rank')} on {plural(len(self.nodes), 'node')}"]
         for node in self.nodes:
             members = [r for r in self.ranks if r.node == node]
             parts = []

@@ -84,7 +84,8 @@ def main() -> None:
          qpu_exact, f"{len(qpu_values)} calls", "device noise"),
     ]
     print(f"\npilotq-mpi demo: {len(pilot.resources.ranks)} workers "
-          f"({len(pilot.resources.qpu_ranks('fake_manila'))} pinned to the QPU), wall time {wall:.1f} s\n")
+          f"({len(pilot.resources.qpu_ranks('fake_manila'))} pinned to the QPU), driver time {wall:.1f} s"
+          " (from Pilot() to the last result)\n")
     print(f"{'motif':<18} {'problem':<38} {'result':>9} {'exact':>9}  {'tasks':<10} note")
     for motif, problem, value, exact, tasks, note in rows:
         print(f"{motif:<18} {problem:<38} {value:>9.4f} {exact:>9.4f}  {tasks:<10} {note}")

@@ -27,4 +27,8 @@ def test_demo_quick_runs_all_motifs_and_reports(tmp_path):
     value, exact, _ = rows["QPU (fake_manila)"]
     assert abs(value - exact) < 0.3, "a noisy 4-qubit device still tracks the exact value"
     assert "utilization" in out.stdout and "run_subexperiment_batch" in out.stdout
-    assert (tmp_path / "pilotq-demo.trace.gantt.png").stat().st_size > 10_000
+    # trace and plots in one new folder under pilotq-out/ (git-ignored), and the demo says where
+    folder = re.search(r"^demo output \(trace and plots\) in (pilotq-out/demo-[\d-]+)/$", out.stdout, re.M).group(1)
+    assert [p.name for p in tmp_path.iterdir()] == ["pilotq-out"]
+    assert (tmp_path / folder / "trace.gantt.png").stat().st_size > 10_000
+    assert "driver time" in out.stdout and "durations: 'driver time' runs from Pilot()" in out.stdout

@@ -25,7 +25,7 @@ def test_too_wide_says_what_exists():
 
 def test_gpu_requests():
     five_workers(gpus_per_rank=1).check(TaskSpec(ranks=5, gpus_per_rank=1))
-    with pytest.raises(ResourceError, match="2 GPU\\(s\\) each; this pilot has 0 such worker ranks"):
+    with pytest.raises(ResourceError, match="1 rank with 2 GPUs; this pilot has 0 such worker ranks"):
         five_workers(gpus_per_rank=1).check(TaskSpec(ranks=1, gpus_per_rank=2))
     with pytest.raises(ResourceError, match="1 GPU"):
         five_workers().check(TaskSpec(gpus_per_rank=1))
@@ -55,7 +55,7 @@ def test_qpu_pinning():
     assert [r.rank for r in pinned.qpu_ranks("fez")] == [3]
     assert [r.rank for r in pinned.compute_ranks] == [1, 2, 4]
     pinned.check(TaskSpec(qpu="fez"))
-    with pytest.raises(ResourceError, match="needs 4 ranks; this pilot has 3 worker ranks \\(1 more are pinned to QPUs\\)"):
+    with pytest.raises(ResourceError, match="needs 4 ranks; this pilot has 3 worker ranks \\(1 more is pinned to a QPU\\)"):
         pinned.check(TaskSpec(ranks=4))
     with pytest.raises(ResourceError, match="at least one must stay"):
         inv.with_qpu(QpuSpec("big", "m:f", ranks=4))

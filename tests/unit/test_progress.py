@@ -27,7 +27,8 @@ class Terminal(io.StringIO):
 
 
 def test_totals_and_line() -> None:
-    assert totals(SNAPSHOT) == {"queued": 800, "running": 4, "done": 120, "failed": 0, "cancelled": 0}
+    assert totals(SNAPSHOT) == {"queued": 800, "running": 4, "done": 120, "failed": 0, "cancelled": 0,
+                                "timed_out": 0}
     assert format_line(SNAPSHOT) == LINE
     assert format_line(SNAPSHOT, final=True) == LINE.replace("12.0s] ", "12.0s] final: ")
     cancelled = SNAPSHOT | {"kinds": {"k": {"cancelled": 2, "failed": 1}}}
