@@ -220,6 +220,9 @@ def _pickle_arguments(fn: Callable, args: tuple, kwargs: dict) -> bytes:
     """Pickle a task's arguments now, so that what cannot travel fails at submit, in the driver."""
     try:
         return serialization.dumps((args, kwargs))
+    except serialization.OpenFileError as exc:  # any mode: a read-mode file would travel as a stale snapshot
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(f"cannot send the arguments of task {name!r} to a worker: {exc}") from None
     except Exception as exc:
         name = getattr(fn, "__qualname__", repr(fn))
         raise TypeError(f"cannot send the arguments of task {name!r} to a worker: {type(exc).__name__}: {exc};"

@@ -277,10 +277,15 @@ class Master:
             return
         if record.pending:
             held = ", ".join(map(str, sorted(record.pending)))
-            why = ("still running past its timeout" if record.timed_out
-                   else "not returned (blocked in a collective whose other ranks failed?)")
-            sys.stderr.write(f"pilotq-mpi: task {record.name!r} (id {record.task_id}) failed; world ranks {held}"
-                             f" have {why} and stay reserved until they return\n")
+            one = len(record.pending) == 1
+            if record.timed_out:
+                ranks = f"world {'rank' if one else 'ranks'} {held} {'is' if one else 'are'}"
+                what = f"timed out; {ranks} still running it past its timeout"
+            else:
+                ranks = f"world {'rank' if one else 'ranks'} {held} {'has' if one else 'have'}"
+                what = f"failed; {ranks} not returned (blocked in a collective whose other ranks failed?)"
+            sys.stderr.write(f"pilotq-mpi: task {record.name!r} (id {record.task_id}) {what} and"
+                             f" {'stays' if one else 'stay'} reserved until {'it returns' if one else 'they return'}\n")
         self._end(record, E.TIMED_OUT if record.timed_out else E.RAISED, error=error)
 
     def _retry(self, record: TaskRecord) -> None:
