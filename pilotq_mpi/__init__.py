@@ -22,7 +22,7 @@ _EXPORTS = {
     "Inventory": "core.inventory", "QpuSpec": "core.inventory", "RankInfo": "core.inventory",
     **{name: "errors" for name in (
         "DependencyError", "PilotError", "PilotNotRunningError", "RemoteError", "RemoteTraceback",
-        "ResourceError", "TaskCrashedError", "TaskTimeoutError", "WalltimeError")},
+        "AbandonedError", "ResourceError", "TaskCrashedError", "TaskTimeoutError", "WalltimeError")},
 }
 
 __all__ = sorted(_EXPORTS)

@@ -198,6 +198,17 @@ class Pilot(Executor):
             futures.append(self._submit(fn, chunk, {}, spec, (), chunk=True))
         return _chain_results(futures, timeout)
 
+    def __exit__(self, exc_type, exc_value, traceback) -> bool:
+        """Leaving ``with``: wait for every task, unless the block raised.
+
+        If it raised (any exception, ``KeyboardInterrupt`` and a non-zero ``SystemExit``
+        included), queued tasks are cancelled and nothing is waited for: the exception goes
+        on at once, and the pilot ends the job (see ``python -m pilotq_mpi``).
+        """
+        failed = exc_type is not None and not (issubclass(exc_type, SystemExit) and exc_value.code in (None, 0))
+        self.shutdown(wait=not failed, cancel_futures=failed)
+        return False
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No more submissions through this object; optionally cancel queued tasks and wait for the rest."""
         with self._lock:

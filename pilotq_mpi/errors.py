@@ -3,7 +3,9 @@ from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_DRIVER_FAILED = 1
-"""The driver script raised: rank 0 printed the traceback and aborted every rank."""
+"""The driver script raised (or Ctrl-C): queued tasks were cancelled, running ones abandoned."""
+EXIT_USAGE = 2
+"""Bad options of ``python -m pilotq_mpi``, or the driver script does not exist."""
 EXIT_STUCK_RANKS = 3
 """At the end, ranks of a failed multi-rank task were still blocked in a collective."""
 EXIT_INCOMPLETE = 75
@@ -28,6 +30,10 @@ class DependencyError(PilotError, RuntimeError):
 
 class WalltimeError(PilotError, RuntimeError):
     """A task was cancelled because the pilot drained before its allocation ended."""
+
+
+class AbandonedError(PilotError, RuntimeError):
+    """A running task's result was given up because the driver failed (the job is ending)."""
 
 
 class RemoteTraceback(Exception):

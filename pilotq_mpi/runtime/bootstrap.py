@@ -16,8 +16,8 @@ import time
 import traceback
 from typing import Callable, TypeVar
 
-from ..errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE
-from .abort import abort_job
+from ..errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE, EXIT_USAGE
+from .abort import abort_job, clear_exit_code, write_exit_code
 from .options import PilotOptions
 
 T = TypeVar("T")
@@ -55,30 +55,37 @@ WALLTIME_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of every rank; returns the process exit code."""
+    """Entry point of every rank; returns the process exit code.
+
+    Rank 0 also writes that code to ``$PILOTQ_EXIT_CODE_FILE`` (see :mod:`.abort`), so that
+    a batch script can exit with it even where srun reports 137 for an abort.
+    """
     # a walltime signal may come before the master is up: remember it instead of dying
     early: list[int] = []
     for sig in WALLTIME_SIGNALS:
         signal.signal(sig, lambda signum, frame: early.append(signum))
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = None
     try:
         options = options_from(args, dict(os.environ))
     except ValueError as exc:
-        sys.stderr.write(f"pilotq-mpi: {exc}\n")
-        return 2
-    if not os.path.isfile(args.app):
-        sys.stderr.write(f"pilotq-mpi: driver script {args.app!r} not found\n")
-        return 2
+        problem = str(exc)
+    if problem is None and not os.path.isfile(args.app):
+        problem = f"driver script {args.app!r} not found"
+    if problem is not None:
+        return _refuse(problem)
 
     # modules next to the driver script are importable on every rank, as on rank 0
     sys.path.insert(0, os.path.dirname(os.path.abspath(args.app)))
     world, all_facts = _agree_layout(None, options)
     if world.Get_rank() != 0:
-        # the master decides when to stop; a walltime signal forwarded to every rank must not kill work
-        for sig in WALLTIME_SIGNALS:
+        # the master decides when to stop: a walltime signal or a Ctrl-C forwarded to every
+        # rank must not kill work (rank 0 gets it too and ends the job in order)
+        for sig in (*WALLTIME_SIGNALS, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
         _serve_worker(world, all_facts)
         return 0
+    clear_exit_code()
     master = _start_master(world, all_facts, options)
 
     def drain(signum, frame):
@@ -96,15 +103,31 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(f"{os.getpid()}\n")
     with _progress(master, options):
         code = _run_driver(args.app, args.args)
-    if code is None:  # the driver raised (its traceback is printed)
-        abort_job(world, EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED,
-                  "the driver script raised; aborting all ranks")
-    _finish_master(master, world)
-    if master.drained:
+    try:
+        if code is None or code != 0:
+            if code is None:  # the driver raised (its traceback is printed)
+                code = EXIT_INCOMPLETE if master.drained else EXIT_DRIVER_FAILED
+            # queued work is cancelled and running work abandoned: the job ends in seconds
+            master.abort_and_join(code)
+        _finish_master(master, world)
+    except KeyboardInterrupt:  # Ctrl-C while waiting for the last tasks
+        abort_job(world, EXIT_DRIVER_FAILED, "interrupted while waiting for the last tasks; aborting all ranks")
+    if code == 0 and master.drained:
+        code = EXIT_INCOMPLETE
         sys.stderr.write(f"pilotq-mpi: drained before finishing; exit code {EXIT_INCOMPLETE} means"
                          " 'incomplete, rerun with the same journal to resume'\n")
-        return EXIT_INCOMPLETE
+    write_exit_code(code)
     return code
+
+
+def _refuse(problem: str) -> int:
+    """Bad options or no driver: say so once (on rank 0), end every rank with exit code 2."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        sys.stderr.write(f"pilotq-mpi: {problem}\n")
+        write_exit_code(EXIT_USAGE)
+    return EXIT_USAGE
 
 
 def run_pilot(driver: Callable[[], T], *, world=None, options: PilotOptions | None = None) -> T | None:
@@ -199,7 +222,17 @@ def _run_driver(path: str, argv: list[str]) -> int | None:
             return exc.code
         sys.stderr.write(f"{exc.code}\n")
         return 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        _print_user_traceback(exc, path)
         return None
     return 0
+
+
+def _print_user_traceback(exc: BaseException, path: str) -> None:
+    """Print ``exc`` from the driver's first frame on (not runpy's or the bootstrap's)."""
+    driver = os.path.abspath(path)
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != driver:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+    sys.stderr.flush()

@@ -13,22 +13,27 @@ import threading
 import time
 import traceback
 from collections import defaultdict
+from concurrent.futures import Future
 from typing import Any
 
 from ..core.dependencies import DependencyTracker
 from ..core.inventory import Inventory, QpuSpec
 from ..core.scheduler import Scheduler
 from ..core.states import TaskEvent, TaskState
-from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, DependencyError, RemoteTraceback, ResourceError,
-                      TaskTimeoutError, WalltimeError)
+from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, AbandonedError, DependencyError, RemoteTraceback,
+                      ResourceError, TaskTimeoutError, WalltimeError)
 from .abort import abort_job
 from .messages import ResultMessage, Tag, TaskMessage, unpack_result
 from .polling import Backoff
 from .records import Submission, TaskRecord
 
 E = TaskEvent
+RECENT_RUNS = 8
+"""Duration estimate of a function: the longest of its last RECENT_RUNS runs (conservative)."""
 FAILURE_GRACE_S = 5.0
 """How long a failed multi-rank task waits for its other ranks before it fails for good."""
+ABANDON_GRACE_S = 1.0
+"""After the driver failed: how long ranks still inside tasks get to return before the job is aborted."""
 
 
 class TaskObserver:
@@ -45,12 +50,27 @@ class Master:
     """Schedules tasks over the worker ranks of ``world`` (every rank but 0)."""
 
     def __init__(self, world, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
-                 stuck_grace: float = 10.0, observer: TaskObserver | None = None):
+                 stuck_grace: float = 10.0, observer: TaskObserver | None = None,
+                 prefetch_horizon: float | None = None):
         from mpi4py import MPI
 
         self._mpi = MPI
         self.world = world
-        self.scheduler = Scheduler(inventory, prefetch=prefetch, power_of_two=power_of_two)
+        if prefetch_horizon is None:
+            import os
+
+            from .options import prefetch_horizon_from_env
+            prefetch_horizon = prefetch_horizon_from_env(os.environ)
+        # prefetch only behind work predicted to end within the horizon (no head-of-line blocking)
+        self.scheduler = Scheduler(inventory, prefetch=prefetch, power_of_two=power_of_two,
+                                   horizon=prefetch_horizon, predict=self._predict)
+        self._recent: dict[tuple[int, bool], collections.deque] = {}
+        self._estimates: dict[tuple[int, bool], float] = {}
+        """(function id, chunk) -> predicted seconds per run; absent: unknown (counts as long)."""
+        self._waiting: set[int] = set()
+        """Tasks prefetched on a worker behind others: not started, futures still pending (cancellable)."""
+        self._revoking: dict[int, BaseException | None] = {}
+        """Tasks revoked from their worker, answer pending -> the error they end with (None: cancelled)."""
         self.inventory = inventory
         self.observer = observer or TaskObserver()
         self.stuck_grace = stuck_grace
@@ -68,6 +88,8 @@ class Master:
         self._timed: set[int] = set()
         self._stopping = False
         self._draining: tuple[float, float] | None = None
+        self._abort_code: int | None = None
+        """Set when the driver failed: the exit code the job ends with."""
         self._thread: threading.Thread | None = None
         self.started = time.time()
 
@@ -86,6 +108,17 @@ class Master:
     def stop_and_join(self) -> None:
         """Finish every submitted task, shut the workers down, and wait for the loop."""
         self.post("stop")
+        assert self._thread is not None
+        self._thread.join()
+
+    def abort_and_join(self, code: int) -> None:
+        """The driver failed: cancel what has not started, abandon what runs, end the workers.
+
+        Workers that are idle within ``ABANDON_GRACE_S`` are shut down cleanly; if a rank is
+        still inside a task after that, the job is aborted with exit code ``code`` (this
+        call then does not return).
+        """
+        self.post("abort", code)
         assert self._thread is not None
         self._thread.join()
 
@@ -144,6 +177,8 @@ class Master:
                 self._on_qpu(*payload)
             elif kind == "drain":
                 self._on_drain(payload)
+            elif kind == "abort":
+                self._on_abort(payload)
             elif kind == "stop":
                 self._stopping = True
         return worked
@@ -170,6 +205,10 @@ class Master:
 
     def _on_cancel(self, task_id: int) -> None:
         record = self.tasks.get(task_id)
+        if record is not None and task_id in self._waiting and record.state is TaskState.RUNNING:
+            # prefetched on a worker and not started: take it back; it ends when the worker answers
+            self._revoke([record], None)
+            return
         if record is None or record.state not in (TaskState.PENDING, TaskState.QUEUED):
             return
         self.scheduler.cancel(task_id)
@@ -197,18 +236,24 @@ class Master:
 
     # --- dispatch ---------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self._draining:
+        if self._draining or self._abort_code is not None:
             return
         outgoing: dict[int, list[TaskMessage]] = defaultdict(list)
         now = time.time()
-        for placement in self.scheduler.schedule():
+        for placement in self.scheduler.schedule(now):
             record = self.tasks[placement.task_id]
-            if record.attempt == 0 and not record.sub.future.set_running_or_notify_cancel():
+            # a task queued behind others on its worker has not started: its future stays pending
+            # (cancellable, see _on_cancel) until it heads that worker (_release)
+            waiting = len(placement.ranks) == 1 and self.scheduler.waiting(record.task_id, placement.ranks[0])
+            if record.attempt == 0 and (record.sub.future.cancelled() if waiting
+                                        else not record.sub.future.set_running_or_notify_cancel()):
                 for rank in placement.ranks:
-                    self.scheduler.release(placement.task_id, rank)
+                    self._release(placement.task_id, rank)
                 self.deps.forget(record.task_id)
                 self._end(record, E.CANCEL, already_resolved=True)
                 continue
+            if waiting and record.attempt == 0:
+                self._waiting.add(record.task_id)
             self._move(record, E.PLACED)
             record.ranks = placement.ranks
             record.pending = set(placement.ranks)
@@ -232,17 +277,80 @@ class Master:
         return TaskMessage(sub.task_id, record.attempt, record.name, sub.fn_id, fn, sub.payload,
                            record.ranks, sub.chunk, spec.gather, spec.timeout, spec.isolate, qpu)
 
+    def _predict(self, task_id: int) -> float | None:
+        """The scheduler's prediction of a task's run time (None: never seen, i.e. long)."""
+        sub = self.tasks[task_id].sub
+        return self._estimates.get((sub.fn_id, sub.chunk))
+
+    def _observe(self, record: TaskRecord, result: ResultMessage) -> None:
+        """Learn from a single-rank run how long this function takes (max of its recent runs)."""
+        key = (record.sub.fn_id, record.sub.chunk)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
+        recent.append(max(0.0, result.ended - result.started))
+        self._estimates[key] = max(recent)
+
+    def _release(self, task_id: int, rank: int) -> None:
+        """Free ``rank``'s part of ``task_id``; a prefetched task that now heads the rank is starting."""
+        self.scheduler.release(task_id, rank, time.time())
+        if self._waiting:
+            on_rank = self.scheduler.tasks_on(rank)
+            for head in on_rank[:self.scheduler.slots(rank)]:
+                if head in self._waiting:
+                    self._waiting.discard(head)
+                    record = self.tasks.get(head)
+                    future = record.sub.future if record is not None else None
+                    if future is None or future.done() or future.running():
+                        continue
+                    if not future.set_running_or_notify_cancel() and record.state is TaskState.RUNNING:
+                        self._revoke([record], None)  # cancelled meanwhile; it is likely under way already
+
+    def _revoke(self, records: list[TaskRecord], error_for) -> None:
+        """Tell the workers holding these single-rank tasks not to start them.
+
+        ``error_for(record)`` is the error a dropped task ends with (None: the driver
+        cancelled its future). The worker answers for each task it dropped; one that had
+        started sends its normal result instead.
+        """
+        outgoing: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for record in records:
+            if record.task_id in self._revoking or len(record.ranks) != 1:
+                continue
+            self._revoking[record.task_id] = None if error_for is None else error_for(record)
+            outgoing[record.ranks[0]].append((record.task_id, record.attempt))
+        for rank, revoked in outgoing.items():
+            self._sends.append(self.world.isend(revoked, dest=rank, tag=Tag.REVOKE))
+
+    def _on_revoked(self, record: TaskRecord, result: ResultMessage) -> None:
+        """The worker dropped a revoked task unstarted: end it as cancelled (it did not run)."""
+        error = self._revoking.pop(record.task_id, None)
+        self._waiting.discard(record.task_id)
+        if result.attempt == record.attempt and record.state is TaskState.RUNNING:
+            if record.sub.future.cancelled():
+                self._end(record, E.CANCEL, already_resolved=True)
+            else:
+                self._end(record, E.CANCEL, error=error or self._walltime_error(record))
+        self._forget_if_finished(record)
+
     # --- results ----------------------------------------------------------------------------
     def _on_result(self, result: ResultMessage) -> None:
-        self.scheduler.release(result.task_id, result.rank)
+        self._release(result.task_id, result.rank)
         record = self.tasks.get(result.task_id)
         if record is None:
             return  # a late report from an attempt that was already given up (timeout, retry)
         record.pending.discard(result.rank)
+        if result.revoked:
+            self._on_revoked(record, result)
+            return
+        self._revoking.pop(record.task_id, None)  # revoked too late: it ran, and ends as it ended
+        if record.spec.ranks == 1:
+            self._observe(record, result)
         stale = result.attempt != record.attempt or record.state is not TaskState.RUNNING
         if not stale:
             record.started = min(record.started or result.started, result.started)
             record.ended = max(record.ended or result.ended, result.ended)
+            record.rank_spans[result.rank] = (result.started, result.ended)  # each rank's own, for the trace
             if result.ok:
                 if record.spec.gather or result.rank == record.ranks[0]:
                     record.values[result.rank] = result.value
@@ -254,7 +362,9 @@ class Master:
             elif not record.pending:
                 value = ([record.values[r] for r in record.ranks] if record.spec.gather
                          else record.values.get(record.ranks[0]))
-                self._end(record, E.SUCCEEDED, value=value)
+                # cancelled by the driver while prefetched, but it had started: it ran (the
+                # record says done), the driver's future stays cancelled
+                self._end(record, E.SUCCEEDED, value=value, already_resolved=record.sub.future.cancelled())
         self._forget_if_finished(record)
 
     def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
@@ -392,6 +502,22 @@ class Master:
                 self.scheduler.cancel(record.task_id)
                 self.deps.forget(record.task_id)
                 self._end(record, E.CANCEL, error=self._walltime_error(record))
+        self._revoke_unstarted(self._walltime_error)
+
+    def _revoke_unstarted(self, error_for) -> None:
+        """Revoke every single-rank task on the workers: none may start from now on.
+
+        The master cannot tell a running head from one about to start, so heads are revoked
+        too; a worker ignores the revoke of a task it has started (that one runs on).
+        Multi-rank tasks are never revoked: their ranks must all run them or none.
+        """
+        records = []
+        for info in self.inventory.ranks:
+            for task_id in self.scheduler.tasks_on(info.rank):
+                record = self.tasks.get(task_id)
+                if record is not None and record.state is TaskState.RUNNING and record.spec.ranks == 1:
+                    records.append(record)
+        self._revoke(records, error_for)
 
     def _check_drain(self, now: float) -> None:
         assert self._draining is not None
@@ -400,6 +526,28 @@ class Master:
         for record in list(self.tasks.values()):
             if record.state is TaskState.RUNNING:
                 self._end(record, E.CANCEL, error=self._walltime_error(record))
+
+    def _on_abort(self, code: int) -> None:
+        """The driver failed: end every task now (queued ones cancelled, running ones abandoned)."""
+        self._abort_code = code
+        self._stopping = True
+        self._retry_heap.clear()
+        cancelled = abandoned = 0
+        for record in list(self.tasks.values()):
+            if record.state.terminal:
+                continue
+            if record.state in (TaskState.PENDING, TaskState.QUEUED):
+                self.scheduler.cancel(record.task_id)
+                self.deps.forget(record.task_id)
+                if Future.cancel(record.sub.future):  # not started: a plain cancelled future (no post back)
+                    self._end(record, E.CANCEL, already_resolved=True)
+                    cancelled += 1
+                    continue
+            abandoned += 1
+            self._end(record, E.CANCEL, error=AbandonedError(
+                f"task {record.name!r} (id {record.task_id}) was abandoned: the driver ended with exit code {code}"))
+        sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}: {_tasks(cancelled)} queued cancelled,"
+                         f" {_tasks(abandoned)} running abandoned; ending the job\n")
 
     @property
     def drained(self) -> bool:
@@ -412,7 +560,8 @@ class Master:
     def _shutdown_workers(self) -> None:
         """Wait (up to ``stuck_grace``) for ranks still inside failed tasks, then stop every worker."""
         status = self._mpi.Status()
-        deadline = time.time() + self.stuck_grace
+        aborting = self._abort_code is not None
+        deadline = time.time() + (ABANDON_GRACE_S if aborting else self.stuck_grace)
         backoff = Backoff()
         while self.scheduler.held_ranks() and time.time() < deadline:
             message = self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
@@ -423,8 +572,11 @@ class Master:
         held = self.scheduler.held_ranks()
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))
-            code = EXIT_INCOMPLETE if self.drained else EXIT_STUCK_RANKS
             self.observer.close()
+            if aborting:
+                abort_job(self.world, self._abort_code, f"ranks still running tasks ({detail}) are abandoned;"
+                                                         f" aborting the job with exit code {self._abort_code}")
+            code = EXIT_INCOMPLETE if self.drained else EXIT_STUCK_RANKS
             abort_job(self.world, code, f"ranks never returned from their tasks ({detail}); they are blocked"
                                         " (a collective whose other ranks failed, or a task past its time);"
                                         f" aborting the job with exit code {code}")
@@ -434,3 +586,7 @@ class Master:
         while not all(r.Test() for r in requests):
             backoff.sleep()
         self.observer.close()
+
+
+def _tasks(count: int) -> str:
+    return f"{count} task" if count == 1 else f"{count} tasks"

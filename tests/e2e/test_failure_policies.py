@@ -1,94 +1,17 @@
 """Failure policies of whole pilot jobs (local ``mpiexec``; see programs/policies_app.py):
 segfaults and timeouts of isolated tasks, in-process timeouts, retries, a multi-rank task
 whose other rank is stuck in a collective (exit 3, not a hang), a driver that raises."""
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from jobs import Run, run_job
 
 from pilotq_mpi.errors import EXIT_DRIVER_FAILED, EXIT_STUCK_RANKS
 
-PROGRAMS = Path(__file__).resolve().parent / "programs"
-BIN = Path(sys.executable).parent
-
-
-class Run:
-    def __init__(self, proc: subprocess.CompletedProcess, elapsed: float, leftovers: list[int]):
-        self.leftovers = leftovers
-        """Pids of the job's processes (ranks, proxy) still alive 15 s after the launcher exited."""
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.elapsed = elapsed
-
-    def tail(self, n: int = 3000) -> str:
-        return (f"exit {self.returncode} after {self.elapsed:.1f}s\n--- stdout (tail)\n{self.stdout[-n:]}"
-                f"\n--- stderr (tail)\n{self.stderr[-n:]}")
-
-    def checks(self) -> dict:
-        found = {}
-        for line in self.stdout.splitlines():
-            if line.startswith("CHECK "):
-                _, name, body = line.split(" ", 2)
-                found[name] = json.loads(body)
-        return found
-
 
 def policies(scenario: str, tmp_path: Path, *, ranks: int = 3, timeout: int = 180, **env) -> Run:
-    """Run one scenario under ``timeout -s KILL`` in its own session; kill what it leaves behind."""
-    argv = ["timeout", "-s", "KILL", str(timeout), str(BIN / "mpiexec"), "-n", str(ranks), sys.executable,
-            "-m", "pilotq_mpi", str(PROGRAMS / "policies_app.py"), scenario, str(tmp_path)]
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PILOTQ_PROGRESS="off", **env), start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout + 30)
-        elapsed = time.monotonic() - started
-        # MPICH's hydra runs every rank in a session of its own: find them by their command line
-        deadline = time.monotonic() + 15
-        while (leftovers := _processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        if proc.poll() is None:  # communicate() timed out: end the launcher and its group
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        for pid in _processes_mentioning(str(tmp_path)):
-            _kill(pid)  # whatever the job left behind (processes this test started)
-    return Run(subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr), elapsed, leftovers)
-
-
-def _processes_mentioning(marker: str) -> list[int]:
-    """Live (not zombie) processes whose command line contains ``marker`` (the test's tmp dir)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline and _alive(int(entry)):
-                found.append(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """Run one scenario of programs/policies_app.py; kill what it leaves behind."""
+    return run_job("policies_app.py", [scenario, str(tmp_path)], tmp_path, ranks=ranks, timeout=timeout, **env)
 
 
 def clean_run(scenario, tmp_path, **kwargs):
@@ -173,7 +96,7 @@ def test_driver_that_raises_while_workers_are_busy_ends_every_rank(tmp_path):
     assert run.returncode == EXIT_DRIVER_FAILED, run.tail()
     assert checks_busy(run) == 2, run.tail()
     assert "RuntimeError: driver bug while tasks run" in run.stderr, run.tail()
-    assert "the driver script raised; aborting all ranks" in run.stderr, run.tail()
+    assert "are abandoned; aborting the job with exit code 1" in run.stderr, run.tail()
     pids = [int(p.read_text()) for p in [*tmp_path.glob("worker-*.pid"), tmp_path / "rank0.pid"]]
     assert len(pids) == 3, pids
     assert not run.leftovers, f"processes of the aborted job still alive 15 s after it: {run.leftovers}"

@@ -1,0 +1,69 @@
+"""How a driver ends, one scenario per run: ``ending_app.py SCENARIO DIR``.
+
+Every task writes ``DIR/started-<i>`` when it starts, so the test can count what ran.
+
+- ``raise``: 100 one-second tasks queued inside ``with Pilot()``, then the driver raises.
+- ``exit4``: the same, then ``sys.exit(4)``.
+- ``exit0``: the same, then ``sys.exit(0)``: a clean exit still waits for every task.
+- ``interrupt``: the driver waits on a long task until the test sends Ctrl-C (SIGINT) to mpiexec.
+- ``journal``: 3 quick tasks finish (journaled in DIR/journal.sqlite), then 50 long ones are
+  queued and the driver raises; ``journal-resume`` reruns the same submits and reports how
+  many came back from the journal.
+"""
+import json
+import os
+import sys
+import time
+
+from pilotq_mpi import Pilot
+
+
+def check(name, **fields):
+    print(f"CHECK {name} {json.dumps(fields, sort_keys=True)}", flush=True)
+
+
+def mark(comm, directory, i, seconds):
+    with open(os.path.join(directory, f"started-{i}"), "w"):
+        pass
+    time.sleep(seconds)
+    return i
+
+
+def started(directory):
+    return sum(1 for name in os.listdir(directory) if name.startswith("started-"))
+
+
+def wait_for_a_start(directory):
+    while started(directory) == 0:
+        time.sleep(0.01)
+
+
+def main():
+    scenario, directory = sys.argv[1], sys.argv[2]
+    if scenario.startswith("journal"):
+        with Pilot(journal=os.path.join(directory, "journal.sqlite")) as pilot:
+            quick = [pilot.submit(mark, directory, i, 0.0, key=f"quick-{i}") for i in range(3)]
+            check("quick", values=[f.result() for f in quick], restored=pilot.restored)
+            if scenario == "journal":
+                for i in range(3, 53):
+                    pilot.submit(mark, directory, i, 1.0, key=f"long-{i}")
+                raise RuntimeError("driver bug after the quick tasks")
+        return
+    with Pilot() as pilot:
+        futures = [pilot.submit(mark, directory, i, 1.0) for i in range(100)]
+        if scenario == "interrupt":
+            with open(os.path.join(directory, "waiting"), "w"):
+                pass
+            futures[0].result()
+            futures[-1].result()
+        wait_for_a_start(directory)
+        if scenario == "raise":
+            raise RuntimeError("driver bug with work queued")
+        if scenario == "exit4":
+            sys.exit(4)
+        if scenario == "exit0":
+            sys.exit(0)
+    check("unreachable", scenario=scenario)
+
+
+main()

@@ -1,0 +1,88 @@
+"""A driver that fails ends the whole job at once: queued tasks are cancelled, running ones
+abandoned, the traceback shows the user's own frames, and the exit code is the documented one
+(also in ``$PILOTQ_EXIT_CODE_FILE``, which the batch scripts pass on to Slurm)."""
+from pathlib import Path
+
+import pytest
+from jobs import run_job
+
+from pilotq_mpi.errors import EXIT_DRIVER_FAILED
+
+PROGRAM = "ending_app.py"
+QUEUED = 100
+WORKERS = 2
+# Tasks that may have started: one running and one prefetched per worker when the driver fails,
+# and those that start within the short grace before running ranks are abandoned. Far below
+# the 100 queued: waiting for the queue would start all of them.
+MAY_START = 4 * WORKERS
+
+
+def started(directory: Path) -> int:
+    return len(list(directory.glob("started-*")))
+
+
+def run(scenario: str, tmp_path: Path, **kwargs):
+    return run_job(PROGRAM, [scenario, str(tmp_path)], tmp_path, ranks=WORKERS + 1,
+                   PILOTQ_EXIT_CODE_FILE=str(tmp_path / "exit-code"), **kwargs)
+
+
+def exit_code_file(tmp_path: Path) -> int:
+    return int((tmp_path / "exit-code").read_text())
+
+
+@pytest.mark.timeout(240)
+def test_driver_raising_with_queued_work_cancels_it_and_ends_every_rank(tmp_path):
+    result = run("raise", tmp_path)
+    assert started(tmp_path) <= MAY_START, f"{started(tmp_path)} of {QUEUED} queued tasks ran after the driver raised"
+    assert result.returncode == EXIT_DRIVER_FAILED, result.tail()
+    assert exit_code_file(tmp_path) == EXIT_DRIVER_FAILED
+    assert not result.leftovers, result.leftovers
+    assert "RuntimeError: driver bug with work queued" in result.stderr, result.tail()
+    assert "unreachable" not in result.stdout
+
+
+@pytest.mark.timeout(240)
+def test_driver_traceback_shows_the_users_frames_only(tmp_path):
+    result = run("raise", tmp_path)
+    traceback = result.stderr[result.stderr.index("Traceback"):]
+    assert f'File "{Path(__file__).parent / "programs" / PROGRAM}", line' in traceback, traceback
+    assert "raise RuntimeError(\"driver bug with work queued\")" in traceback, traceback
+    for machinery in ("runpy", "bootstrap.py", "<frozen"):
+        assert machinery not in traceback, traceback
+
+
+@pytest.mark.timeout(240)
+def test_nonzero_sys_exit_is_the_job_exit_code_and_does_not_wait(tmp_path):
+    result = run("exit4", tmp_path)
+    assert started(tmp_path) <= MAY_START, started(tmp_path)
+    assert result.returncode == 4, result.tail()
+    assert exit_code_file(tmp_path) == 4
+    assert not result.leftovers, result.leftovers
+
+
+@pytest.mark.timeout(300)
+def test_clean_exit_of_the_block_still_waits_for_every_task(tmp_path):
+    result = run("exit0", tmp_path)
+    assert result.returncode == 0, result.tail()
+    assert exit_code_file(tmp_path) == 0
+    assert started(tmp_path) == QUEUED
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_at_mpiexec_ends_the_job_without_running_the_queue(tmp_path):
+    result = run("interrupt", tmp_path, interrupt_when=lambda: (tmp_path / "waiting").exists()
+                 and started(tmp_path) > 0)
+    assert result.returncode != 0, result.tail()
+    assert started(tmp_path) <= MAY_START, started(tmp_path)
+    assert "KeyboardInterrupt" in result.stderr, result.tail()
+    assert not result.leftovers, result.leftovers
+
+
+@pytest.mark.timeout(300)
+def test_journal_keeps_what_finished_before_the_driver_raised(tmp_path):
+    first = run("journal", tmp_path)
+    assert first.returncode == EXIT_DRIVER_FAILED, first.tail()
+    assert first.checks()["quick"] == {"values": [0, 1, 2], "restored": 0}
+    again = run("journal-resume", tmp_path)
+    assert again.returncode == 0, again.tail()
+    assert again.checks()["quick"] == {"values": [0, 1, 2], "restored": 3}
