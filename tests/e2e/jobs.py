@@ -37,13 +37,13 @@ class Run:
 
 
 def run_job(program: str, args: list[str], marker: Path, *, ranks: int = 3, timeout: int = 180,
-            interrupt_when=None, **env) -> Run:
+            interrupt_when=None, then=None, **env) -> Run:
     """``mpiexec -n ranks python -m pilotq_mpi programs/PROGRAM ARGS`` under ``timeout -s KILL``.
 
     ``marker`` (a test's tmp dir) must appear on the command line: processes that mention it
     and outlive the job are reported in ``Run.leftovers`` and then killed. With
-    ``interrupt_when`` (a callable polled while the job runs), SIGINT is sent to the launcher
-    once it returns True, as Ctrl-C at a terminal would.
+    ``interrupt_when`` (a callable polled while the job runs), ``then`` is called once it
+    returns True; by default ``then`` sends SIGINT to the launcher, as Ctrl-C at a terminal would.
     """
     argv = ["timeout", "-s", "KILL", str(timeout), str(BIN / "mpiexec"), "-n", str(ranks), sys.executable,
             "-m", "pilotq_mpi", str(PROGRAMS / program), *args]
@@ -54,9 +54,11 @@ def run_job(program: str, args: list[str], marker: Path, *, ranks: int = 3, time
         if interrupt_when is not None:
             while proc.poll() is None and not interrupt_when():
                 time.sleep(0.05)
-            launcher = _children(proc.pid)  # `timeout` runs mpiexec as its child
-            for pid in launcher:
-                os.kill(pid, signal.SIGINT)
+            if then is not None:
+                then()
+            else:
+                for pid in _children(proc.pid):  # `timeout` runs mpiexec as its child
+                    os.kill(pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=timeout + 30)
         elapsed = time.monotonic() - started
         # MPICH's hydra runs every rank in a session of its own: find them by their command line

@@ -1,12 +1,14 @@
 """A driver that fails ends the whole job at once: queued tasks are cancelled, running ones
 abandoned, the traceback shows the user's own frames, and the exit code is the documented one
 (also in ``$PILOTQ_EXIT_CODE_FILE``, which the batch scripts pass on to Slurm)."""
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from jobs import run_job
 
-from pilotq_mpi.errors import EXIT_DRIVER_FAILED
+from pilotq_mpi.errors import EXIT_DRIVER_FAILED, EXIT_INCOMPLETE
 
 PROGRAM = "ending_app.py"
 QUEUED = 100
@@ -86,3 +88,25 @@ def test_journal_keeps_what_finished_before_the_driver_raised(tmp_path):
     again = run("journal-resume", tmp_path)
     assert again.returncode == 0, again.tail()
     assert again.checks()["quick"] == {"values": [0, 1, 2], "restored": 3}
+
+
+def signal_rank0(tmp_path: Path):
+    """SIGUSR1 to rank 0 (through its pid file), as the batch scripts pass on a walltime warning."""
+    def send():
+        os.kill(int((tmp_path / "rank0.pid").read_text()), signal.SIGUSR1)
+    return send
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("scenario", ["drain-result", "drain-caught"])
+def test_drain_with_a_task_still_running_ends_with_75_once(tmp_path, scenario):
+    result = run(scenario, tmp_path, interrupt_when=lambda: (tmp_path / "waiting").exists()
+                 and (tmp_path / "rank0.pid").exists(), then=signal_rank0(tmp_path),
+                 PILOTQ_RANK0_PIDFILE=str(tmp_path / "rank0.pid"), PILOTQ_DRAIN_GRACE="1", PILOTQ_STUCK_GRACE="1")
+    assert result.returncode == EXIT_INCOMPLETE, result.tail()
+    assert exit_code_file(tmp_path) == EXIT_INCOMPLETE
+    assert result.checks()["stuck"] == {"type": "WalltimeError"}
+    # the abort is the end: nothing runs after it as if it had not happened
+    assert "drained before finishing" not in result.stderr, result.tail()
+    assert "TraceError" not in result.stderr and result.stderr.count("aborting the job") == 1, result.tail()
+    assert not result.leftovers, result.leftovers

@@ -6,6 +6,10 @@ Every task writes ``DIR/started-<i>`` when it starts, so the test can count what
 - ``exit4``: the same, then ``sys.exit(4)``.
 - ``exit0``: the same, then ``sys.exit(0)``: a clean exit still waits for every task.
 - ``interrupt``: the driver waits on a long task until the test sends Ctrl-C (SIGINT) to mpiexec.
+- ``drain-result``: a task runs for 300 s and more are queued; the driver waits on it. The test
+  sends SIGUSR1 to rank 0: the driver's ``result()`` raises WalltimeError, the task is still
+  running: the job must end with 75 (drained), not 1 and not srun's 137.
+- ``drain-caught``: the same, but the driver catches the WalltimeError and returns normally.
 - ``journal``: 3 quick tasks finish (journaled in DIR/journal.sqlite), then 50 long ones are
   queued and the driver raises; ``journal-resume`` reruns the same submits and reports how
   many came back from the journal.
@@ -48,6 +52,21 @@ def main():
                 for i in range(3, 53):
                     pilot.submit(mark, directory, i, 1.0, key=f"long-{i}")
                 raise RuntimeError("driver bug after the quick tasks")
+        return
+    if scenario.startswith("drain"):
+        pilot = Pilot()
+        stuck = pilot.submit(mark, directory, 0, 300.0)
+        for i in range(1, 20):
+            pilot.submit(mark, directory, i, 1.0)
+        wait_for_a_start(directory)
+        with open(os.path.join(directory, "waiting"), "w"):
+            pass
+        try:
+            stuck.result()
+        except Exception as exc:
+            check("stuck", type=type(exc).__name__)
+            if scenario == "drain-result":
+                raise
         return
     with Pilot() as pilot:
         futures = [pilot.submit(mark, directory, i, 1.0) for i in range(100)]
