@@ -546,8 +546,8 @@ class Master:
             abandoned += 1
             self._end(record, E.CANCEL, error=AbandonedError(
                 f"task {record.name!r} (id {record.task_id}) was abandoned: the driver ended with exit code {code}"))
-        sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}: {_tasks(cancelled)} queued cancelled,"
-                         f" {_tasks(abandoned)} running abandoned; ending the job\n")
+        sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}; cancelled {_tasks(cancelled)} not yet"
+                         f" started, abandoned {_tasks(abandoned)} still running; ending the job\n")
 
     @property
     def drained(self) -> bool:

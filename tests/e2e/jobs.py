@@ -37,16 +37,17 @@ class Run:
 
 
 def run_job(program: str, args: list[str], marker: Path, *, ranks: int = 3, timeout: int = 180,
-            interrupt_when=None, then=None, **env) -> Run:
+            interrupt_when=None, then=None, program_path: Path | None = None, **env) -> Run:
     """``mpiexec -n ranks python -m pilotq_mpi programs/PROGRAM ARGS`` under ``timeout -s KILL``.
 
     ``marker`` (a test's tmp dir) must appear on the command line: processes that mention it
     and outlive the job are reported in ``Run.leftovers`` and then killed. With
     ``interrupt_when`` (a callable polled while the job runs), ``then`` is called once it
     returns True; by default ``then`` sends SIGINT to the launcher, as Ctrl-C at a terminal would.
+    ``program_path`` runs that file instead of programs/PROGRAM.
     """
     argv = ["timeout", "-s", "KILL", str(timeout), str(BIN / "mpiexec"), "-n", str(ranks), sys.executable,
-            "-m", "pilotq_mpi", str(PROGRAMS / program), *args]
+            "-m", "pilotq_mpi", str(program_path or PROGRAMS / program), *args]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PILOTQ_PROGRESS="off", **env), start_new_session=True)

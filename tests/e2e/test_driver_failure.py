@@ -110,3 +110,13 @@ def test_drain_with_a_task_still_running_ends_with_75_once(tmp_path, scenario):
     assert "drained before finishing" not in result.stderr, result.tail()
     assert "TraceError" not in result.stderr and result.stderr.count("aborting the job") == 1, result.tail()
     assert not result.leftovers, result.leftovers
+
+
+@pytest.mark.timeout(120)
+def test_missing_driver_script_is_reported_once_with_exit_2(tmp_path):
+    missing = tmp_path / "no_such_app.py"
+    result = run_job("ending_app.py", [], tmp_path, ranks=3, timeout=60, program_path=missing,
+                     PILOTQ_EXIT_CODE_FILE=str(tmp_path / "exit-code"))
+    assert result.returncode == 2, result.tail()
+    assert exit_code_file(tmp_path) == 2
+    assert result.stderr.count(f"driver script '{missing}' not found") == 1, result.tail()
