@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,10 +62,40 @@ def launch(app: str, app_args: list[str], args: argparse.Namespace) -> int:
                              " on a workstation, or load your cluster's MPI module) or pass --mpiexec PATH\n")
             return 2
         argv = mpiexec_argv(args.ranks, program, mpiexec=mpiexec)
+    return _run_and_recover_code(argv, env)
+
+
+def _run_and_recover_code(argv: list[str], env: dict[str, str]) -> int:
+    """Run the launcher; its exit code, or the one rank 0 recorded where an abort hid it (srun: 137)."""
+    from .runtime.abort import EXIT_CODE_FILE_VAR
+
+    own_file = None
+    if not env.get(EXIT_CODE_FILE_VAR):
+        handle, own_file = tempfile.mkstemp(prefix="pilotq-exit-", suffix=".code")
+        os.close(handle)
+        os.unlink(own_file)
+        env = {**env, EXIT_CODE_FILE_VAR: own_file}
+    # Ctrl-C reaches the launcher too, and rank 0 ends the job in order: wait for its code
+    # (a handler, not SIG_IGN, which the launcher would inherit)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        return subprocess.run(argv, env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return 130
+        returncode = subprocess.run(argv, env=env, check=False).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    recorded = _recorded_code(env[EXIT_CODE_FILE_VAR])
+    if own_file:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(own_file)
+    if returncode != 0 and recorded:
+        return recorded
+    return returncode
+
+
+def _recorded_code(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
-"""The ``pilotq-mpi`` command line as a user meets it (nothing is launched: ``launch`` is replaced)."""
+"""The ``pilotq-mpi`` command line as a user meets it (no MPI job is launched: ``launch`` is replaced, and the exit-code tests run ``sh``)."""
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from pathlib import Path
@@ -140,3 +141,26 @@ def test_demo_says_what_each_duration_is(launched, tmp_path, monkeypatch, capsys
     assert ("durations: 'driver time' runs from Pilot() to the demo's last result; the progress display's time"
             " ('[pilotq Ns] final:') from the pilot's start to the driver's end; 'makespan' from the pilot's start"
             " to the end of its last task\n") in out
+
+
+# --- the exit code rank 0 recorded wins over the launcher's 137 (srun after MPI_Abort) ---
+
+def _fake_launcher(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+def test_run_returns_the_code_rank0_recorded_when_the_launcher_reports_an_abort():
+    argv = _fake_launcher('echo 75 > "$PILOTQ_EXIT_CODE_FILE"; exit 137')
+    assert cli._run_and_recover_code(argv, dict(os.environ, PILOTQ_EXIT_CODE_FILE="")) == 75
+
+
+def test_run_keeps_the_launchers_code_when_rank0_recorded_none():
+    assert cli._run_and_recover_code(_fake_launcher("exit 9"), {"PATH": os.environ["PATH"]}) == 9
+    assert cli._run_and_recover_code(_fake_launcher("exit 0"), {"PATH": os.environ["PATH"]}) == 0
+
+
+def test_run_uses_and_keeps_a_code_file_the_user_chose(tmp_path):
+    chosen = tmp_path / "code"
+    argv = _fake_launcher('echo 3 > "$PILOTQ_EXIT_CODE_FILE"; exit 137')
+    assert cli._run_and_recover_code(argv, {"PATH": os.environ["PATH"], "PILOTQ_EXIT_CODE_FILE": str(chosen)}) == 3
+    assert chosen.read_text() == "3\n"
