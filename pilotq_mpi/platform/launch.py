@@ -6,8 +6,10 @@ Three uses:
 * step mode: :func:`nested_step_argv` starts a nested job step whose ``MPI_COMM_WORLD``
   is exactly a task's ranks (``srun --exact --overlap`` under Slurm, ``mpiexec``
   elsewhere), with the environment cleaned by :func:`clean_step_env`;
-* ``launch/pilotq-srun`` and ``launch/pilotq-mpiexec`` add :data:`PILOT_SRUN_FLAGS` /
-  nothing to what the user passes (a test checks the wrapper against this module).
+* the ``pilotq-srun`` / ``pilotq-mpiexec`` commands (console scripts installed with the
+  package, :mod:`pilotq_mpi.platform.scripts`) run :func:`pilot_srun_argv` /
+  :func:`pilot_mpiexec_argv`; ``launch/pilotq-srun`` and ``launch/pilotq-mpiexec`` are shell
+  versions of the same for a checkout (a test keeps them equal).
 
 Every function takes the environment as a mapping, so it is tested by exact comparison.
 """
@@ -23,7 +25,8 @@ from collections.abc import Mapping, Sequence
 #: MPICH (PyPI wheel and Cray MPICH) bootstraps with (``--mpi=pmix`` aborts MPICH).
 #: ``--kill-on-bad-exit`` is deliberately absent: it would kill the workers when rank 0
 #: exits 75 ("resume me") first, and the exit status would no longer be 75.
-PILOT_SRUN_FLAGS: tuple[str, ...] = ("--mpi=pmi2",)
+DEFAULT_SRUN_MPI = "pmi2"
+PILOT_SRUN_FLAGS: tuple[str, ...] = (f"--mpi={DEFAULT_SRUN_MPI}",)
 
 #: Prefixes of variables a launcher sets for the processes *it* started. A nested
 #: mpiexec/srun or a singleton MPI program that inherits them may try to join the
@@ -147,6 +150,38 @@ def srun_argv(n: int, program: Sequence[str], *, nodes: int | None = None,
     if overlap:
         argv.append("--overlap")
     return argv + [*extra, *check_program(program)]
+
+
+def pilot_srun_argv(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """What ``pilotq-srun ARGS`` runs: ``$SRUN`` (default ``srun``), then
+    ``--mpi=$PILOTQ_SRUN_MPI`` (default :data:`DEFAULT_SRUN_MPI`; the Perlmutter scripts set
+    ``cray_shasta``), then ``ARGS`` unchanged.
+
+    >>> pilot_srun_argv(["python", "-m", "pilotq_mpi", "app.py"], {})
+    ['srun', '--mpi=pmi2', 'python', '-m', 'pilotq_mpi', 'app.py']
+    """
+    return [env.get("SRUN") or "srun", f"--mpi={env.get('PILOTQ_SRUN_MPI') or DEFAULT_SRUN_MPI}",
+            *args]
+
+
+PILOT_MPIEXEC_USAGE = "usage: pilotq-mpiexec N app.py [args]   (N = number of ranks, >= 2)"
+
+
+def pilot_mpiexec_argv(args: Sequence[str], env: Mapping[str, str], *, python: str = "python",
+                       mpiexec: str = "mpiexec") -> list[str]:
+    """What ``pilotq-mpiexec N app.py [args]`` runs: ``$MPIEXEC -n N $PYTHON -m pilotq_mpi
+    app.py [args]`` (``MPIEXEC``/``PYTHON`` from ``env``, else ``mpiexec``/``python``).
+
+    ValueError (with :data:`PILOT_MPIEXEC_USAGE`) when N is not an integer >= 2 or the app
+    is missing.
+
+    >>> pilot_mpiexec_argv(["4", "app.py", "x"], {}, python="py")
+    ['mpiexec', '-n', '4', 'py', '-m', 'pilotq_mpi', 'app.py', 'x']
+    """
+    if len(args) < 2 or not (args[0].isascii() and args[0].isdigit()) or int(args[0]) < 2:
+        raise ValueError(PILOT_MPIEXEC_USAGE)
+    program = [env.get("PYTHON") or python, "-m", "pilotq_mpi", *args[1:]]
+    return mpiexec_argv(int(args[0]), program, mpiexec=env.get("MPIEXEC") or mpiexec)
 
 
 def nested_step_argv(n: int, program: Sequence[str], env: Mapping[str, str], *,

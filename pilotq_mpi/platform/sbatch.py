@@ -1,14 +1,17 @@
 """Batch scripts for the pilot: a validated request, a pure renderer, and ``submit``.
 
 ``render(SbatchRequest(...))`` fills one of the templates in ``templates/`` (package
-data, ``string.Template`` with ``$placeholders``) and returns the script text;
-``submit(script)`` pipes it to ``sbatch --parsable`` and returns the job id.
-The files in ``slurm/`` at the top of the repository are ``render(default_request(t))``
-for each target (a test keeps them equal).
+data, ``string.Template`` with ``$placeholders``: a header per target plus the common
+``_body.sbatch``) and returns the script text; ``submit(script)`` pipes it to
+``sbatch --parsable`` and returns the job id. The files in ``slurm/`` at the top of the
+repository are ``render(default_request(t))`` for each target (a test keeps them equal).
 
-Every rendered script asks Slurm for ``--signal=B:USR1@<lead>``, traps USR1/TERM and
-forwards them to the pilot's rank 0 (pid in ``$PILOTQ_RANK0_PIDFILE``), runs the
-launcher as ``cmd & wait $!`` and exits with the pilot's status (75: resume me).
+Every rendered script asks Slurm for ``--signal=B:USR1@<lead>``; it remembers a USR1/TERM
+whenever it comes and hands it to the pilot's rank 0 alone once rank 0 has written its pid
+(``$PILOTQ_RANK0_PIDFILE``), never to srun or the ranks. It runs the launcher as
+``cmd & wait``, takes the rank count from the allocation, and exits with the code rank 0
+wrote to ``$PILOTQ_EXIT_CODE_FILE`` (srun reports 137 for any ``MPI_Abort``), else with
+the launcher's status.
 """
 from __future__ import annotations
 
@@ -20,16 +23,22 @@ from dataclasses import dataclass, field
 from importlib import resources
 from string import Template
 
-from .launch import srun_argv
-
 TARGETS: tuple[str, ...] = ("generic", "perlmutter-gpu", "perlmutter-cpu")
 """Targets with a template (``templates/<target>.sbatch``)."""
 
+LAYOUTS: tuple[str, ...] = ("ranks-per-node", "worker-per-gpu")
+"""How ranks are laid out. ``ranks-per-node``: ``ranks_per_node`` ranks on every node
+(rank 0, the master, takes one slot on node 0). ``worker-per-gpu`` (perlmutter-gpu only):
+one worker per GPU on every node plus the master on node 0, ``nodes x gpus + 1`` ranks,
+so that every GPU has exactly one worker."""
+
 #: Per-target defaults used when a field is left as None.
 _DEFAULTS: dict[str, dict] = {
-    "generic": dict(ranks_per_node=4, gpus_per_node=0, constraint=None),
-    "perlmutter-gpu": dict(ranks_per_node=4, gpus_per_node=4, constraint="gpu"),
-    "perlmutter-cpu": dict(ranks_per_node=128, gpus_per_node=0, constraint="cpu"),
+    "generic": dict(ranks_per_node=4, gpus_per_node=0, constraint=None, layout="ranks-per-node"),
+    "perlmutter-gpu": dict(ranks_per_node=4, gpus_per_node=4, constraint="gpu",
+                           layout="worker-per-gpu"),
+    "perlmutter-cpu": dict(ranks_per_node=128, gpus_per_node=0, constraint="cpu",
+                           layout="ranks-per-node"),
 }
 #: Hardware threads per node, to give each rank an even share (``-c``) on Perlmutter.
 _THREADS_PER_NODE = {"perlmutter-gpu": 128, "perlmutter-cpu": 256}
@@ -81,7 +90,10 @@ class SbatchRequest:
     ``signal_lead`` is how many seconds before the walltime the pilot is warned.
     ``extra_directives`` are added as ``#SBATCH <d>`` lines (e.g. ``"--mail-type=END"``).
     ``launcher`` and ``python`` are the defaults of ``$PILOTQ_SRUN``/``$PILOTQ_PYTHON``
-    in the script (the submitting environment may override them).
+    in the script (the submitting environment may override them); the default launcher is
+    the ``pilotq-srun`` command that installing pilotq-mpi puts on PATH.
+    ``layout`` (see :data:`LAYOUTS`; default: ``worker-per-gpu`` on perlmutter-gpu,
+    ``ranks-per-node`` elsewhere) decides how many ranks run where.
     """
 
     app_argv: tuple[str, ...]
@@ -97,8 +109,9 @@ class SbatchRequest:
     output: str = "pilotq-%j.out"
     signal_lead: int = 120
     extra_directives: tuple[str, ...] = ()
-    launcher: str = "launch/pilotq-srun"
+    launcher: str = "pilotq-srun"
     python: str = "python"
+    layout: str | None = None
     _resolved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +126,17 @@ class SbatchRequest:
         if self.target not in TARGETS:
             raise ValueError(f"target={self.target!r}: choose one of {', '.join(TARGETS)}")
         defaults = _DEFAULTS[self.target]
+        layout = defaults["layout"] if self.layout is None else self.layout
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if layout == "worker-per-gpu":
+            if self.target != "perlmutter-gpu":
+                raise ValueError(f"layout='worker-per-gpu' with target={self.target!r}: only "
+                                 "the perlmutter-gpu target has it; use ranks_per_node")
+            if self.ranks_per_node is not None:
+                raise ValueError(f"ranks_per_node={self.ranks_per_node!r} with layout="
+                                 "'worker-per-gpu': that layout runs nodes x gpus_per_node + 1 "
+                                 "ranks; leave ranks_per_node out or use layout='ranks-per-node'")
         ranks = defaults["ranks_per_node"] if self.ranks_per_node is None else self.ranks_per_node
         gpus = defaults["gpus_per_node"] if self.gpus_per_node is None else self.gpus_per_node
         constraint = defaults["constraint"] if self.constraint is None else self.constraint
@@ -120,7 +144,9 @@ class SbatchRequest:
         _positive_int("ranks_per_node", ranks)
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise ValueError(f"gpus_per_node={gpus!r}: must be an integer >= 0")
-        if self.nodes * ranks < 2:
+        if layout == "worker-per-gpu":
+            ranks = gpus  # workers per node; node 0 also holds the master
+        elif self.nodes * ranks < 2:
             raise ValueError(f"nodes={self.nodes} x ranks_per_node={ranks} = 1 rank: the pilot "
                              "needs rank 0 (driver and master) plus at least one worker; "
                              "use ranks_per_node >= 2")
@@ -155,12 +181,19 @@ class SbatchRequest:
         for a in self.app_argv:
             if "\n" in a or "\r" in a:
                 raise ValueError(f"app argument {a!r}: must not contain a newline")
-        self._resolved.update(ranks_per_node=ranks, gpus_per_node=gpus, constraint=constraint)
+        self._resolved.update(ranks_per_node=ranks, gpus_per_node=gpus, constraint=constraint,
+                              layout=layout)
 
     @property
     def resolved_ranks_per_node(self) -> int:
-        """Ranks per node after applying the target's default."""
+        """Ranks per node after applying the target's default (``worker-per-gpu``: workers
+        per node, node 0 holds one rank more)."""
         return self._resolved["ranks_per_node"]
+
+    @property
+    def resolved_layout(self) -> str:
+        """The layout after applying the target's default."""
+        return self._resolved["layout"]
 
     @property
     def resolved_gpus_per_node(self) -> int:
@@ -174,8 +207,20 @@ class SbatchRequest:
 
     @property
     def total_ranks(self) -> int:
-        """nodes x ranks per node."""
-        return self.nodes * self.resolved_ranks_per_node
+        """nodes x ranks per node (``worker-per-gpu``: nodes x GPUs per node + 1)."""
+        extra = 1 if self.resolved_layout == "worker-per-gpu" else 0
+        return self.nodes * self.resolved_ranks_per_node + extra
+
+    @property
+    def cpus_per_task(self) -> int | None:
+        """Hardware threads per rank on Perlmutter (an even share of the busiest node, in
+        whole cores); None elsewhere."""
+        threads = _THREADS_PER_NODE.get(self.target)
+        if threads is None:
+            return None
+        busiest = self.resolved_ranks_per_node + (self.resolved_layout == "worker-per-gpu")
+        share = threads // busiest
+        return max(1, share - share % 2) if share >= 2 else 1
 
 
 def default_request(target: str) -> SbatchRequest:
@@ -184,10 +229,12 @@ def default_request(target: str) -> SbatchRequest:
 
 
 def template_text(target: str) -> str:
-    """The raw template for ``target`` (package data)."""
+    """The raw template for ``target`` (package data): its header, then the common body."""
     if target not in TARGETS:
         raise ValueError(f"target={target!r}: choose one of {', '.join(TARGETS)}")
-    return resources.files(__package__).joinpath("templates", f"{target}.sbatch").read_text()
+    folder = resources.files(__package__).joinpath("templates")
+    return (folder.joinpath(f"{target}.sbatch").read_text()
+            + folder.joinpath("_body.sbatch").read_text())
 
 
 def _optional_directives(req: SbatchRequest) -> str:
@@ -218,28 +265,120 @@ def _optional_directives(req: SbatchRequest) -> str:
 
 
 def launch_words(req: SbatchRequest) -> list[str]:
-    """The pilot's launch command as words; ``$PILOTQ_SRUN``/``$PILOTQ_PYTHON`` stay variables."""
-    extra: list[str] = [f"--ntasks-per-node={req.resolved_ranks_per_node}"]
-    gpu_bind = None
+    """The pilot's launch command as words; ``$PILOTQ_*`` words stay shell variables.
+
+    No ``-n``/``-N``: srun takes the rank count and nodes from the allocation (the
+    ``#SBATCH`` lines), so they are written in one place. ``worker-per-gpu`` counts its
+    ranks in the script (``$PILOTQ_RANKS``) from the allocation's nodes and GPUs.
+    """
+    flags: list[str] = []
+    if req.resolved_layout == "worker-per-gpu":
+        flags += ["--ntasks=$PILOTQ_RANKS", "--distribution=cyclic"]
     if req.target in _THREADS_PER_NODE:
-        cpus = _THREADS_PER_NODE[req.target] // req.resolved_ranks_per_node
-        extra += [f"--cpus-per-task={cpus}", "--cpu-bind=cores"]
+        flags.append("--cpu-bind=cores")
     if req.resolved_gpus_per_node:
-        gpu_bind = "none"
-    argv = srun_argv(req.total_ranks, ["$PILOTQ_PYTHON", "-m", "pilotq_mpi", *req.app_argv],
-                     nodes=req.nodes, gpu_bind=gpu_bind, mpi=None, extra=extra)
-    return ["$PILOTQ_SRUN", *argv[1:]]
+        flags.append("--gpu-bind=none")
+    return ["$PILOTQ_SRUN", *flags, "$PILOTQ_PYTHON", "-m", "pilotq_mpi", *req.app_argv]
 
 
 def _shell_line(words: Sequence[str]) -> str:
-    out = []
-    for w in words:
-        out.append(f'"{w}"' if w in ("$PILOTQ_SRUN", "$PILOTQ_PYTHON") else shlex.quote(w))
-    return " ".join(out)
+    return " ".join(f'"{w}"' if "$PILOTQ_" in w else shlex.quote(w) for w in words)
+
+
+_ENVIRONMENT = {
+    "generic": """\
+# Example environment (uncomment and adapt): a Python with mpi4py built against this
+# cluster's MPI, and pilotq-mpi installed in it (which puts `pilotq-srun` on PATH).
+# module load python
+# source $$HOME/venvs/pilotq/bin/activate""",
+    "perlmutter-cpu": """\
+# Example environment (uncomment and adapt); build mpi4py against Cray MPICH, not the
+# PyPI mpich wheel: MPICC="cc -shared" pip install --no-binary=mpi4py mpi4py
+# pilotq-mpi installed in the environment puts `pilotq-srun` on PATH.
+# module load python
+# source $$HOME/venvs/pilotq/bin/activate""",
+    "perlmutter-gpu": """\
+# Example environment (uncomment and adapt); build mpi4py against Cray MPICH, not the
+# PyPI mpich wheel: MPICC="cc -shared" pip install --no-binary=mpi4py mpi4py
+# pilotq-mpi installed in the environment puts `pilotq-srun` on PATH.
+# module load python
+# module load cudatoolkit craype-accel-nvidia80
+# source $$HOME/venvs/pilotq/bin/activate
+# CUDA-aware Cray MPICH: MPI calls may take GPU buffers (CuPy arrays) directly.
+export MPICH_GPU_SUPPORT_ENABLED=1""",
+}
+
+_PERLMUTTER_LAUNCH = """\
+# Perlmutter's Slurm starts Cray MPICH with its own PMI plugin (cray_shasta); the launcher's
+# default, --mpi=pmi2, is for the PyPI MPICH of workstations and test clusters.
+export PILOTQ_SRUN_MPI="$${PILOTQ_SRUN_MPI:-cray_shasta}"
+# Slurm 22.05 and later: srun does not take --cpus-per-task from the job; pass it on.
+export SRUN_CPUS_PER_TASK="$${SLURM_CPUS_PER_TASK:-1}"
+"""
+
+
+def _layout_lines(req: SbatchRequest) -> str:
+    lines = _PERLMUTTER_LAUNCH if req.target.startswith("perlmutter") else ""
+    if req.resolved_layout == "worker-per-gpu":
+        lines += """\
+# One worker per GPU on every node, plus rank 0 (driver and master, no GPU) on node 0:
+# nodes x GPUs + 1 ranks, dealt out cyclically so that node 0 holds ranks 0, N, 2N, ...
+# (one more than the others). Both numbers come from the #SBATCH lines above.
+pilotq_gpus="$${SLURM_GPUS_PER_NODE:?this layout needs #SBATCH --gpus-per-node}"
+PILOTQ_RANKS=$$(( SLURM_JOB_NUM_NODES * $${pilotq_gpus##*:} + 1 ))
+"""
+    return lines
+
+
+def _launch_comment(req: SbatchRequest) -> str:
+    if req.resolved_layout == "worker-per-gpu":
+        text = "# srun runs the $PILOTQ_RANKS ranks counted above, dealt out cyclically over the nodes.\n"
+    else:
+        text = ("# srun takes the rank count and the nodes from the allocation (the #SBATCH lines "
+                "above).\n")
+    if req.target == "perlmutter-gpu":
+        text += ("# --gpu-bind=none: binding one GPU per task (--gpus-per-task=1) breaks CUDA IPC "
+                 "between\n# ranks (cuIpcOpenMemHandle errors); --cpu-bind=cores gives each rank "
+                 "its share of cores.\n")
+    elif req.target == "perlmutter-cpu":
+        text += "# --cpu-bind=cores: each rank gets its share of the node's cores.\n"
+    elif req.resolved_gpus_per_node:
+        text += ("# --gpu-bind=none: every rank sees the node's GPUs; the pilot gives each "
+                 "worker its own.\n")
+    return text
+
+
+def _perlmutter_gpu_header(req: SbatchRequest) -> tuple[str, str]:
+    """(layout note, task directives) of the perlmutter-gpu header."""
+    gpus, cpt = req.resolved_gpus_per_node, req.cpus_per_task
+    threads = _THREADS_PER_NODE[req.target]
+    if req.resolved_layout == "worker-per-gpu":
+        note = (f"# Layout worker-per-gpu: one worker rank per GPU on every node, plus rank 0 (the\n"
+                f"# master, no GPU) sharing node 0: nodes x {gpus} + 1 ranks, every GPU with exactly\n"
+                f"# one worker. (Layout ranks-per-node instead runs the same number of ranks on every\n"
+                f"# node, so node 0's workers are one fewer than its GPUs: pilotq-mpi submit --layout.)")
+        tasks = (f"# Whole nodes (as Perlmutter gives GPU jobs anyway); the script counts the ranks\n"
+                 f"# from the nodes and GPUs.\n"
+                 f"#SBATCH --exclusive\n"
+                 f"# Hardware threads per rank: node 0's {gpus + 1} ranks share its {threads} "
+                 f"(whole cores).\n"
+                 f"#SBATCH --cpus-per-task={cpt}")
+    else:
+        note = (f"# Layout ranks-per-node: {req.resolved_ranks_per_node} ranks on every node. Node 0 "
+                f"also holds rank 0 (the\n# master, no GPU), so its workers share the node's "
+                f"{gpus} GPUs and one may own two.\n"
+                f"# For one worker per GPU everywhere use layout worker-per-gpu (nodes x GPUs + 1 ranks).")
+        tasks = (f"#SBATCH --ntasks-per-node={req.resolved_ranks_per_node}\n"
+                 f"# Hardware threads per rank: {threads} / ranks per node (change both together).\n"
+                 f"#SBATCH --cpus-per-task={cpt}")
+    return note, tasks
 
 
 def render(request: SbatchRequest) -> str:
     """The batch script for ``request`` (pure: same request, same text)."""
+    note, tasks = ("", "")
+    if request.target == "perlmutter-gpu":
+        note, tasks = _perlmutter_gpu_header(request)
     values = dict(
         target=request.target,
         app=" ".join(request.app_argv),
@@ -247,18 +386,41 @@ def render(request: SbatchRequest) -> str:
         nodes=request.nodes,
         ranks_per_node=request.resolved_ranks_per_node,
         gpus_per_node=request.resolved_gpus_per_node,
+        cpus_per_task=request.cpus_per_task or "",
         constraint=request.resolved_constraint or "",
         time=request.time,
         signal_lead=request.signal_lead,
         output=request.output,
         directives=_optional_directives(request).rstrip("\n"),
+        layout_note=note,
+        tasks_directives=tasks,
+        environment=Template(_ENVIRONMENT[request.target]).substitute(),
         launcher=request.launcher,
         python=request.python,
+        layout=Template(_layout_lines(request)).substitute(),
+        launch_comment=_launch_comment(request),
         launch=_shell_line(launch_words(request)),
     )
     text = Template(template_text(request.target)).substitute(values)
     # an empty $directives leaves a blank line between the directives and the body
     return text.replace("\n\nset -u\n", "\nset -u\n")
+
+
+_CHAIN_START = '#if [ "$pilotq_code" -eq 75 ]'
+
+
+def enable_chain(script: str) -> str:
+    """``script`` with its job-chain block uncommented: when the pilot drains (75), the job
+    submits the same script again, to start once it has ended. ValueError if there is none."""
+    lines = script.split("\n")
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith(_CHAIN_START))
+        end = next(i for i in range(start, len(lines)) if lines[i] == "#fi")
+    except StopIteration:
+        raise ValueError("no job-chain block (#if [ \"$pilotq_code\" -eq 75 ] ... #fi) in the "
+                         "script") from None
+    lines[start:end + 1] = [line[1:] for line in lines[start:end + 1]]
+    return "\n".join(lines)
 
 
 class SubmitError(RuntimeError):

@@ -12,9 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .sbatch import TARGETS, SbatchRequest, SubmitError, render, submit
+from .sbatch import LAYOUTS, TARGETS, SbatchRequest, SubmitError, enable_chain, render, submit
 
-_WRAPPER = Path(__file__).resolve().parents[2] / "launch" / "pilotq-srun"
+
+def default_launcher() -> str:
+    """The ``pilotq-srun`` installed beside this Python (a virtual environment's bin/), else
+    the bare name (found on PATH in the job)."""
+    beside = Path(sys.executable).parent / "pilotq-srun"
+    return str(beside) if beside.exists() else "pilotq-srun"
 
 
 def _add_options(p: argparse.ArgumentParser) -> None:
@@ -26,6 +31,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                         "perlmutter-cpu 128)")
     p.add_argument("--gpus-per-node", type=int, default=None,
                    help="GPUs per node (default: perlmutter-gpu 4, otherwise 0)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="worker-per-gpu (perlmutter-gpu default): one worker per GPU plus the "
+                        "master on node 0, nodes x GPUs + 1 ranks; ranks-per-node (default "
+                        "elsewhere): --ranks-per-node ranks on every node")
     p.add_argument("--time", "-t", default="00:30:00", help="walltime HH:MM:SS or D-HH:MM:SS")
     p.add_argument("--qos", "-q", default=None, help="quality of service, e.g. regular, debug")
     p.add_argument("--account", "-A", default=None, help="project to charge")
@@ -40,7 +49,11 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--python", default=sys.executable,
                    help="Python on the compute nodes (default: this one)")
     p.add_argument("--launcher", default=None,
-                   help="pilotq-srun to use (default: launch/pilotq-srun of this checkout)")
+                   help="pilotq-srun to use (default: the one installed beside --python's "
+                        "default, else pilotq-srun on PATH)")
+    p.add_argument("--chain", action="store_true",
+                   help="job chain: when the pilot drains at the walltime (exit 75), the job "
+                        "submits itself again (the script's commented chain block, enabled)")
     p.add_argument("--sbatch", default="sbatch", help="sbatch command (default: sbatch)")
     p.add_argument("--dry-run", action="store_true", help="print the script, do not submit")
 
@@ -99,13 +112,14 @@ def request_from_args(args: argparse.Namespace) -> SbatchRequest:
     """Build the validated request from parsed arguments (pure)."""
     args = _split_rest(args)
     app_args = list(args.app_args)
-    launcher = args.launcher or (str(_WRAPPER) if _WRAPPER.exists() else "launch/pilotq-srun")
+    launcher = args.launcher or default_launcher()
     return SbatchRequest(
         app_argv=(args.app, *app_args), target=args.target, nodes=args.nodes,
         ranks_per_node=args.ranks_per_node, gpus_per_node=args.gpus_per_node, time=args.time,
         qos=args.qos, account=args.account, constraint=args.constraint,
         job_name=args.job_name, output=args.output, signal_lead=args.signal_lead,
-        extra_directives=tuple(args.directive), launcher=launcher, python=args.python)
+        extra_directives=tuple(args.directive), launcher=launcher, python=args.python,
+        layout=args.layout)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pilotq-mpi submit: {exc}", file=sys.stderr)
         return 2
     script = render(request)
+    if args.chain:
+        script = enable_chain(script)
     if args.dry_run:
         sys.stdout.write(script)
         return 0

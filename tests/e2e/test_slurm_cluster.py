@@ -1,5 +1,6 @@
 """A real one-node Slurm cluster (tests/e2e/slurm_cluster.py): srun GPU binding, the
-rendered generic template running the pilot, and walltime-signal forwarding (exit 75).
+rendered generic template running the pilot, and the walltime warning once the pilot is up
+(exit 75; earlier warnings: test_slurm_exit_codes.py).
 
 Skipped (loudly) when the Slurm binaries are missing: install with .ci/install-slurm.sh.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pilotq_mpi.platform.sbatch import SbatchRequest, render
+from pilotq_mpi.platform.submit_cli import default_launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -42,10 +44,11 @@ def test_srun_four_ranks_one_fake_gpu_each(slurm_cluster):
 
 
 def _pilot_request(app_args, out, **kw):
+    # the launcher: the pilotq-srun command installed beside this Python (pyproject's scripts)
     return SbatchRequest(app_argv=(str(PROGRAMS / "pilot_app.py"), *app_args), target="generic",
                          nodes=1, ranks_per_node=4, time="00:05:00", signal_lead=60,
                          output=str(out), job_name="pilotq-e2e",
-                         launcher=str(ROOT / "launch" / "pilotq-srun"), python=PY, **kw)
+                         launcher=default_launcher(), python=PY, **kw)
 
 
 @pytest.mark.timeout(180)
@@ -54,12 +57,12 @@ def test_rendered_generic_template_runs_the_pilot(slurm_cluster):
     script = render(_pilot_request(["20", "0.01"], out))
     env_line = f"export PYTHONPATH={ROOT}\n"
     script = script.replace("set -u\n", "set -u\n" + env_line, 1)
-    job = slurm_cluster.sbatch(script)
+    job = slurm_cluster.sbatch(script, f"--chdir={slurm_cluster.jobs_dir}")  # not from the checkout
     state = slurm_cluster.wait(job, timeout=150)
     text = _read(out)
     assert state == "COMPLETED", text
     assert "APP RESULT 2470 from 20 of 20" in text, text
-    assert "pilotq: launcher exited with status 0" in text
+    assert "pilotq: exit code 0 (launcher exited with status 0)" in text
     assert slurm_cluster.job_info(job)["ExitCode"] == "0:0"
 
 
@@ -68,7 +71,7 @@ def test_usr1_to_batch_shell_drains_pilot_and_exits_75(slurm_cluster):
     out = slurm_cluster.jobs_dir / "drain.out"
     script = render(_pilot_request(["12", "3"], out))
     script = script.replace("set -u\n", f"set -u\nexport PYTHONPATH={ROOT}\n", 1)
-    job = slurm_cluster.sbatch(script)
+    job = slurm_cluster.sbatch(script, f"--chdir={slurm_cluster.jobs_dir}")
     slurm_cluster.wait_running(job, timeout=60)
     deadline = time.monotonic() + 60
     while "APP STARTED" not in _read(out) and time.monotonic() < deadline:
@@ -80,7 +83,7 @@ def test_usr1_to_batch_shell_drains_pilot_and_exits_75(slurm_cluster):
     info = slurm_cluster.job_info(job)
     assert info["ExitCode"] == "75:0", (state, text)
     assert "got SIGUSR1: draining" in text, text
-    assert "pilotq: launcher exited with status 75" in text, text
+    assert "pilotq: exit code 75 (launcher exited with status " in text, text
 
 
 @pytest.mark.timeout(150)

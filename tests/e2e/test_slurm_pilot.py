@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pilotq_mpi.platform.sbatch import SbatchRequest, render
+from pilotq_mpi.platform.submit_cli import default_launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -33,7 +34,7 @@ def _script(app_argv, out: Path, *, ranks_per_node: int, gpus_per_node: int = 0,
     request = SbatchRequest(app_argv=tuple(map(str, app_argv)), target="generic", nodes=1,
                             ranks_per_node=ranks_per_node, gpus_per_node=gpus_per_node, time="00:05:00",
                             signal_lead=60, output=str(out), job_name=job_name,
-                            launcher=str(ROOT / "launch" / "pilotq-srun"), python=PY)
+                            launcher=default_launcher(), python=PY)
     exports = {"PYTHONPATH": str(ROOT), "PILOTQ_PROGRESS": "off", **env}
     lines = "".join(f"export {k}={v}\n" for k, v in exports.items())
     script = render(request)
@@ -42,7 +43,7 @@ def _script(app_argv, out: Path, *, ranks_per_node: int, gpus_per_node: int = 0,
 
 
 def _submit(cluster, script: str, workdir: Path) -> str:
-    # --chdir: the template's default pid file ($PWD/.pilotq-JOBID.rank0.pid) lands in workdir
+    # --chdir: the job's pid and exit-code files ($PWD/.pilotq-JOBID.*) land in workdir
     workdir.mkdir(parents=True, exist_ok=True)
     return cluster.sbatch(script, f"--chdir={workdir}")
 
@@ -170,7 +171,7 @@ def test_usr1_drains_journaled_workload_and_resubmission_finishes_it(slurm_clust
     assert info["ExitCode"] == "75:0", f"job {job1} {state} ExitCode {info['ExitCode']}\n{_tail(text1)}"
     assert state == "FAILED", state  # Slurm's name for a non-zero exit
     assert "got SIGUSR1: draining" in text1, _tail(text1)
-    assert "pilotq: launcher exited with status 75" in text1, _tail(text1)
+    assert "pilotq: exit code 75 (launcher exited with status " in text1, _tail(text1)
     report1 = _report(text1)
     assert report1["failed"] and all(e.startswith("WalltimeError") for e in report1["failed"].values()), \
         report1["failed"]

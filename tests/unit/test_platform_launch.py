@@ -1,12 +1,15 @@
 """Exact-argv tests of pilotq_mpi.platform.launch (pure builders, no MPI)."""
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from pilotq_mpi.platform import scripts
 from pilotq_mpi.platform.launch import (
-    PILOT_SRUN_FLAGS, clean_step_env, in_slurm, mpiexec_argv, nested_step_argv, srun_argv)
+    PILOT_MPIEXEC_USAGE, PILOT_SRUN_FLAGS, clean_step_env, in_slurm, mpiexec_argv,
+    nested_step_argv, pilot_mpiexec_argv, pilot_srun_argv, srun_argv)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,26 +123,99 @@ def _fake_bin(tmp_path, name):
     return fake
 
 
-@pytest.mark.timeout(30)
-def test_pilotq_srun_wrapper_matches_python_flags(tmp_path):
+def test_pilot_srun_argv():
+    assert pilot_srun_argv(["-n", "4", "python", "app.py"], {}) == [
+        "srun", *PILOT_SRUN_FLAGS, "-n", "4", "python", "app.py"]
+    assert pilot_srun_argv(["x"], {"SRUN": "/s/srun", "PILOTQ_SRUN_MPI": "cray_shasta"}) == [
+        "/s/srun", "--mpi=cray_shasta", "x"]
+    assert pilot_srun_argv([], {"SRUN": "", "PILOTQ_SRUN_MPI": ""}) == ["srun", "--mpi=pmi2"]
+
+
+def test_pilot_mpiexec_argv():
+    assert pilot_mpiexec_argv(["3", "app.py", "--x", "1"], {}, python="/v/py", mpiexec="/v/mpiexec") == [
+        "/v/mpiexec", "-n", "3", "/v/py", "-m", "pilotq_mpi", "app.py", "--x", "1"]
+    assert pilot_mpiexec_argv(["2", "a.py"], {"MPIEXEC": "m", "PYTHON": "p"}) == [
+        "m", "-n", "2", "p", "-m", "pilotq_mpi", "a.py"]
+    for bad in ([], ["4"], ["x", "a.py"], ["1", "a.py"], ["-3", "a.py"], ["2.5", "a.py"]):
+        with pytest.raises(ValueError, match="usage: pilotq-mpiexec N app.py"):
+            pilot_mpiexec_argv(bad, {})
+
+
+def _fake_bin(tmp_path, name):
+    fake = tmp_path / name
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def _run(argv, env):
+    return subprocess.run(["timeout", "20", *argv], env=env, capture_output=True, text=True)
+
+
+SRUN_CASES = [
+    (["-n", "4", "python", "-m", "pilotq_mpi", "app.py", "a b"], {}),
+    (["--ntasks=5", "--distribution=cyclic", "p"], {"PILOTQ_SRUN_MPI": "cray_shasta"}),
+    ([], {"PILOTQ_SRUN_MPI": ""}),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args,extra_env", SRUN_CASES)
+def test_pilotq_srun_checkout_script_installed_command_and_python_agree(tmp_path, args, extra_env):
+    """launch/pilotq-srun, the installed pilotq-srun command and pilot_srun_argv run the same."""
     fake = _fake_bin(tmp_path, "srun")
-    out = subprocess.run(["timeout", "10", str(ROOT / "launch" / "pilotq-srun"), "-n", "4",
-                          "python", "-m", "pilotq_mpi", "app.py", "a b"],
-                         env={**os.environ, "SRUN": str(fake)}, capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.splitlines() == [*PILOT_SRUN_FLAGS, "-n", "4", "python", "-m",
-                                       "pilotq_mpi", "app.py", "a b"]
+    env = {**os.environ, "SRUN": str(fake), **extra_env}
+    expected = pilot_srun_argv(args, env)[1:]
+    for command in ([str(ROOT / "launch" / "pilotq-srun")],
+                    [sys.executable, "-c", "import sys; from pilotq_mpi.platform.scripts import "
+                     "srun_main; sys.exit(srun_main())"]):
+        out = _run([*command, *args], env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == expected, command
 
 
-@pytest.mark.timeout(30)
-def test_pilotq_mpiexec_wrapper(tmp_path):
+MPIEXEC_CASES = [["3", "app.py", "--x", "1"], ["2", "a b.py"], ["007", "a.py"]]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", MPIEXEC_CASES)
+def test_pilotq_mpiexec_checkout_script_installed_command_and_python_agree(tmp_path, args):
     fake = _fake_bin(tmp_path, "mpiexec")
-    out = subprocess.run(["timeout", "10", str(ROOT / "launch" / "pilotq-mpiexec"), "3",
-                          "app.py", "--x", "1"],
-                         env={**os.environ, "MPIEXEC": str(fake), "PYTHON": "py"},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == mpiexec_argv(3, ["py", "-m", "pilotq_mpi", "app.py",
-                                                       "--x", "1"])[1:]
-    bad = subprocess.run(["timeout", "10", str(ROOT / "launch" / "pilotq-mpiexec")],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "usage" in bad.stderr
+    env = {**os.environ, "MPIEXEC": str(fake), "PYTHON": "py"}
+    expected = pilot_mpiexec_argv(args, env)[1:]
+    assert expected[:2] == ["-n", str(int(args[0]))]
+    for command in ([str(ROOT / "launch" / "pilotq-mpiexec")],
+                    [sys.executable, "-c", "import sys; from pilotq_mpi.platform.scripts import "
+                     "mpiexec_main; sys.exit(mpiexec_main())"]):
+        out = _run([*command, *args], env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines() == expected, command
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args", [[], ["4"], ["x", "a.py"], ["1", "a.py"]])
+def test_pilotq_mpiexec_usage_errors_agree(args):
+    for command in ([str(ROOT / "launch" / "pilotq-mpiexec")],
+                    [sys.executable, "-c", "import sys; from pilotq_mpi.platform.scripts import "
+                     "mpiexec_main; sys.exit(mpiexec_main())"]):
+        out = _run([*command, *args], dict(os.environ))
+        assert out.returncode == 2 and out.stderr.strip() == PILOT_MPIEXEC_USAGE, (command, out)
+
+
+def test_installed_command_defaults_to_this_python():
+    assert scripts.pilot_mpiexec_argv(["2", "a.py"], {}, python=sys.executable)[3] == sys.executable
+
+
+@pytest.mark.timeout(60)
+def test_console_scripts_are_installed_beside_python(tmp_path):
+    """pyproject's [project.scripts] put pilotq-srun and pilotq-mpiexec on PATH (the sbatch
+    scripts default to the bare name). Needs the package installed (make test does it)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared["pilotq-srun"] == "pilotq_mpi.platform.scripts:srun_main"
+    assert declared["pilotq-mpiexec"] == "pilotq_mpi.platform.scripts:mpiexec_main"
+    installed = Path(sys.executable).parent / "pilotq-srun"
+    if not installed.exists():
+        pytest.skip(f"{installed} not installed (pip install -e . installs it)")
+    out = _run([str(installed), "-n", "2", "x"], {**os.environ, "SRUN": str(_fake_bin(tmp_path, "srun"))})
+    assert out.stdout.splitlines() == [*PILOT_SRUN_FLAGS, "-n", "2", "x"], out.stderr
