@@ -41,3 +41,21 @@ def slurm_cluster(tmp_path_factory):
         left = cluster.leftovers()
         if left:  # stop() kills until none is left; say so loudly if that ever fails
             sys.stderr.write(f"\nSLURM TEST CLUSTER: processes still alive after stop: {left}\n")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster_2nodes(tmp_path_factory):
+    """A started two-node :class:`LocalSlurm` (two slurmd on this host, 8 CPUs and 4 fake
+    GPUs each), for multi-node layouts; its own random job ids, stopped like the other."""
+    ok, reason = slurm_available()
+    if not ok:
+        pytest.skip(f"SLURM TESTS SKIPPED: {reason}")
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm2"), nodes=2)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        left = cluster.leftovers()
+        if left:
+            sys.stderr.write(f"\nSLURM TEST CLUSTER: processes still alive after stop: {left}\n")

@@ -45,10 +45,10 @@ def pilot_script(app_argv, out: Path, *, ranks_per_node: int | None = 4, gpus_pe
     return script.replace("set -u\n", "set -u\n" + lines, 1)
 
 
-def submit(cluster, script: str, workdir: Path) -> str:
+def submit(cluster, script: str, workdir: Path, *sbatch_args: str) -> str:
     """sbatch from ``workdir`` (outside the checkout: the templates work from anywhere)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return cluster.sbatch(script, f"--chdir={workdir}")
+    return cluster.sbatch(script, f"--chdir={workdir}", *sbatch_args)
 
 
 def wait_for(predicate, *, timeout: float, what: str, cluster=None, job: str | None = None,

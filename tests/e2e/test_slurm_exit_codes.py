@@ -152,3 +152,82 @@ def test_drain_with_long_tasks_starts_nothing_after_the_warning(slurm_cluster, t
     assert _started(data) == 4, "no task function ran after the warning"
     summary = json.loads(text.split("APP SUMMARY ", 1)[1].splitlines()[0])
     assert summary["done"] == 4 and summary["cancelled"] == 20, summary
+
+
+# --- a job chain ------------------------------------------------------------------------------------
+N_SINGLE, N_WIDE, DELAY = 60, 4, 0.5
+
+
+def _expected():
+    values = {f"single-{i}": i * i + 7 for i in range(N_SINGLE)}
+    values.update({f"wide-{i}": 2 * (1000 + i) + 1 for i in range(N_WIDE)})
+    return values
+
+
+def _journal_rows(journal):
+    import sqlite3
+
+    if not journal.exists():
+        return []
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute("SELECT key, state FROM tasks").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def _next_job(text):
+    lines = [line for line in text.splitlines() if line.startswith("pilotq: resubmitted as job ")]
+    assert len(lines) == 1, tail(text)
+    return lines[0].split()[4]
+
+
+@pytest.mark.timeout(600)
+def test_job_chain_finishes_a_journaled_workload_across_three_jobs(slurm_cluster, tmp_path):
+    """The rendered script with its chain block enabled: job 1 and job 2 get the walltime
+    warning part-way, drain (75) and submit the script again; job 3 finishes (0) and submits
+    nothing. Every task ran exactly once over the chain, the last job has every result."""
+    journal, log = tmp_path / "journal.sqlite", tmp_path / "ran.log"
+    total = N_SINGLE + N_WIDE
+    script = pilot_script([PROGRAMS / "resume_app.py", journal, log, N_SINGLE, N_WIDE, DELAY],
+                          tmp_path / "chain-%j.out", ranks_per_node=5, job_name="pilotq-chain",
+                          chain=True, PILOTQ_DRAIN_GRACE="3")
+    # set at submission, as a user would: the script counts it down from job to job
+    job = submit(slurm_cluster, script, tmp_path, "--export=ALL,PILOTQ_CHAIN_LEFT=5")
+    jobs, codes = [job], []
+    for round_ in range(2):  # warn jobs 1 and 2 part-way
+        out = tmp_path / f"chain-{job}.out"
+        done_before = sum(1 for _, s in _journal_rows(journal) if s == "done")
+        wait_for(lambda: sum(1 for _, s in _journal_rows(journal) if s == "done") >= done_before + 8,
+                 timeout=150, what=f"job {job} recorded 8 more tasks", cluster=slurm_cluster, job=job, out=out)
+        assert sum(1 for _, s in _journal_rows(journal) if s == "done") < total, \
+            "the workload finished before the warning: make it longer"
+        slurm_cluster.scancel_signal(job, "USR1", batch=True)
+        slurm_cluster.wait(job, timeout=150)
+        text = read(out)
+        codes.append(exit_code(slurm_cluster, job))
+        assert codes[-1] == "75:0", tail(text)
+        job = _next_job(text)  # submitted by the job itself
+        assert f"({5 - round_ - 1} more at most)" in text, tail(text)
+        jobs.append(job)
+    state = slurm_cluster.wait(job, timeout=200)
+    text = read(tmp_path / f"chain-{job}.out")
+    codes.append(exit_code(slurm_cluster, job))
+    assert state == "COMPLETED" and codes[-1] == "0:0", tail(text)
+    assert "resubmitted" not in text, "a job that finished must not resubmit"
+    info = slurm_cluster.job_info(job)
+    assert info.get("Dependency") in (None, "(null)"), info  # the dependency was met
+    report = json.loads([line for line in text.splitlines() if line.startswith('{"restored"')][-1])
+    assert report["failed"] == {} and report["results"] == _expected(), report
+    rows = _journal_rows(journal)
+    assert sorted(k for k, _ in rows) == sorted(_expected()) and {s for _, s in rows} == {"done"}, rows
+    ran = {}
+    for line in log.read_text().splitlines():
+        _, key, _, rank = line.split()
+        if rank == "0":
+            ran[key] = ran.get(key, 0) + 1
+    assert ran == {key: 1 for key in _expected()}, \
+        f"not exactly once: {({k: c for k, c in ran.items() if c != 1}, set(_expected()) - set(ran))}"
+    print(f"chain {jobs}: exit codes {codes}")
