@@ -6,14 +6,20 @@ optional). Definitions used throughout:
 - *origin*: the header's ``start``, or the first submit when there is no header;
 - *makespan*: from the origin to the last task end (0 when there are no tasks);
 - *worker ranks*: the header's ranks, or the distinct ranks in the task records;
-- *rank utilization*: sum over started tasks of ``(end - start) * len(ranks)``, divided
-  by ``makespan * worker ranks``; per kind, the same numerator restricted to that kind
-  over the same denominator (so the per-kind figures add up to the overall one);
+- *a rank's busy time*: the union of the spans of the started tasks on that rank, each
+  span from that rank's own start to its own end (:func:`pilotq_mpi.trace.rank_spans`:
+  the ranks of one multi-rank task may end at different times). Tasks that overlap on
+  one rank (a QPU worker running several calls at once) count once, not once per task;
+- *rank utilization*: the busy time summed over ranks, divided by ``makespan * worker
+  ranks``; never above 100%. Per kind: where ``c`` tasks overlap on a rank, each gets
+  ``1/c`` of that time, so the per-kind figures add up to the overall one;
+- *busy ranks* (the utilization plot): ranks with at least one task at that time; never
+  more than the ranks that ran tasks;
 - *queue wait*: ``start - submit`` of every started task; its p50/p95 are
   ``statistics.quantiles(waits, n=100, method="inclusive")`` cut points 50 and 95,
   i.e. linear interpolation between closest ranks (numpy's default percentile);
   with a single started task both equal its wait;
-- *throughput*: terminal tasks (all states) per second of makespan.
+- *throughput*: tasks that ran (started, and did not end cancelled) per second of makespan.
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ from typing import Any, Mapping, Sequence
 from .trace import (
     TERMINAL_STATES,
     TraceError,
+    rank_lanes,
+    rank_spans,
     read_trace,
     trace_origin,
     worker_ranks,
@@ -55,7 +63,9 @@ class Summary:
     """Median queue wait in seconds; None when no task started."""
     wait_p95: float | None = None
     throughput: float = 0.0
-    """Terminal tasks per second of makespan (0 when the makespan is 0)."""
+    """Tasks that ran (started, not cancelled) per second of makespan (0 when the makespan is 0)."""
+    ran: int = 0
+    """Tasks that ran: started, and ended done, failed or timed out (not cancelled)."""
 
 
 def _tasks(records: Records) -> list[Mapping[str, Any]]:
@@ -66,6 +76,45 @@ def _percentile(sorted_values: Sequence[float], p: int) -> float:
     if len(sorted_values) == 1:
         return float(sorted_values[0])
     return statistics.quantiles(sorted_values, n=100, method="inclusive")[p - 1]
+
+
+def _busy_by_rank(records: Records) -> dict[int, list[tuple[float, float, str]]]:
+    """Per rank, ``(start, end, kind)`` of every started task's own span on that rank (unix times)."""
+    per_rank: dict[int, list[tuple[float, float, str]]] = {}
+    for t in _tasks(records):
+        for rank, start, end in rank_spans(t):
+            per_rank.setdefault(rank, []).append((start, max(start, end), t["kind"]))
+    return per_rank
+
+
+def _sweep(spans: Sequence[tuple[float, float, str]]) -> tuple[float, dict[str, float], list[tuple[float, float]]]:
+    """One rank's busy time, its share per kind and its merged busy intervals.
+
+    Where ``c`` spans overlap, each one's kind gets ``1/c`` of that time.
+    """
+    events = sorted([(s, 1, k) for s, _, k in spans] + [(e, -1, k) for _, e, k in spans],
+                    key=lambda ev: (ev[0], -ev[1]))  # at one instant starts first: touching spans merge
+    active: dict[str, int] = {}
+    count = 0
+    busy = 0.0
+    by_kind: dict[str, float] = {}
+    merged: list[tuple[float, float]] = []
+    last = None
+    for time_, step, kind in events:
+        if count and last is not None and time_ > last:
+            dt = time_ - last
+            busy += dt
+            for k, n in active.items():
+                if n:
+                    by_kind[k] = by_kind.get(k, 0.0) + dt * n / count
+        if step > 0 and count == 0:
+            merged.append((time_, time_))
+        count += step
+        active[kind] = active.get(kind, 0) + step
+        if step < 0 and count == 0:
+            merged[-1] = (merged[-1][0], time_)
+        last = time_
+    return busy, by_kind, merged
 
 
 def summarize(records: Records) -> Summary:
@@ -79,6 +128,7 @@ def summarize(records: Records) -> Summary:
     by_kind: dict[str, dict[str, int]] = {}
     busy_by_kind: dict[str, float] = {}
     waits: list[float] = []
+    ran = 0
     for t in tasks:
         state, kind = t["state"], t["kind"]
         by_state[state] = by_state.get(state, 0) + 1
@@ -86,8 +136,14 @@ def summarize(records: Records) -> Summary:
         kind_states[state] = kind_states.get(state, 0) + 1
         busy_by_kind.setdefault(kind, 0.0)
         if t["start"] is not None:
-            busy_by_kind[kind] += (t["end"] - t["start"]) * len(t["ranks"])
             waits.append(t["start"] - t["submit"])
+            ran += state != "cancelled"
+    busy = 0.0
+    for spans in _busy_by_rank(records).values():
+        rank_busy, rank_by_kind, _ = _sweep(spans)
+        busy += rank_busy
+        for kind, share in rank_by_kind.items():
+            busy_by_kind[kind] += share
 
     capacity = makespan * n_ranks
     waits.sort()
@@ -97,13 +153,14 @@ def summarize(records: Records) -> Summary:
         by_kind=dict(sorted(by_kind.items())),
         makespan=makespan,
         worker_ranks=n_ranks,
-        utilization=sum(busy_by_kind.values()) / capacity if capacity > 0 else 0.0,
+        utilization=busy / capacity if capacity > 0 else 0.0,
         utilization_by_kind={
-            k: (busy / capacity if capacity > 0 else 0.0) for k, busy in sorted(busy_by_kind.items())
+            k: (share / capacity if capacity > 0 else 0.0) for k, share in sorted(busy_by_kind.items())
         },
         wait_p50=_percentile(waits, 50) if waits else None,
         wait_p95=_percentile(waits, 95) if waits else None,
-        throughput=len(tasks) / makespan if makespan > 0 else 0.0,
+        throughput=ran / makespan if makespan > 0 else 0.0,
+        ran=ran,
     )
 
 
@@ -118,7 +175,7 @@ def format_summary(summary: Summary) -> str:
         f"tasks        {s.tasks}   "
         + "  ".join(f"{state} {count}" for state, count in s.by_state.items()),
         f"makespan     {s.makespan:.3f} s on {s.worker_ranks} worker ranks",
-        f"throughput   {s.throughput:.1f} tasks/s",
+        f"throughput   {s.throughput:.1f} tasks/s ({s.ran} tasks ran)",
         f"utilization  {s.utilization:.1%} of rank-time",
         f"queue wait   p50 {_seconds(s.wait_p50)}   p95 {_seconds(s.wait_p95)}",
     ]
@@ -138,22 +195,20 @@ def busy_ranks_series(records: Records) -> tuple[list[float], list[int]]:
     """Busy worker ranks over time as a step function.
 
     Returns ``(times, busy)``: from ``times[i]`` (seconds from the origin) until the next
-    time, ``busy[i]`` ranks run a task; only changes of the count are listed. Starts at
-    (0, 0) and ends at (last task end, 0).
+    time, ``busy[i]`` ranks run at least one task (each rank counted once however many
+    tasks it runs at once, each from its own start to its own end); only changes of the
+    count are listed. Starts at (0, 0) and ends at (last task end, 0).
     """
     origin = trace_origin(records)
     delta: dict[float, int] = {}
-    for t in _tasks(records):
-        if t["start"] is None:
-            continue
-        k = len(t["ranks"])
-        start, end = t["start"] - origin, t["end"] - origin
-        delta[start] = delta.get(start, 0) + k
-        delta[end] = delta.get(end, 0) - k
+    for spans in _busy_by_rank(records).values():
+        for start, end in _sweep(spans)[2]:
+            delta[start - origin] = delta.get(start - origin, 0) + 1
+            delta[end - origin] = delta.get(end - origin, 0) - 1
     times, busy, level = [0.0], [0], 0
     for time_ in sorted(delta):
         level += delta[time_]
-        if level != busy[-1]:  # drop instants where one task ends as another starts
+        if level != busy[-1]:  # drop instants where one rank ends a task as another starts one
             times.append(time_)
             busy.append(level)
     return times, busy
@@ -177,36 +232,55 @@ def _figure(size: tuple[float, float]) -> Any:
     return fig
 
 
+def gantt_bars(records: Records) -> list[tuple[int, int, int, float, float, str, bool]]:
+    """The bars of the Gantt chart: one per started task and rank.
+
+    Returns ``(rank, lane, lanes, start, duration, kind, done)`` tuples, times in seconds
+    from the origin, each bar from that rank's own start to its own end. A rank that runs
+    several tasks at once (a QPU worker with ``concurrency`` > 1) has ``lanes`` > 1: its row
+    is split into that many thin lanes and overlapping tasks go to different lanes
+    (:func:`pilotq_mpi.trace.assign_lanes`); every other rank has one lane.
+    """
+    origin = trace_origin(records)
+    spans = rank_lanes(records)
+    lanes: dict[int, int] = {}
+    for rank, lane, *_ in spans:
+        lanes[rank] = max(lanes.get(rank, 1), lane + 1)
+    return [(rank, lane, lanes[rank], start - origin, end - start, t["kind"], t["state"] == "done")
+            for rank, lane, start, end, t in spans]
+
+
 def gantt_png(records: Records, path: str | Path) -> None:
     """Write a Gantt chart PNG: one row per worker rank, one bar per task and rank.
 
     Bars are coloured by task kind (legend) and hatched when the task did not end
-    ``done``; gaps between bars are idle time. The x axis is seconds from the origin.
-    Tasks that never started have no bar.
+    ``done``; gaps between bars are idle time. A rank that ran tasks at the same time has
+    its row split into lanes, one per concurrent task (:func:`gantt_bars`). The x axis is
+    seconds from the origin. Tasks that never started have no bar.
     """
-    origin = trace_origin(records)
     ranks = sorted(worker_ranks(records))
-    tasks = [t for t in _tasks(records) if t["start"] is not None]
-    ranks = sorted(set(ranks).union(r for t in tasks for r in t["ranks"]))
-    kinds = sorted({t["kind"] for t in tasks})
+    bar_list = gantt_bars(records)
+    ranks = sorted(set(ranks).union(b[0] for b in bar_list))
+    kinds = sorted({b[5] for b in bar_list})
     colours = _kind_colours(kinds)
-    # One broken_barh call per (rank, kind, ended well): fast even for many tasks.
-    bars: dict[tuple[int, str, bool], list[tuple[float, float]]] = {}
-    for t in tasks:
-        span = (t["start"] - origin, t["end"] - t["start"])
-        for rank in t["ranks"]:
-            bars.setdefault((rank, t["kind"], t["state"] == "done"), []).append(span)
+    # One broken_barh call per (rank, lane, kind, ended well): fast even for many tasks.
+    bars: dict[tuple[int, int, int, str, bool], list[tuple[float, float]]] = {}
+    for rank, lane, lanes, start, duration, kind, ok in bar_list:
+        bars.setdefault((rank, lane, lanes, kind, ok), []).append((start, duration))
+    started = sum(1 for t in _tasks(records) if t["start"] is not None)
 
     fig = _figure((10, min(GANTT_MAX_HEIGHT, max(2.5, 0.3 * len(ranks) + 1.5))))
     ax = fig.add_subplot()
     # Thin white edges separate back-to-back tasks; with many tasks they would wash out the colours.
-    edge = 0.5 if len(tasks) <= 2000 else 0.0
-    for (rank, kind, ok), spans in bars.items():
-        ax.broken_barh(spans, (rank - 0.4, 0.8), facecolors=colours[kind], edgecolor="white",
-                       linewidth=edge, hatch=None if ok else "///")
+    edge = 0.5 if started <= 2000 else 0.0
+    for (rank, lane, lanes, kind, ok), spans in bars.items():
+        height = 0.8 / lanes
+        ax.broken_barh(spans, (rank - 0.4 + lane * height, height), facecolors=colours[kind],
+                       edgecolor="white", linewidth=max(edge, 0.5 if lanes > 1 else 0.0),
+                       hatch=None if ok else "///")
     for kind in kinds:
         ax.bar(0, 0, color=colours[kind], label=kind)  # legend proxies
-    if any(not ok for _, _, ok in bars):
+    if any(not key[-1] for key in bars):
         ax.bar(0, 0, color="white", edgecolor="black", hatch="///", label="not done")
     if len(ranks) <= 64:  # beyond that matplotlib's own tick choice reads better
         ax.set_yticks(ranks)

@@ -10,7 +10,12 @@ File format (version 1), one JSON object per line:
   ``ranks`` lists the worker ranks only (rank 0 runs the driver and the master);
 - one ``{"type": "task", ...}`` line per task, written when the task reaches a terminal
   state (see :class:`TaskRecord` for the fields); ``start`` is null for a task that
-  never started (e.g. cancelled while queued);
+  never started (e.g. cancelled while queued). ``start``/``end`` of a multi-rank task
+  are the earliest start and the latest end over its ranks; such a task may also carry
+  ``"spans": [[start, end], ...]``, each rank's own times in the order of ``ranks``
+  (``null`` for a rank that never reported). ``spans`` is optional: without it (older
+  traces, single-rank tasks) every rank of the task counts as busy from ``start`` to
+  ``end`` (see :func:`rank_spans`);
 - optionally a last ``{"type": "end", "time": <unix time>}`` line.
 
 Times are unix times in seconds (floats). A killed run leaves a file without an end
@@ -35,8 +40,14 @@ TASK_FIELDS = (
     "id", "name", "kind", "state", "submit", "start", "end",
     "ranks", "nodes", "gpus", "qpu", "error",
 )
+"""Fields every task record has."""
+OPTIONAL_TASK_FIELDS = ("spans",)
+"""Fields a task record may have (written after the ones above)."""
 HEADER_FIELDS = ("version", "start", "ranks")
+LANE_TID_STEP = 1_000_000
+"""Chrome export: lane ``k`` of rank ``r`` (overlapping tasks on one rank) is thread ``r + k * LANE_TID_STEP``."""
 _KNOWN_TASK_KEYS = frozenset(TASK_FIELDS) | {"type"}
+_OWN_TASK_KEYS = _KNOWN_TASK_KEYS | frozenset(OPTIONAL_TASK_FIELDS)
 
 # One shared encoder: json.dumps(..., separators=...) would build a new encoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -79,6 +90,9 @@ class TaskRecord:
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Further fields written as-is (they must not clash with the fields above)."""
+    spans: Sequence[Sequence[float] | None] | None = None
+    """Each rank's own ``(start, end)``, in the order of ``ranks`` (None for a rank that never
+    reported); None (not written) when the task's ``start``/``end`` hold for all its ranks."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of this record (a plain dict, fields in the documented order)."""
@@ -88,6 +102,8 @@ class TaskRecord:
             "ranks": list(self.ranks), "nodes": list(self.nodes),
             "gpus": [list(g) for g in self.gpus], "qpu": self.qpu, "error": self.error,
         }
+        if self.spans is not None:
+            record["spans"] = [None if s is None else list(s) for s in self.spans]
         if self.extra:
             record.update(self.extra)
         return record
@@ -105,7 +121,7 @@ class TraceWriter:
     flushes every line instead (no thread).
 
     Cost, measured on the shared 2-core development machine (best of 30 runs of 5,000
-    records; ``python tests/unit/test_trace.py`` reproduces it; timings moved with the
+    records; ``python benchmarks/trace_writer.py`` reproduces it; timings moved with the
     load of other processes): 4.2-6.5 us per task record with the default policy and
     5.5-10 us with ``flush_interval=0``, i.e. 2-3% and 3-5% of the 200 us per task of
     a 5,000 tasks/s run. Task lines are formatted by hand (:func:`format_task_line`)
@@ -222,7 +238,7 @@ def format_task_line(record: TaskRecord | Mapping[str, Any]) -> str:
         extra = record.extra
     else:
         fields = record
-        unknown = record.keys() - _KNOWN_TASK_KEYS
+        unknown = record.keys() - _OWN_TASK_KEYS
         extra = {k: record[k] for k in unknown}
         if record.get("type", "task") != "task":
             raise TraceError(f"record {record!r:.200} has type {record['type']!r}, expected 'task'")
@@ -246,12 +262,18 @@ def format_task_line(record: TaskRecord | Mapping[str, Any]) -> str:
             f'"qpu":{"null" if qpu is None else _str(qpu)},'
             f'"error":{"null" if error is None else _str(error)}'
         )
+        spans = fields.get("spans")
+        if spans is not None:
+            if len(spans) != len(fields["ranks"]):
+                raise ValueError(f"{len(spans)} spans for {len(fields['ranks'])} ranks")
+            line += ',"spans":[' + ",".join(
+                "null" if s is None else f"[{float(s[0])!r},{float(s[1])!r}]" for s in spans) + "]"
     except KeyError as exc:
         raise TraceError(f"task record {dict(fields)!r:.300} lacks field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise TraceError(f"cannot write task record {dict(fields)!r:.300}: {exc}") from None
     if extra:
-        clash = extra.keys() & _KNOWN_TASK_KEYS
+        clash = extra.keys() & _OWN_TASK_KEYS
         if clash:
             raise TraceError(f"task {fields['id']!r}: extra fields {sorted(clash)} clash with the record's own")
         line += "," + _ENCODER.encode(extra)[1:-1]
@@ -314,6 +336,13 @@ def _check_record(record: Any, path: Path, number: int) -> None:
         if not _KNOWN_TASK_KEYS <= record.keys():
             missing = [k for k in TASK_FIELDS if k not in record]
             raise TraceError(f"{where}: task record lacks {missing}")
+        spans = record.get("spans")
+        if spans is not None and not (
+            isinstance(spans, list) and isinstance(record["ranks"], list) and len(spans) == len(record["ranks"])
+            and all(s is None or (isinstance(s, list) and len(s) == 2
+                                  and all(isinstance(v, (int, float)) for v in s)) for s in spans)
+        ):
+            raise TraceError(f"{where}: task spans {spans!r:.80} must be one [start, end] or null per rank")
     elif kind == "pilot":
         raise TraceError(f"{where}: a second header record")
     # Other types ("end", or ones added later) are kept as they are.
@@ -342,22 +371,91 @@ def worker_ranks(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     return dict(sorted(ranks.items()))
 
 
+def rank_spans(task: Mapping[str, Any]) -> list[tuple[int, float, float]]:
+    """``(rank, start, end)`` for each rank of a task record; empty if the task never started.
+
+    A rank's own times come from the record's ``spans`` where it has them; otherwise (older
+    traces, single-rank tasks, a rank that never reported) the task's ``start`` and ``end``.
+    """
+    if task.get("start") is None:
+        return []
+    start, end = float(task["start"]), float(task["end"])
+    spans = task.get("spans") or ()
+    out = []
+    for i, rank in enumerate(task["ranks"]):
+        span = spans[i] if i < len(spans) else None
+        out.append((int(rank), start, end) if span is None else (int(rank), float(span[0]), float(span[1])))
+    return out
+
+
+def assign_lanes(spans: Sequence[tuple[float, float]]) -> list[int]:
+    """Lane of each ``(start, end)`` interval of one rank, so that intervals in one lane never overlap.
+
+    Tasks on one rank overlap only where the rank runs several at once (a QPU worker with
+    ``concurrency`` > 1). Greedy in order of start: each interval takes the lowest lane whose
+    last interval has ended by its start (touching intervals share a lane), so a rank that
+    runs one task at a time uses lane 0 only, and the number of lanes is the rank's peak
+    concurrency.
+    """
+    lanes = [0] * len(spans)
+    lane_end: list[float] = []
+    for i in sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1])):
+        start, end = spans[i]
+        for lane, busy_until in enumerate(lane_end):
+            if busy_until <= start:
+                break
+        else:
+            lane = len(lane_end)
+            lane_end.append(end)
+        lanes[i] = lane
+        lane_end[lane] = max(end, start)
+    return lanes
+
+
+def rank_lanes(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, int, float, float, Mapping[str, Any]]]:
+    """Every started task's span on each of its ranks, with its lane on that rank.
+
+    Returns ``(rank, lane, start, end, task)`` tuples (unix times) in the order of the
+    records, and of the ranks within a record; lanes as in :func:`assign_lanes`.
+    """
+    flat: list[tuple[int, int, float, float, Mapping[str, Any]]] = []
+    per_rank: dict[int, list[int]] = {}
+    for r in records:
+        if r.get("type") == "task":
+            for rank, start, end in rank_spans(r):
+                per_rank.setdefault(rank, []).append(len(flat))
+                flat.append((rank, 0, start, end, r))
+    for rank, indices in per_rank.items():
+        for i, lane in zip(indices, assign_lanes([(flat[i][2], flat[i][3]) for i in indices])):
+            if lane:
+                flat[i] = (rank, lane) + flat[i][2:]
+    return flat
+
+
 def to_chrome_trace(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Convert trace records to Chrome trace-event JSON (chrome://tracing, ui.perfetto.dev).
 
     One process per node (pid = node index, named by a ``process_name`` event) and one
     thread track per worker rank (tid = world rank, named ``rank N``). Every started
-    task becomes one complete ("X") event on each of its ranks, with ``ts``/``dur`` in
-    microseconds from the trace origin (:func:`trace_origin`) and args holding the task
-    id, state, kind (and error, if any). Tasks that never started have no event.
+    task becomes one complete ("X") event on each of its ranks, from that rank's own start
+    to its own end (:func:`rank_spans`), with ``ts``/``dur`` in microseconds from the trace
+    origin (:func:`trace_origin`) and args holding the task id, state, kind (and error, if
+    any). Tasks that overlap on one rank (concurrent QPU calls) go to extra tracks of that
+    rank, ``rank N lane K`` (tid ``N + (K - 1) * LANE_TID_STEP``, K from 2), laid out by
+    :func:`assign_lanes`. Tasks that never started have no event.
     """
     origin = trace_origin(records)
     ranks = worker_ranks(records)
     for r in records:  # ranks seen only in task records (not in the header) get a track too
         if r.get("type") == "task":
-            for rank, node in zip(r["ranks"], r.get("nodes") or []):
-                ranks.setdefault(int(rank), str(node))
+            nodes = r.get("nodes") or []
+            for i, rank in enumerate(r["ranks"]):
+                ranks.setdefault(int(rank), str(nodes[i]) if i < len(nodes) else "?")
     node_pid = {node: pid for pid, node in enumerate(dict.fromkeys(ranks.values()), start=1)}
+    spans = rank_lanes(records)
+    lanes: dict[int, int] = {}
+    for rank, lane, *_ in spans:
+        lanes[rank] = max(lanes.get(rank, 0), lane)
     events: list[dict[str, Any]] = []
     for node, pid in node_pid.items():
         events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
@@ -365,17 +463,19 @@ def to_chrome_trace(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for rank, node in sorted(ranks.items()):
         events.append({"ph": "M", "name": "thread_name", "pid": node_pid[node], "tid": rank,
                        "args": {"name": f"rank {rank}"}})
-    for r in records:
-        if r.get("type") != "task" or r.get("start") is None:
-            continue
-        ts = (r["start"] - origin) * 1e6
-        dur = (r["end"] - r["start"]) * 1e6
-        args = {"id": r["id"], "state": r["state"], "kind": r["kind"]}
-        if r.get("error"):
-            args["error"] = r["error"]
-        for rank in r["ranks"]:
-            events.append({"ph": "X", "name": r["name"], "cat": r["kind"], "ts": ts, "dur": dur,
-                           "pid": node_pid[ranks[int(rank)]], "tid": int(rank), "args": args})
+        for lane in range(1, lanes.get(rank, 0) + 1):
+            events.append({"ph": "M", "name": "thread_name", "pid": node_pid[node],
+                           "tid": rank + lane * LANE_TID_STEP, "args": {"name": f"rank {rank} lane {lane + 1}"}})
+    args_of: dict[int, dict[str, Any]] = {}
+    for rank, lane, start, end, r in spans:
+        args = args_of.get(id(r))
+        if args is None:
+            args = args_of[id(r)] = {"id": r["id"], "state": r["state"], "kind": r["kind"]}
+            if r.get("error"):
+                args["error"] = r["error"]
+        events.append({"ph": "X", "name": r["name"], "cat": r["kind"], "ts": (start - origin) * 1e6,
+                       "dur": (end - start) * 1e6, "pid": node_pid[ranks[rank]],
+                       "tid": rank + lane * LANE_TID_STEP, "args": args})
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 

@@ -24,12 +24,17 @@ class TraceObserver(TaskObserver):
                                    for r in inventory.ranks], start=started)
 
     def task_ended(self, record: TaskRecord) -> None:
+        """Write ``record``'s trace line; a multi-rank task also gets each rank's own span."""
         infos = [self._inventory[r] for r in record.ranks]
         error = None if record.error is None else f"{type(record.error).__name__}: {record.error}"
+        started = record.started if record.ranks else None
+        spans = None
+        if started is not None and len(record.ranks) > 1:
+            spans = [record.rank_spans.get(r) for r in record.ranks]
         self._writer.write_task(self._record(
             record.task_id, record.name, record.sub.kind, record.state.value, record.sub.submitted,
-            record.ended, record.started if record.ranks else None, record.ranks,
-            [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error))
+            record.ended, started, record.ranks,
+            [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error, spans=spans))
 
     def close(self) -> None:
         self._writer.write_end()

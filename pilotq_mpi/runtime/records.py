@@ -45,7 +45,11 @@ class TaskRecord:
     traceback: str = ""
     timed_out: bool = False
     started: float | None = None
+    """Earliest start reported by the task's ranks (this attempt)."""
     ended: float | None = None
+    """Latest end reported by the task's ranks, or when the master ended the task."""
+    rank_spans: dict[int, tuple[float, float]] = field(default_factory=dict)
+    """World rank -> that rank's own ``(started, ended)`` as it reported them (this attempt)."""
     failed_at: float | None = None
     deadline: float | None = None
 
@@ -69,6 +73,6 @@ class TaskRecord:
     def reset_attempt(self) -> None:
         """Forget the outcome of the last attempt before a retry."""
         self.attempt += 1
-        self.ranks, self.pending, self.values = (), set(), {}
+        self.ranks, self.pending, self.values, self.rank_spans = (), set(), {}, {}
         self.error, self.traceback, self.timed_out = None, "", False
         self.failed_at = self.deadline = None
