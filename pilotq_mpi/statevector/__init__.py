@@ -6,7 +6,11 @@ Typical use inside a pilot task (``comm`` is the task's sub-communicator)::
     result = statevector_task(comm, circuit, observables=[SparsePauliOp("Z" * n)], shots=1000, seed=7)
 
 ``result`` is a :class:`StatevectorResult` on comm rank 0 and ``None`` elsewhere.
-Rank counts must be powers of two; check memory at submit time with :func:`check_memory`.
+Rank counts must be powers of two with at least one qubit per rank (``n`` qubits on at most
+``2**(n-1)`` ranks); any circuit runs on such a layout, gates on more qubits than a rank holds
+included. Check the layout and memory at submit time with :func:`memory_per_rank` /
+:func:`check_memory` (both raise ``ValueError`` for a layout that cannot work), e.g.
+``pilot.submit(statevector_task, qc, ranks=4, memory_per_rank=memory_per_rank(n, 4))``.
 Circuit input rules (final measurements skipped, no resets) are in :func:`circuit_to_gates`.
 """
 from __future__ import annotations

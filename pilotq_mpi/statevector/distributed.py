@@ -1,10 +1,18 @@
 """The distributed state vector: local amplitudes per rank, gate application, index-bit swaps.
 
 With ``2**g`` ranks, ``g`` logical qubits are *global*: rank bit ``s`` holds logical qubit
-``global_qubits[s]``. The other ``m = n - g`` qubits are local axes (``layout``). A gate on
+``global_qubits[s]``. The other ``m = n - g`` qubits are local axes (``layout``); every
+layout has ``m >= 1`` (:func:`~pilotq_mpi.statevector.memory.check_layout`). A gate on
 a global qubit first swaps it with a local qubit: each rank sends the half of its amplitudes
 whose local bit differs from its rank bit to the partner rank (``rank ^ (1 << s)``) with
-uppercase ``Sendrecv`` and receives the partner's half into the swap buffer.
+uppercase ``Sendrecv`` and receives the partner's half into the swap buffer. A gate on
+more qubits than a rank holds (``k > m``, e.g. a CX with one local qubit per rank) cannot
+be made local: the ``2**t`` ranks that differ only in the gate's ``t`` global qubits gather
+their amplitudes (``2**(t+m)``, small since ``m < k``), each applies the gate to the
+gathered block and keeps its own part.
+
+The swap buffer holds ``max(2, 2**(m-1))`` amplitudes: half the local part, and never less
+than one chunk of the observables' exchange (two amplitudes when ``m == 1``).
 
 Every rank runs the same deterministic plan, so layouts agree on all ranks.
 """
@@ -18,7 +26,10 @@ import numpy as np
 
 from .backends import get_backend
 from .circuit import Gate
-from .memory import check_layout, check_memory, resolve_dtype
+from .memory import check_layout, check_memory, resolve_dtype, swap_buffer_length
+
+_WIDE_TAG = 96
+"""Message tag of the exchanges of :meth:`DistributedStatevector._apply_wide`."""
 
 
 def _comm_self():
@@ -49,7 +60,7 @@ class DistributedStatevector:
         self.layout: list[int] = list(range(m - 1, -1, -1))
         self.global_qubits: list[int] = list(range(m, self.num_qubits))
         self.state = self.backend.empty(1 << m, self.dtype)
-        self.buf = self.backend.empty(max(1, 1 << (m - 1)), self.dtype)
+        self.buf = self.backend.empty(swap_buffer_length(m), self.dtype)
         self.state[:] = 0
         if self.rank == 0:
             self.state[0] = 1
@@ -58,14 +69,12 @@ class DistributedStatevector:
 
     # ------------------------------------------------------------------ gates
     def run(self, gates: Sequence[Gate], global_phase: float = 0.0) -> None:
-        """Apply ``gates`` in order (already fused as wanted), then the scalar ``exp(i*global_phase)``."""
+        """Apply ``gates`` in order (already fused as wanted), then the scalar ``exp(i*global_phase)``.
+
+        Gates on more qubits than each rank holds locally are applied by :meth:`_apply_wide`.
+        """
         uses: dict[int, list[int]] = {}
         for i, g in enumerate(gates):
-            if g.num_qubits > self.num_local:
-                raise ValueError(
-                    f"gate {i} acts on {g.num_qubits} qubits but each of the {self.size} ranks holds "
-                    f"only {self.num_local} local qubits; use fewer ranks"
-                )
             for q in g.qubits:
                 if not 0 <= q < self.num_qubits:
                     raise ValueError(f"gate {i} acts on qubit {q}, outside 0..{self.num_qubits - 1}")
@@ -77,6 +86,9 @@ class DistributedStatevector:
             return lst[j] if j < len(lst) else len(gates)
 
         for i, g in enumerate(gates):
+            if g.num_qubits > self.num_local:
+                self._apply_wide(g)
+                continue
             self._make_local(g.qubits, lambda q, i=i: next_use(q, i))
             t0 = time.perf_counter()
             self.layout = self.backend.apply(self.state, self.buf, self.layout, g.matrix, g.qubits)
@@ -88,6 +100,41 @@ class DistributedStatevector:
     def apply_gate(self, gate: Gate) -> None:
         """Apply one gate (swapping global targets in as needed)."""
         self.run([gate])
+
+    def _apply_wide(self, gate: Gate) -> None:
+        """Apply a gate on more qubits than are local, by gathering within the gate's rank group.
+
+        The group of this rank is the ``2**t`` ranks that differ from it only in the rank
+        bits of the gate's ``t`` global qubits. Recursive doubling over those bits (one
+        ``Sendrecv`` of the whole gathered block per bit) leaves every member with the
+        group's ``2**(t+m)`` amplitudes; the gate is applied to them on the host, and each
+        rank keeps its own ``2**m``. Layout and global qubits do not change. Only called when
+        ``k > m``, so the block is at most ``2**(2k)`` amplitudes.
+        """
+        t0 = time.perf_counter()
+        slots = [self.global_qubits.index(q) for q in gate.qubits if q in self.global_qubits]
+        self.backend.synchronize()
+        block = np.array(self.backend.to_host(self.state), dtype=self.dtype)  # a host copy
+        for s in slots:
+            partner = self.rank ^ (1 << s)
+            theirs = np.empty_like(block)
+            self.comm.Sendrecv(block, dest=partner, sendtag=_WIDE_TAG, recvbuf=theirs,
+                               source=partner, recvtag=_WIDE_TAG)
+            block = np.concatenate((theirs, block) if (self.rank >> s) & 1 else (block, theirs))
+        # Axes of the gathered block, most significant first: the last exchanged rank bit, ...,
+        # the first one, then the local axes.
+        axes = [self.global_qubits[s] for s in reversed(slots)] + list(self.layout)
+        n = len(axes)
+        k = gate.num_qubits
+        targets = [axes.index(q) for q in reversed(gate.qubits)]  # gate.qubits[0] least significant
+        rest = [a for a in range(n) if a not in targets]
+        perm = rest + targets
+        tensor = block.reshape((2,) * n).transpose(perm).reshape(-1, 1 << k)
+        tensor = tensor @ gate.matrix.T.astype(self.dtype)
+        tensor = tensor.reshape((2,) * n).transpose(np.argsort(perm))
+        own = tensor[tuple((self.rank >> s) & 1 for s in reversed(slots))]
+        self.state[...] = self.backend.xp.asarray(np.ascontiguousarray(own).reshape(-1))
+        self.timings["apply"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ swaps
     def _make_local(self, qubits: Sequence[int], priority=None) -> None:

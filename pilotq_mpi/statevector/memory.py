@@ -18,7 +18,12 @@ def resolve_dtype(dtype) -> np.dtype:
 
 
 def check_layout(num_qubits: int, ranks: int) -> int:
-    """Validate a qubit/rank split and return the number of global qubits ``g`` (ranks == 2**g)."""
+    """Validate a qubit/rank split and return the number of global qubits ``g`` (ranks == 2**g).
+
+    Every rank must hold at least one local qubit (``num_qubits - g >= 1``); with that, any
+    circuit runs on the layout (gates wider than the local part included). ``ValueError``
+    otherwise, saying which rank count to use.
+    """
     if not isinstance(num_qubits, (int, np.integer)) or num_qubits < 1:
         raise ValueError(f"num_qubits must be a positive int, got {num_qubits!r}")
     if not isinstance(ranks, (int, np.integer)) or ranks < 1 or ranks & (ranks - 1):
@@ -29,10 +34,21 @@ def check_layout(num_qubits: int, ranks: int) -> int:
     g = int(ranks).bit_length() - 1
     if num_qubits - g < 1:
         raise ValueError(
-            f"{num_qubits} qubits on {ranks} ranks leaves no local qubit; use at most "
-            f"{1 << (num_qubits - 1)} ranks"
+            f"{num_qubits} qubits on {ranks} ranks leaves no local qubit (each rank must hold at least"
+            f" one); use at most {1 << (num_qubits - 1)} ranks"
         )
     return g
+
+
+def swap_buffer_length(num_local: int) -> int:
+    """Amplitudes in the swap buffer of a rank with ``num_local`` local qubits.
+
+    Half the local part (what a swap exchanges), but at least 2: the observables exchange
+    the partner's amplitudes in chunks of at least one local axis (2 amplitudes), which is
+    the whole local part when ``num_local == 1``.
+    """
+    return max(2, 1 << (num_local - 1))
+
 
 
 def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128") -> int:
@@ -41,10 +57,14 @@ def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128") -> int:
     The swap buffer receives the half of the local amplitudes exchanged with the partner
     rank and is the scratch space for gate application, so nothing else of that size is
     allocated (small bounded temporaries and the gathered probabilities on rank 0 aside).
+    With one local qubit per rank the buffer holds 2 amplitudes (:func:`swap_buffer_length`).
+    Raises ``ValueError`` for a layout :func:`check_layout` refuses, so passing
+    ``memory_per_rank=memory_per_rank(n, ranks)`` to ``submit`` refuses it at submit time.
     """
     g = check_layout(num_qubits, ranks)
-    local = (1 << (num_qubits - g)) * resolve_dtype(dtype).itemsize
-    return local + local // 2
+    m = num_qubits - g
+    itemsize = resolve_dtype(dtype).itemsize
+    return ((1 << m) + swap_buffer_length(m)) * itemsize
 
 
 def check_memory(num_qubits: int, ranks: int, budget_bytes: int, dtype="complex128") -> int:

@@ -62,9 +62,10 @@ def _local_group(sv, x: tuple, zs: list[tuple], values: np.ndarray, idx: list[in
     m = sv.num_local
     axis = {q: i for i, q in enumerate(sv.layout)}
     slot = {q: s for s, q in enumerate(sv.global_qubits)}
-    # Outer axes walked one chunk at a time; a chunk must fit in the half-size swap buffer.
-    c = max(1 if m > 1 else 0, m - CHUNK.bit_length() + 1)
-    inner = m - c
+    # Outer axes walked one chunk of 2**inner amplitudes at a time: a chunk is received
+    # into the swap buffer, so it must fit there (half the local part; all of it when m == 1).
+    inner = min(m, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
+    c = m - inner
     tensor = sv.state.reshape((1 << c,) + (2,) * inner)
     xo, gx = 0, 0
     flips = [slice(None)] * inner

@@ -160,6 +160,30 @@ def test_memory_per_rank_values_and_budget():
         DistributedStatevector(20, MPI.COMM_SELF, memory_budget=2**20)
 
 
+def test_one_local_qubit_layout_memory_and_buffer():
+    # One local qubit per rank (n qubits on 2^(n-1) ranks): 2 local amplitudes and a swap
+    # buffer of 2 (not 1: the observables receive the partner's 2 amplitudes into it).
+    assert memory_per_rank(1, 1) == (2 + 2) * 16
+    assert memory_per_rank(3, 4) == (2 + 2) * 16
+    assert memory_per_rank(3, 4, dtype="complex64") == (2 + 2) * 8
+    assert memory_per_rank(4, 4) == (4 + 2) * 16  # two local qubits: half of 4
+    sv = DistributedStatevector(1, MPI.COMM_SELF)
+    assert (sv.num_local, sv.state.size, sv.buf.size) == (1, 2, 2)
+    with pytest.raises(ValueError, match=r"3 qubits on 8 ranks leaves no local qubit .* use at most 4 ranks"):
+        memory_per_rank(3, 8)
+
+
+def test_one_qubit_bloch_vector():
+    # RY(pi/3) then RZ(pi/4) on |0>: Bloch vector (sin 60 cos 45, sin 60 sin 45, cos 60).
+    qc = QuantumCircuit(1)
+    qc.ry(np.pi / 3, 0)
+    qc.rz(np.pi / 4, 0)
+    result, _ = run_state(qc, observables=[SparsePauliOp(p) for p in "XYZ"])
+    s = np.sqrt(3) / 2 * np.sqrt(2) / 2  # 0.6124
+    assert result.expectations == [pytest.approx(s, abs=1e-12), pytest.approx(s, abs=1e-12),
+                                   pytest.approx(0.5, abs=1e-12)]
+
+
 def test_bad_inputs_raise_clear_errors():
     theta = Parameter("theta")
     qc = QuantumCircuit(2)
