@@ -126,15 +126,17 @@ def test_warning_while_the_script_loads_modules_drains_with_75(slurm_cluster, tm
 # --- a drain starts nothing new ---------------------------------------------------------------------
 @pytest.mark.timeout(300)
 def test_drain_with_long_tasks_starts_nothing_after_the_warning(slurm_cluster, tmp_path):
-    """4 workers, 24 tasks of 6 s (prefetch queues more on every worker). The warning comes
-    while the first 4 run; they finish within the grace, and the trace shows no task that
-    started after the batch script handed the warning to rank 0."""
+    """4 workers, 24 tasks of 6 s, with 2 more queued on every busy worker (prefetch behind
+    tasks of any length: PILOTQ_PREFETCH_HORIZON=inf, the worst case for a drain). The warning
+    comes while the first 4 run; they finish within the grace, and the trace shows no task
+    that started after the warning reached rank 0: the queued ones never start."""
     data = tmp_path / "data"
     data.mkdir()
     out, trace = tmp_path / "job.out", tmp_path / "trace.jsonl"
     job = submit(slurm_cluster, pilot_script(
         [PROGRAMS / "slurm_long_tasks_app.py", data, 24, 6.0], out, ranks_per_node=5,
-        job_name="pilotq-nostart", PILOTQ_DRAIN_GRACE="20", PILOTQ_TRACE=str(trace)), tmp_path)
+        job_name="pilotq-nostart", PILOTQ_DRAIN_GRACE="20", PILOTQ_TRACE=str(trace),
+        PILOTQ_PREFETCH="2", PILOTQ_PREFETCH_HORIZON="inf"), tmp_path)
     wait_for(lambda: _started(data) >= 4, timeout=120, what="every worker started a task",
              cluster=slurm_cluster, job=job, out=out)
     slurm_cluster.scancel_signal(job, "USR1", batch=True)
