@@ -6,34 +6,38 @@ with ``benchmarks/scheduler_scale.py``) and choose exactly the same ranks as the
 from __future__ import annotations
 
 import heapq
-from typing import Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 from .inventory import RankInfo
 
 BUSY_WIDE = float("inf")
-"""Effective load of a rank held by a multi-rank task: no single-rank task may join it."""
+"""Effective load of a rank held by a multi-rank task, or whose waiting slots are shut: no
+single-rank task may join it."""
 
 
 class RankIndex:
     """Idle ranks, and per resource class a lazy min-heap of (effective load, GPU rank?, rank).
 
-    The scheduler owns the ``load`` and ``exclusive`` mappings and calls :meth:`changed`
-    after every change of a rank's load. Heap entries are never updated in place: a change
+    The scheduler owns the ``load`` and ``exclusive`` mappings and the ``closed`` set (busy
+    ranks that take no waiting task now) and calls :meth:`changed` after every change of
+    a rank's load or of those. Heap entries are never updated in place: a change
     pushes a fresh entry, and entries that no longer match the rank's load are dropped
     when they reach the top (the heap is compacted when it grows past 4x its ranks).
     """
 
-    def __init__(self, ranks: Sequence[RankInfo], load: Mapping[int, int], exclusive: Mapping[int, int]):
+    def __init__(self, ranks: Sequence[RankInfo], load: Mapping[int, int], exclusive: Mapping[int, int],
+                 closed: Collection[int] = frozenset()):
         self._load = load
         self._exclusive = exclusive
+        self._closed = closed
         self._position = {info.rank: index for index, info in enumerate(ranks)}
         self.idle = {info.rank for info in ranks if load[info.rank] == 0}
         self._heaps: dict[tuple, tuple[list, int]] = {}
         self._heaps_of: dict[int, list[tuple[list, bool]]] = {info.rank: [] for info in ranks}
 
     def effective_load(self, rank: int) -> float:
-        """Tasks assigned to ``rank``, or infinity while a multi-rank task holds it."""
-        return BUSY_WIDE if rank in self._exclusive else self._load[rank]
+        """Tasks assigned to ``rank``, or infinity while a multi-rank task holds it or it is closed."""
+        return BUSY_WIDE if rank in self._exclusive or rank in self._closed else self._load[rank]
 
     def changed(self, rank: int) -> None:
         """``rank``'s load (or exclusivity) changed."""
@@ -46,9 +50,12 @@ class RankIndex:
             heapq.heappush(heap, (load, gpu_rank, rank))
 
     def least_loaded(self, key: tuple, eligible: Sequence[RankInfo], *, prefer_cpu: bool, limit: int,
-                     exclude: set[int]) -> int | None:
+                     exclude: set[int], admit: Callable[[int], bool] | None = None) -> int | None:
         """The eligible rank with the lowest (load, GPU rank when CPU is preferred, rank) whose
         load is below ``limit`` and which is not in ``exclude``; None if there is none.
+
+        ``admit(rank)``, if given, is asked about busy candidates; when it says no it must
+        have closed the rank (and called :meth:`changed`), so its entry is stale from then on.
 
         ``limit`` is the same for all ranks of one class (they are all compute ranks, or all
         ranks of one QPU).
@@ -65,6 +72,8 @@ class RankIndex:
                 break
             if rank in exclude:
                 skipped.append(heapq.heappop(heap))
+                continue
+            if load and admit is not None and not admit(rank):
                 continue
             found = rank
             break

@@ -9,6 +9,12 @@ Rules, in order of importance:
   ranks); the worker runs them one after another (QPU workers: ``concurrency`` at once),
   which hides the round trip to the master. A task with a ``timeout`` is never queued
   behind another one: its clock starts when it is placed.
+* Prefetch only behind work known to be short (when a ``horizon`` is given): a task goes
+  into a waiting slot of a busy rank only if every task already on that rank has a
+  predicted duration (``predict``; unknown means long), their sum is at most ``horizon``
+  seconds, and no running one has run past its prediction. Otherwise it stays queued
+  here and goes to the first rank that frees: a short task never waits behind a long one
+  while another rank would be free first (up to ``horizon`` and the predictions' errors).
 * Priority order (larger first), then submission order.
 * Best-fit node packing: a multi-rank task goes to the node with the fewest idle ranks that
   still fit it; if no node fits, to as few nodes as possible.
@@ -20,7 +26,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import defaultdict
+import math
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -38,15 +45,36 @@ class Placement:
 
 
 class Scheduler:
-    """Keeps the queue and the load of every worker rank; returns placements on demand."""
+    """Keeps the queue and the load of every worker rank; returns placements on demand.
 
-    def __init__(self, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False):
+    ``horizon`` (seconds, or None) turns on prefetch gating: a single-rank task is queued
+    behind work on a busy rank only when that work is predicted to end within ``horizon``
+    (see the module notes). ``predict(task_id)`` returns a task's predicted duration in
+    seconds (``math.inf`` or None when unknown); it is asked once, when the task is
+    placed. With a horizon, :meth:`schedule` and :meth:`release` need ``now`` (the
+    caller's clock; the scheduler has none). ``horizon=None`` prefetches behind anything.
+    """
+
+    def __init__(self, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
+                 horizon: float | None = None, predict: Callable[[int], float | None] | None = None):
         if not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        if horizon is not None and not (isinstance(horizon, (int, float)) and horizon >= 0):
+            raise ValueError(f"horizon must be a number of seconds >= 0 or None, got {horizon!r}")
         self.prefetch = prefetch
         self.power_of_two = power_of_two
+        self.horizon = None if horizon is None or math.isinf(horizon) else float(horizon)
+        self._predict = predict
         self._load: dict[int, int] = {}
         self._exclusive: dict[int, int] = {}
+        # per rank, its tasks in the order the worker runs them: [task, predicted s, predicted end];
+        # the first `slots` entries run, the rest wait (prefetch); end is set when an entry starts
+        self._order: dict[int, deque[list]] = {}
+        self._due: dict[int, float] = {}
+        """Gated ranks: the earliest predicted end of a running task (past it: overdue)."""
+        self._closed: set[int] = set()
+        """Busy ranks whose waiting slots are shut (work ahead not predicted short, or overdue)."""
+        self._now: float | None = None
         self._held: dict[int, list[int]] = {}
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
         self._queued: dict[int, TaskSpec] = {}
@@ -62,12 +90,15 @@ class Scheduler:
         self.inventory = inventory
         for info in inventory.ranks:
             self._load.setdefault(info.rank, 0)
-        self._capacity = {
-            r.rank: (inventory.qpus[r.qpu].concurrency if r.qpu else 1) + self.prefetch for r in inventory.ranks
-        }
+            self._order.setdefault(info.rank, deque())
+        self._slots = {r.rank: inventory.qpus[r.qpu].concurrency if r.qpu else 1 for r in inventory.ranks}
+        self._capacity = {rank: slots + self.prefetch for rank, slots in self._slots.items()}
         self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
         self._eligible_sets: dict[tuple, frozenset[int]] = {}
-        self._index = RankIndex(inventory.ranks, self._load, self._exclusive)
+        self._index = RankIndex(inventory.ranks, self._load, self._exclusive, self._closed)
+        if self.horizon is not None:
+            for rank in self._order:
+                self._gate(rank, None)
         self._info = {info.rank: info for info in inventory.ranks}
         self._reservation = None
 
@@ -110,14 +141,39 @@ class Scheduler:
         """Placed tasks and the ranks they still hold."""
         return {task: tuple(ranks) for task, ranks in self._held.items()}
 
+    def tasks_on(self, rank: int) -> tuple[int, ...]:
+        """Tasks placed on ``rank``, in the order its worker runs them.
+
+        The first ``slots(rank)`` (1 for a compute rank, the QPU's concurrency for a QPU
+        rank) are running or about to; the others wait in the worker's backlog (prefetch).
+        """
+        return tuple(entry[0] for entry in self._order[rank])
+
+    def waiting(self, task_id: int, rank: int) -> bool:
+        """True if ``task_id`` waits on ``rank`` behind tasks that run first (it was prefetched)."""
+        order, slots = self._order[rank], self._slots[rank]
+        if len(order) <= slots:
+            return False
+        for position, entry in enumerate(order):
+            if entry[0] == task_id:
+                return position >= slots
+        return False
+
+    def slots(self, rank: int) -> int:
+        """How many tasks ``rank`` runs at once (1, or its QPU's concurrency)."""
+        return self._slots[rank]
+
     @property
     def reservation(self) -> tuple[int, tuple[int, ...]] | None:
         """(task id, ranks) reserved for the blocked wide task at the head, if any."""
         return self._reservation
 
     # --- placement ---------------------------------------------------------------------
-    def schedule(self) -> list[Placement]:
-        """Place as many queued tasks as fit now, in priority order."""
+    def schedule(self, now: float | None = None) -> list[Placement]:
+        """Place as many queued tasks as fit now, in priority order (``now``: see the class notes)."""
+        if self.horizon is not None and now is None:
+            raise ValueError("schedule() needs now= when the scheduler has a prefetch horizon")
+        self._now = now
         heads: list[tuple[tuple[int, int, int], tuple]] = []
         for key in list(self._queues):
             head = self._head(key)
@@ -149,15 +205,18 @@ class Scheduler:
             if holder:
                 self._reservation = None
                 reserved = set()
-            self._occupy(task_id, ranks)
+            self._occupy(task_id, ranks, now)
             placements.append(Placement(task_id, ranks))
             head = self._head(key)
             if head is not None:
                 heapq.heappush(heads, (head, key))
         return placements
 
-    def release(self, task_id: int, rank: int) -> None:
-        """Rank ``rank`` has finished its part of task ``task_id``."""
+    def release(self, task_id: int, rank: int, now: float | None = None) -> None:
+        """Rank ``rank`` has finished its part of task ``task_id`` (or dropped it unstarted).
+
+        ``now`` (needed with a horizon) is when the next waiting task on the rank starts.
+        """
         held = self._held.get(task_id)
         if held is None or rank not in held:
             raise ValueError(f"rank {rank} does not hold task {task_id}")
@@ -167,6 +226,18 @@ class Scheduler:
         self._load[rank] -= 1
         if self._exclusive.get(rank) == task_id:
             del self._exclusive[rank]
+        order = self._order[rank]
+        if order[0][0] == task_id:
+            order.popleft()
+        else:  # a waiting task dropped before it started (revoked), or a late report
+            for entry in order:
+                if entry[0] == task_id:
+                    order.remove(entry)
+                    break
+        if self.horizon is not None:
+            if now is None:
+                raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
+            self._gate(rank, now)
         self._index.changed(rank)
 
     # --- internals ---------------------------------------------------------------------
@@ -192,8 +263,9 @@ class Scheduler:
         if spec.ranks == 1:
             # a task with a timeout starts at once (its clock starts when it is placed)
             limit = 1 if spec.timeout is not None else self._capacity[eligible[0].rank]
+            admit = self._not_overdue if self.horizon is not None else None
             rank = self._index.least_loaded(key, eligible, prefer_cpu=spec.gpus_per_rank == 0, limit=limit,
-                                            exclude=exclude)
+                                            exclude=exclude, admit=admit)
             return None if rank is None else (rank,)
         if len(self._index.idle) < spec.ranks:
             return None
@@ -214,14 +286,52 @@ class Scheduler:
         return _pack(candidates, spec.ranks, spec.same_node,
                      node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
 
-    def _occupy(self, task_id: int, ranks: tuple[int, ...]) -> None:
+    def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> None:
+        gated = self.horizon is not None
+        predicted = math.inf
+        if gated and len(ranks) == 1 and self._predict is not None:
+            value = self._predict(task_id)
+            predicted = math.inf if value is None else float(value)
         for rank in ranks:
             self._load[rank] += 1
             if len(ranks) > 1:
                 self._exclusive[rank] = task_id
+            self._order[rank].append([task_id, predicted, None])
+            if gated:
+                self._gate(rank, now)
             self._index.changed(rank)
         # extend, not assign: a retried task may still hold ranks of an attempt that timed out
         self._held.setdefault(task_id, []).extend(ranks)
+
+
+    def _gate(self, rank: int, now: float | None) -> None:
+        """Start the clock of entries that now run; open or shut ``rank``'s waiting slots."""
+        order, slots = self._order[rank], self._slots[rank]
+        due = math.inf
+        ahead = 0.0
+        for position, entry in enumerate(order):
+            if position < slots:
+                if entry[2] is None and now is not None:
+                    # it starts now at the latest (placed on a free slot, or its predecessor ended)
+                    entry[2] = now + entry[1]
+                if entry[2] is not None:
+                    due = min(due, entry[2])
+            ahead += entry[1]
+        self._due[rank] = due
+        if len(order) >= slots and not ahead <= self.horizon:
+            self._closed.add(rank)
+        else:
+            self._closed.discard(rank)
+
+    def _not_overdue(self, rank: int) -> bool:
+        """May a task wait on busy ``rank`` now? Shuts the rank if a running task is past its prediction."""
+        if self._load[rank] < self._slots[rank]:
+            return True  # a free running slot: the task starts at once
+        if self._now is not None and self._now > self._due[rank]:
+            self._closed.add(rank)  # stays shut until the rank's work changes (overdue only grows)
+            self._index.changed(rank)
+            return False
+        return True
 
 
 def _pack(candidates: Iterable[RankInfo], width: int, same_node: bool,

@@ -22,6 +22,9 @@ Model
   arrives at ``t + dispatch_latency``. A prefetched task that arrived while the rank was
   busy starts the moment the rank frees, which is how prefetch hides the round trip.
 * A rank is released (``scheduler.release``) when its part of a task completes.
+* ``horizon`` turns on the scheduler's prefetch gating (queue a task behind a busy rank's
+  work only if that work is predicted to end within ``horizon``); predictions come from
+  ``predict(task id)``, by default the true durations (an oracle).
 
 Reading the clock
 -----------------
@@ -182,7 +185,8 @@ _COMPLETE, _ARRIVE = 0, 1
 
 def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispatch_latency: float = 0.0,
              timer: Callable[[], float] = time.perf_counter,
-             scheduler_factory: Callable[..., Scheduler] = Scheduler) -> SimulationResult:
+             scheduler_factory: Callable[..., Scheduler] = Scheduler, horizon: float | None = None,
+             predict: Callable[[int], float | None] | None = None) -> SimulationResult:
     """Run ``tasks`` (``(spec, duration, submit_time)`` or :class:`SimTask`) through a ``Scheduler``.
 
     Task ids are the indices in ``tasks``. Every spec must fit the inventory
@@ -190,7 +194,9 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
     prefetch=...)`` builds the scheduler (a stand-in with the same interface may be
     passed, e.g. to compare a prototype). Raises ``RuntimeError`` if the scheduler breaks
     a rule the simulator can see (a rank over its slots, a wide task on a busy rank) or
-    leaves tasks queued with nothing left to happen.
+    leaves tasks queued with nothing left to happen. With ``horizon`` set, the factory also
+    gets ``horizon=`` and ``predict=`` (default: each task's true duration), and
+    ``schedule``/``release`` get the simulated time as ``now``.
     """
     if dispatch_latency < 0:
         raise ValueError(f"dispatch_latency must be >= 0, got {dispatch_latency!r}")
@@ -200,7 +206,13 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
             raise ValueError(f"task {index}: duration must be a finite number >= 0, got {t.duration!r}")
         if not math.isfinite(t.submit_time):
             raise ValueError(f"task {index}: submit_time must be finite, got {t.submit_time!r}")
-    scheduler = scheduler_factory(inventory, prefetch=prefetch)
+    if horizon is None:
+        scheduler = scheduler_factory(inventory, prefetch=prefetch)
+        clock: dict = {}
+    else:
+        scheduler = scheduler_factory(inventory, prefetch=prefetch, horizon=horizon,
+                                      predict=predict or (lambda task: work[task].duration))
+        clock = {"now": 0.0}
     checked: set = set()
     for index, t in enumerate(work):
         key = (t.spec.resource_class, t.spec.timeout is None)
@@ -284,8 +296,10 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
             if running[rank] == 0:
                 busy_total += now - busy_since.pop(rank)
             wide_on.pop(rank, None)
+            if clock:
+                clock["now"] = now
             t0 = timer()
-            scheduler.release(task, rank)
+            scheduler.release(task, rank, **clock)
             release_s += timer() - t0
             release_calls += 1
             changed = True
@@ -294,8 +308,10 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
                 begin(queue.popleft(), now, (rank,))
         if not changed:
             continue
+        if clock:
+            clock["now"] = now
         t0 = timer()
-        chosen = scheduler.schedule()
+        chosen = scheduler.schedule(**clock)
         schedule_s += timer() - t0
         schedule_calls += 1
         placements += len(chosen)

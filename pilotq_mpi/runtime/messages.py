@@ -21,6 +21,10 @@ class Tag(enum.IntEnum):
     """worker -> master: one :class:`ResultMessage`."""
     SHUTDOWN = 13
     """master -> worker: no more tasks; leave the worker loop."""
+    REVOKE = 14
+    """master -> worker: a list of ``(task_id, attempt)`` not to start. The worker drops each
+    one it holds unstarted and reports it with ``ResultMessage.revoked``; one that already
+    started (or is unknown) is left alone, and its normal result comes."""
 
 
 class TaskMessage(NamedTuple):
@@ -62,6 +66,8 @@ class ResultMessage(NamedTuple):
     host: str = ""
     started: float = 0.0
     ended: float = 0.0
+    revoked: bool = False
+    """The task was dropped unstarted after a :attr:`Tag.REVOKE` (it did not run)."""
 
 
 def pack_result(result: ResultMessage) -> ResultMessage:

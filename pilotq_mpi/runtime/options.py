@@ -23,6 +23,24 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+DEFAULT_PREFETCH_HORIZON = 0.05
+"""Seconds; see ``PILOTQ_PREFETCH_HORIZON`` in the README (prefetch and scheduling)."""
+
+
+def prefetch_horizon_from_env(env: Mapping[str, str]) -> float:
+    """``PILOTQ_PREFETCH_HORIZON`` in seconds (``inf``: prefetch behind anything, the old rule)."""
+    value = env.get("PILOTQ_PREFETCH_HORIZON")
+    if value in (None, ""):
+        return DEFAULT_PREFETCH_HORIZON
+    try:
+        horizon = float(value)
+    except ValueError:
+        raise ValueError(f"PILOTQ_PREFETCH_HORIZON={value!r}: expected a number of seconds (or inf)") from None
+    if not horizon >= 0:
+        raise ValueError(f"PILOTQ_PREFETCH_HORIZON={value!r}: must be >= 0 seconds")
+    return horizon
+
+
 @dataclass(frozen=True)
 class PilotOptions:
     """Options every rank agrees on (they come from the same environment)."""
@@ -35,6 +53,8 @@ class PilotOptions:
     """Bytes a task may use on one rank (checked at submit time when a task declares its need)."""
     prefetch: int = 1
     """Extra single-rank tasks queued on each busy worker to hide the master round trip."""
+    prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON
+    """Queue a task behind a busy worker only if its work is predicted to end within this many seconds."""
     power_of_two: bool = False
     """Refuse task widths that are not powers of two."""
     drain_grace: float = 30.0
@@ -69,6 +89,7 @@ class PilotOptions:
             gpus_per_node=number("PILOTQ_GPUS_PER_NODE", int, None),
             memory_per_rank=parse_bytes(memory) if memory else None,
             prefetch=number("PILOTQ_PREFETCH", int, 1),
+            prefetch_horizon=prefetch_horizon_from_env(env),
             power_of_two=env.get("PILOTQ_POWER_OF_TWO", "0") not in ("0", "", "false", "no"),
             drain_grace=number("PILOTQ_DRAIN_GRACE", float, 30.0),
             stuck_grace=number("PILOTQ_STUCK_GRACE", float, 10.0),

@@ -2,6 +2,13 @@
 
 Only the worker's main thread calls MPI. QPU tasks run in a small thread pool (they wait
 on remote hardware) and hand their results back to the main thread through a queue.
+
+Tasks run in the order they arrive; those waiting behind the running one (prefetched)
+sit in ``_backlog``. Between two tasks the worker reads every message from the master
+before it starts the next one, so a :attr:`Tag.REVOKE` sent before a task starts is
+always seen first: the task is dropped and reported as not run (``revoked``). While a
+task runs the worker reads nothing (it is single-threaded): a revoke takes effect when
+the running task ends.
 """
 from __future__ import annotations
 
@@ -38,6 +45,10 @@ class Worker:
         self.host = socket.gethostname()
         self._functions: dict[int, Callable] = {}
         self._backlog: collections.deque[TaskMessage] = collections.deque()
+        self._fn_bytes: dict[int, bytes] = {}
+        """Functions of revoked tasks, never loaded: a later task of the same id comes without them."""
+        self._qpu_queued: dict[tuple[int, int], Any] = {}
+        """(task, attempt) -> pool future of QPU tasks handed to the pool (queued there or running)."""
         self._qpu_done: queue.SimpleQueue[ResultMessage] = queue.SimpleQueue()
         self._qpu_pool: ThreadPoolExecutor | None = None
         self._qpu_backends: dict[str, Any] = {}
@@ -52,10 +63,22 @@ class Worker:
         stopping = False
         status = self._mpi.Status()
         while True:
-            while (message := self.world.improbe(MASTER, self._mpi.ANY_TAG, status)) is not None:
+            # read everything the master sent before starting a task (a revoke must win); with
+            # MPICH one improbe that finds nothing only moves the next arrived message forward
+            # (measured: None, msg, None, msg, ...), so stop after two misses in a row, not one
+            misses = 0
+            while misses < 2:
+                message = self.world.improbe(MASTER, self._mpi.ANY_TAG, status)
+                if message is None:
+                    misses += 1
+                    continue
+                misses = 0
                 body = message.recv()
-                if status.Get_tag() == Tag.TASKS:
+                tag = status.Get_tag()
+                if tag == Tag.TASKS:
                     self._backlog.extend(map(TaskMessage._make, body))
+                elif tag == Tag.REVOKE:
+                    self._revoke(body)
                 else:
                     stopping = True
             worked = self._flush_qpu_results()
@@ -75,6 +98,26 @@ class Worker:
         if self._qpu_pool is not None:
             self._qpu_pool.shutdown(wait=True)
 
+    def _revoke(self, revoked: list[tuple[int, int]]) -> None:
+        """Drop the revoked tasks that have not started; report each dropped one as not run."""
+        wanted = set(map(tuple, revoked))
+        kept: collections.deque[TaskMessage] = collections.deque()
+        dropped = []
+        for task in self._backlog:
+            (dropped if (task.task_id, task.attempt) in wanted else kept).append(task)
+        self._backlog = kept
+        for key in wanted:
+            future = self._qpu_queued.get(key)
+            if future is not None and future.cancel():  # still in the pool's queue: never started
+                del self._qpu_queued[key]
+                self._qpu_running -= 1
+                dropped.append(key)
+        for task in dropped:
+            task_id, attempt = (task.task_id, task.attempt) if isinstance(task, TaskMessage) else task
+            if isinstance(task, TaskMessage) and task.fn is not None and task.fn_id not in self._functions:
+                self._fn_bytes[task.fn_id] = task.fn  # the master will not send this function again
+            self._report(ResultMessage(task_id, attempt, self.rank, False, host=self.host, revoked=True))
+
     def _report(self, result: ResultMessage) -> None:
         try:
             packed = pack_result(result)
@@ -93,6 +136,8 @@ class Worker:
     def _function(self, task: TaskMessage) -> Callable:
         if task.fn is not None:
             self._functions[task.fn_id] = loads(task.fn)
+        elif task.fn_id not in self._functions:
+            self._functions[task.fn_id] = loads(self._fn_bytes.pop(task.fn_id))
         return self._functions[task.fn_id]
 
     def _context(self, task: TaskMessage, backend: Any = None) -> context.TaskContext:
@@ -161,7 +206,8 @@ class Worker:
             self._qpu_pool = ThreadPoolExecutor(max_workers=task.qpu.concurrency,
                                                 thread_name_prefix=f"qpu-{task.qpu.name}")
         self._qpu_running += 1
-        self._qpu_pool.submit(self._run_qpu_task, task, self._function(task))
+        self._qpu_queued[(task.task_id, task.attempt)] = self._qpu_pool.submit(
+            self._run_qpu_task, task, self._function(task))
 
     def _run_qpu_task(self, task: TaskMessage, fn: Callable) -> None:
         started = time.time()
@@ -192,6 +238,7 @@ class Worker:
             except queue.Empty:
                 return flushed
             self._qpu_running -= 1
+            self._qpu_queued.pop((result.task_id, result.attempt), None)
             self._report(result)
             flushed = True
 

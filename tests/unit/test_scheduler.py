@@ -251,3 +251,144 @@ def test_wide_task_is_not_starved_by_a_stream_of_narrow_tasks(workers, per_node,
             scheduler.release(finished, rank)
         narrow()                       # the stream never stops
     assert started, "the wide task never started"
+
+
+# --- prefetch gating: queue behind a busy rank only when its work is predicted short --------------
+
+def gated(workers=2, prefetch=1, horizon=0.05, predictions=None, qpu=None):
+    predictions = {} if predictions is None else predictions
+    inventory = Inventory.from_layout(workers)
+    if qpu:
+        inventory = inventory.with_qpu(qpu)
+    return Scheduler(inventory, prefetch=prefetch, horizon=horizon, predict=predictions.get), predictions
+
+
+def test_short_task_never_queued_behind_a_long_running_one():
+    # the issue's reproducer on 2 ranks: a long task, then short ones; none may wait behind the long one
+    s, predict = gated(workers=2)
+    predict[1] = None                       # the long task's function was never seen: unknown = long
+    s.submit(1, TaskSpec())
+    assert {p.task_id: p.ranks for p in s.schedule(now=0.0)} == {1: (1,)}
+    for task in range(2, 6):
+        predict[task] = 0.001
+        s.submit(task, TaskSpec())
+    got = {p.task_id: p.ranks for p in s.schedule(now=0.2)}
+    assert got == {2: (2,), 3: (2,)}, "short tasks go to rank 2 (one runs, one prefetched behind a short one)"
+    assert s.tasks_on(1) == (1,) and s.tasks_on(2) == (2, 3)
+    assert s.waiting(3, 2) and not s.waiting(2, 2)
+    s.release(2, 2, now=0.201)
+    assert {p.task_id: p.ranks for p in s.schedule(now=0.201)} == {4: (2,)}
+    assert s.tasks_on(1) == (1,), "nothing ever queued behind task 1"
+
+
+def test_old_rule_without_horizon_queues_behind_the_long_task():
+    # horizon=None is the previous behaviour: the lowest busy rank takes the next task, long or not
+    s, predict = gated(workers=2, horizon=None)
+    s.submit(1, TaskSpec())
+    s.submit(2, TaskSpec())
+    s.schedule()
+    s.submit(3, TaskSpec())
+    assert {p.task_id: p.ranks for p in s.schedule()} == {3: (1,)}
+
+
+def test_no_prefetch_behind_work_longer_than_the_horizon():
+    s, predict = gated(workers=1, prefetch=2, horizon=0.05)
+    predict.update({1: 0.03, 2: 0.03, 3: 0.03})
+    for task in (1, 2, 3):
+        s.submit(task, TaskSpec())
+    # task 2 may wait behind task 1 (0.03 s ahead); task 3 may not (0.06 s ahead)
+    assert {p.task_id for p in s.schedule(now=0.0)} == {1, 2}
+    s.release(1, 1, now=0.03)
+    assert {p.task_id for p in s.schedule(now=0.03)} == {3}
+
+
+def test_no_prefetch_behind_a_task_past_its_prediction():
+    s, predict = gated(workers=1, horizon=0.05)
+    predict.update({1: 0.01, 2: 0.01})
+    s.submit(1, TaskSpec())
+    assert [p.task_id for p in s.schedule(now=0.0)] == [1]
+    s.submit(2, TaskSpec())
+    assert s.schedule(now=0.5) == [], "task 1 was predicted to take 0.01 s and still runs at 0.5 s"
+    s.release(1, 1, now=0.6)
+    assert [p.task_id for p in s.schedule(now=0.6)] == [2]
+
+
+def test_a_task_that_heads_the_rank_gets_its_clock_when_its_predecessor_ends():
+    s, predict = gated(workers=1, horizon=0.05)
+    predict.update({1: 0.01, 2: 0.01, 3: 0.01})
+    for task in (1, 2):
+        s.submit(task, TaskSpec())
+    assert [p.task_id for p in s.schedule(now=0.0)] == [1, 2]
+    s.release(1, 1, now=1.0)                # task 2 starts at 1.0: due 1.01
+    s.submit(3, TaskSpec())
+    assert [p.task_id for p in s.schedule(now=1.005)] == [3]
+
+
+def test_revoked_waiting_task_leaves_the_order_of_its_rank():
+    s, predict = gated(workers=1, horizon=None)
+    for task in (1, 2):
+        s.submit(task, TaskSpec())
+    s.schedule()
+    s.release(2, 1)                         # dropped unstarted by the worker: not the head
+    assert s.tasks_on(1) == (1,) and s.load(1) == 1
+
+
+def test_qpu_rank_runs_its_concurrency_then_gates_the_waiting_slot():
+    s, predict = gated(workers=2, horizon=0.05, qpu=QpuSpec("q", "m:f", ranks=1, concurrency=2))
+    for task in (1, 2, 3):
+        predict[task] = None
+        s.submit(task, TaskSpec(qpu="q"))
+    assert [p.task_id for p in s.schedule(now=0.0)] == [1, 2], "two run at once; the third waits here"
+    s.release(1, 2, now=1.0)
+    assert [p.task_id for p in s.schedule(now=1.0)] == [3]
+
+
+def test_horizon_must_be_non_negative_and_needs_a_clock():
+    import pytest
+
+    with pytest.raises(ValueError, match="horizon"):
+        Scheduler(Inventory.from_layout(1), horizon=-1)
+    s, _ = gated(workers=1)
+    s.submit(1, TaskSpec())
+    with pytest.raises(ValueError, match="now="):
+        s.schedule()
+
+
+@settings(max_examples=100, deadline=None)
+@given(workers=st.integers(1, 6), prefetch=st.integers(1, 3), horizon=st.sampled_from([0.0, 0.05, 0.5]),
+       seed=st.integers(0, 10**6))
+def test_gated_prefetch_never_queues_behind_unknown_long_or_overdue_work(workers, prefetch, horizon, seed):
+    """Replay random completions; every task that ends up waiting on a rank had, when placed,
+    only work ahead of it whose predicted durations summed to <= horizon and none overdue."""
+    import random
+
+    rng = random.Random(seed)
+    predictions = {}
+    s = Scheduler(Inventory.from_layout(workers), prefetch=prefetch, horizon=horizon, predict=predictions.get)
+    started = {}                            # task -> (rank, start time) for tasks heading their rank
+    now = 0.0
+    for task in range(40):
+        predictions[task] = rng.choice([None, 0.0, 0.01, 0.04, 1.0])
+        s.submit(task, TaskSpec())
+    for _ in range(200):
+        for p in s.schedule(now=now):
+            rank = p.ranks[0]
+            on_rank = s.tasks_on(rank)
+            ahead = on_rank[:on_rank.index(p.task_id)]
+            if ahead:
+                durations = [predictions[t] for t in ahead]
+                assert None not in durations and sum(durations) <= horizon + 1e-12
+                _, since = started[ahead[0]]
+                assert now <= since + predictions[ahead[0]] + 1e-12, "queued behind an overdue task"
+            else:
+                started[p.task_id] = (rank, now)
+        busy = [r for r in range(1, workers + 1) if s.tasks_on(r)]
+        if not busy:
+            break
+        now += rng.choice([0.0, 0.005, 0.02, 0.3])
+        rank = rng.choice(busy)
+        head = s.tasks_on(rank)[0]
+        s.release(head, rank, now=now)
+        if s.tasks_on(rank):
+            started[s.tasks_on(rank)[0]] = (rank, now)
+    assert s.queued == 0 and s.busy_ranks == 0

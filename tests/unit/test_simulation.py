@@ -291,3 +291,28 @@ def test_prefetch_never_hurts_equal_tasks_and_helps_with_latency(workers, n, pre
     with_prefetch = simulate(inventory, unit_tasks(n), prefetch=prefetch, dispatch_latency=latency).makespan
     assert without == pytest.approx(rounds * (1 + latency))
     assert with_prefetch == pytest.approx(rounds + latency)
+
+
+def test_prefetch_horizon_removes_head_of_line_blocking_of_uneven_tasks():
+    # the same workload as above: with gating (oracle predictions) nothing waits behind the 4 s task
+    tasks = [(ONE, 4.0, 0.0), (ONE, 1.0, 0.0), (ONE, 1.0, 0.0), (ONE, 1.0, 0.0)]
+    result = simulate(Inventory.from_layout(2), tasks, prefetch=1, horizon=0.05)
+    assert result.makespan == 4.0
+    assert all(r.ranks == (2,) for r in result.records[1:])
+
+
+def test_prefetch_horizon_keeps_prefetch_for_short_tasks():
+    # 10 ms tasks with a 1 ms round trip: gating must not give up the hidden round trip
+    tasks = [(ONE, 0.01, 0.0)] * 100
+    inventory = Inventory.from_layout(2)
+    ungated = simulate(inventory, tasks, prefetch=1, dispatch_latency=0.001).makespan
+    gated = simulate(inventory, tasks, prefetch=1, dispatch_latency=0.001, horizon=0.05).makespan
+    without = simulate(inventory, tasks, prefetch=0, dispatch_latency=0.001).makespan
+    assert gated == ungated < without
+
+
+def test_prefetch_horizon_with_unknown_predictions_falls_back_to_no_prefetch():
+    tasks = [(ONE, 0.01, 0.0)] * 20
+    inventory = Inventory.from_layout(2)
+    unknown = simulate(inventory, tasks, prefetch=1, dispatch_latency=0.001, horizon=0.05, predict=lambda t: None)
+    assert unknown.makespan == simulate(inventory, tasks, prefetch=0, dispatch_latency=0.001).makespan
