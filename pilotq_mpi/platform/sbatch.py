@@ -92,8 +92,8 @@ class SbatchRequest:
     ``launcher`` and ``python`` are the defaults of ``$PILOTQ_SRUN``/``$PILOTQ_PYTHON``
     in the script (the submitting environment may override them); the default launcher is
     the ``pilotq-srun`` command that installing pilotq-mpi puts on PATH.
-    ``layout`` (see :data:`LAYOUTS`; default: ``worker-per-gpu`` on perlmutter-gpu,
-    ``ranks-per-node`` elsewhere) decides how many ranks run where.
+    ``layout`` (see :data:`LAYOUTS`; default: ``worker-per-gpu`` on perlmutter-gpu unless
+    ``ranks_per_node`` is given, ``ranks-per-node`` elsewhere) decides how many ranks run where.
     """
 
     app_argv: tuple[str, ...]
@@ -126,7 +126,9 @@ class SbatchRequest:
         if self.target not in TARGETS:
             raise ValueError(f"target={self.target!r}: choose one of {', '.join(TARGETS)}")
         defaults = _DEFAULTS[self.target]
-        layout = defaults["layout"] if self.layout is None else self.layout
+        layout = self.layout
+        if layout is None:  # ranks_per_node given: the user wants that many ranks per node
+            layout = "ranks-per-node" if self.ranks_per_node is not None else defaults["layout"]
         if layout not in LAYOUTS:
             raise ValueError(f"layout={layout!r}: choose one of {', '.join(LAYOUTS)}")
         if layout == "worker-per-gpu":

@@ -34,7 +34,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="worker-per-gpu (perlmutter-gpu default): one worker per GPU plus the "
                         "master on node 0, nodes x GPUs + 1 ranks; ranks-per-node (default "
-                        "elsewhere): --ranks-per-node ranks on every node")
+                        "elsewhere, and with --ranks-per-node): that many ranks on every node")
     p.add_argument("--time", "-t", default="00:30:00", help="walltime HH:MM:SS or D-HH:MM:SS")
     p.add_argument("--qos", "-q", default=None, help="quality of service, e.g. regular, debug")
     p.add_argument("--account", "-A", default=None, help="project to charge")

@@ -185,6 +185,9 @@ def test_perlmutter_gpu_specifics():
         "--gpu-bind=none", "$PILOTQ_PYTHON", "-m", "pilotq_mpi", "app.py"]
     four = SbatchRequest(app_argv=("a.py",), target="perlmutter-gpu", nodes=4)
     assert four.total_ranks == 17
+    # asking for ranks per node picks the layout that has them
+    two = SbatchRequest(app_argv=("a.py",), target="perlmutter-gpu", nodes=4, ranks_per_node=2)
+    assert two.resolved_layout == "ranks-per-node" and two.total_ranks == 8 and two.cpus_per_task == 64
     per_node = GOLDEN_CASES["perlmutter-gpu-ranks-per-node"]
     assert per_node.total_ranks == 8 and per_node.cpus_per_task == 32
     assert launch_words(per_node) == [
@@ -234,7 +237,8 @@ def test_parse_walltime(text, seconds):
     (dict(output="a\nb"), r"output="),
     (dict(layout="cyclic"), r"layout='cyclic': choose one of ranks-per-node, worker-per-gpu"),
     (dict(layout="worker-per-gpu"), r"only the perlmutter-gpu target has it"),
-    (dict(target="perlmutter-gpu", ranks_per_node=5), r"ranks_per_node=5 with layout='worker-per-gpu'"),
+    (dict(target="perlmutter-gpu", ranks_per_node=5, layout="worker-per-gpu"),
+     r"ranks_per_node=5 with layout='worker-per-gpu'"),
 ])
 def test_bad_request_names_value(kwargs, match):
     args = dict(app_argv=("app.py",))
