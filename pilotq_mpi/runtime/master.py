@@ -532,6 +532,13 @@ class Master:
         self._abort_code = code
         self._stopping = True
         self._retry_heap.clear()
+
+        def abandoned_error(record: TaskRecord) -> AbandonedError:
+            return AbandonedError(f"task {record.name!r} (id {record.task_id}) was abandoned: the driver ended"
+                                  f" with exit code {code}")
+
+        # prefetched tasks must not start now (their workers then become idle and end cleanly)
+        self._revoke_unstarted(abandoned_error)
         cancelled = abandoned = 0
         for record in list(self.tasks.values()):
             if record.state.terminal:
@@ -544,8 +551,7 @@ class Master:
                     cancelled += 1
                     continue
             abandoned += 1
-            self._end(record, E.CANCEL, error=AbandonedError(
-                f"task {record.name!r} (id {record.task_id}) was abandoned: the driver ended with exit code {code}"))
+            self._end(record, E.CANCEL, error=abandoned_error(record))
         sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}; cancelled {_tasks(cancelled)} not yet"
                          f" started, abandoned {_tasks(abandoned)} still running; ending the job\n")
 
