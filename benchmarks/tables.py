@@ -89,8 +89,36 @@ def scheduler_scale(data: dict) -> str:
                       "utilization", "wait p95 (simulated s)"], rows))
 
 
+def mixed(data: dict) -> str:
+    rows = []
+    runners = (("pilot", "pilotq-mpi"), ("pilot-old", "pilotq-mpi, old prefetch (horizon inf)"),
+               ("futures", "mpi4py.futures"))
+    for r in data["rows"]:
+        for i, (key, label) in enumerate(runners):
+            f = r[key]
+            first = i == 0
+            rows.append([r["workload"] if first else "", f"{r['tasks']:,}" if first else "",
+                         (f"{r['wide_tasks']} / {r['stragglers']}") if first else "",
+                         f"{r['lower_bound_s']:.2f}" if first else "", label, f"{f['makespan_s']:.2f}",
+                         f"{f['over_bound']:+.0%}", f"{f['latency_p50_s'] * 1e3:.0f}",
+                         f"{f['latency_max_s'] * 1e3:.0f}"])
+    out = (f"### Heavy-tailed and mixed-width workloads: makespan vs lower bound ({data['workers']} workers,"
+           f" median of {data['repeats']})\n\n`{data['command']}`\n\n" + _table(
+               ["workload", "tasks", "wide / stragglers", "lower bound s", "runner", "makespan s", "over bound",
+                "short-task latency p50 ms", "max ms"], rows))
+    scan = data.get("horizon_scan")
+    if scan:
+        srows = [[f"{a['duration_s'] * 1e3:g}", f"{a['tasks_per_s']:,.0f}", f"{b['tasks_per_s']:,.0f}",
+                  f"{a['tasks_per_s'] / b['tasks_per_s'] - 1:+.0%}"]
+                 for a, b in zip(scan["prefetch"]["rows"], scan["no_prefetch"]["rows"])]
+        out += ("\n\nWhat prefetch buys for fixed-duration tasks (sets the default"
+                f" `PILOTQ_PREFETCH_HORIZON` = {data['default_prefetch_horizon_s']:g} s):\n\n"
+                + _table(["task ms", "tasks/s with prefetch", "tasks/s without", "gain"], srows))
+    return out
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
-             "scheduler_scale": scheduler_scale}
+             "scheduler_scale": scheduler_scale, "mixed": mixed}
 
 
 def render_all() -> str:

@@ -53,10 +53,15 @@ class Scheduler:
     seconds (``math.inf`` or None when unknown); it is asked once, when the task is
     placed. With a horizon, :meth:`schedule` and :meth:`release` need ``now`` (the
     caller's clock; the scheduler has none). ``horizon=None`` prefetches behind anything.
+    ``slack``: a running task counts as overdue only ``slack`` seconds after its predicted
+    end (the caller learns of starts and ends late, e.g. by one pass of its message loop;
+    without it, tasks of a few microseconds would look overdue at once and never be
+    prefetched behind).
     """
 
     def __init__(self, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
-                 horizon: float | None = None, predict: Callable[[int], float | None] | None = None):
+                 horizon: float | None = None, predict: Callable[[int], float | None] | None = None,
+                 slack: float = 0.0):
         if not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
         if horizon is not None and not (isinstance(horizon, (int, float)) and horizon >= 0):
@@ -64,6 +69,9 @@ class Scheduler:
         self.prefetch = prefetch
         self.power_of_two = power_of_two
         self.horizon = None if horizon is None or math.isinf(horizon) else float(horizon)
+        if not (isinstance(slack, (int, float)) and slack >= 0):
+            raise ValueError(f"slack must be a number of seconds >= 0, got {slack!r}")
+        self.slack = float(slack)
         self._predict = predict
         self._load: dict[int, int] = {}
         self._exclusive: dict[int, int] = {}
@@ -327,7 +335,7 @@ class Scheduler:
         """May a task wait on busy ``rank`` now? Shuts the rank if a running task is past its prediction."""
         if self._load[rank] < self._slots[rank]:
             return True  # a free running slot: the task starts at once
-        if self._now is not None and self._now > self._due[rank]:
+        if self._now is not None and self._now > self._due[rank] + self.slack:
             self._closed.add(rank)  # stays shut until the rank's work changes (overdue only grows)
             self._index.changed(rank)
             return False

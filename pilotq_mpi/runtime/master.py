@@ -30,6 +30,9 @@ from .records import Submission, TaskRecord
 E = TaskEvent
 RECENT_RUNS = 8
 """Duration estimate of a function: the longest of its last RECENT_RUNS runs (conservative)."""
+START_SLACK_S = 0.005
+"""The master learns of a task's start late (one loop pass handles a batch of results; ~1 ms
+here under load): a running task counts as overdue only this long after its predicted end."""
 FAILURE_GRACE_S = 5.0
 """How long a failed multi-rank task waits for its other ranks before it fails for good."""
 ABANDON_GRACE_S = 1.0
@@ -63,7 +66,8 @@ class Master:
             prefetch_horizon = prefetch_horizon_from_env(os.environ)
         # prefetch only behind work predicted to end within the horizon (no head-of-line blocking)
         self.scheduler = Scheduler(inventory, prefetch=prefetch, power_of_two=power_of_two,
-                                   horizon=prefetch_horizon, predict=self._predict)
+                                   horizon=prefetch_horizon, predict=self._predict,
+                                   slack=min(START_SLACK_S, prefetch_horizon))
         self._recent: dict[tuple[int, bool], collections.deque] = {}
         self._estimates: dict[tuple[int, bool], float] = {}
         """(function id, chunk) -> predicted seconds per run; absent: unknown (counts as long)."""
@@ -300,10 +304,9 @@ class Master:
                 if head in self._waiting:
                     self._waiting.discard(head)
                     record = self.tasks.get(head)
-                    future = record.sub.future if record is not None else None
-                    if future is None or future.done() or future.running():
-                        continue
-                    if not future.set_running_or_notify_cancel() and record.state is TaskState.RUNNING:
+                    # still placed, so its future is pending, or cancelled by the driver meanwhile
+                    if record is not None and record.state is TaskState.RUNNING \
+                            and not record.sub.future.set_running_or_notify_cancel():
                         self._revoke([record], None)  # cancelled meanwhile; it is likely under way already
 
     def _revoke(self, records: list[TaskRecord], error_for) -> None:

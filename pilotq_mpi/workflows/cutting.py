@@ -9,7 +9,10 @@ with the sampling step spread over worker ranks:
 - :func:`execute_plan` groups the subexperiments into batches (one single-rank task per
   batch, so thousands of subexperiments cost tens of round trips, not thousands),
   submits :func:`run_subexperiment_batch` for each to an executor, gathers and
-  reconstructs.
+  reconstructs. By default batch sizes are *guided* (:func:`guided_batch_sizes`): large
+  batches first, smaller ones towards the end, so that the last batches are short and
+  every worker finishes at about the same time (equal batches left a tail in which a few
+  workers finished long batches while the others idled).
 - :func:`run_cutting` = plan + execute.
 
 Executors: anything with ``submit(fn, *args) -> Future`` whose tasks are called as
@@ -44,6 +47,7 @@ __all__ = [
     "CuttingResult",
     "efficient_su2_problem",
     "execute_plan",
+    "guided_batch_sizes",
     "make_batches",
     "plan_cutting",
     "run_cutting",
@@ -285,11 +289,56 @@ def plan_cutting(
 # --------------------------------------------------------------------------- execution
 
 
-def make_batches(plan: CuttingPlan, batch_size: int) -> list[list[tuple[Hashable, int]]]:
-    """Split the plan's subexperiments into batches of ``(label, index)`` keys, in order."""
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def guided_batch_sizes(total: int, workers: int, *, factor: float = 2.0, min_size: int | None = None) -> list[int]:
+    """Batch sizes for ``total`` items on ``workers`` workers, largest first (guided self-scheduling).
+
+    Each batch takes ``ceil(remaining / (factor * workers))`` items, but at least
+    ``min_size`` (default ``ceil(total / (32 * workers))``: at most ~32 small batches per
+    worker, so per-task costs stay small). Early batches are large (few round trips);
+    the last ones are small, so when the queue runs dry every worker is at most one small
+    batch from the end. ``factor`` 2 (rather than GSS's 1) leaves room for batches whose
+    cost differs or workers that join late (the demo's state vector holds 4 ranks first).
+    """
+    if not _positive_int(workers):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if not (isinstance(total, (int, np.integer)) and total >= 0):
+        raise ValueError(f"total must be an integer >= 0, got {total!r}")
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0, got {factor!r}")
+    floor = max(1, math.ceil(total / (32 * workers))) if min_size is None else min_size
+    if not _positive_int(floor):
+        raise ValueError(f"min_size must be a positive integer or None, got {min_size!r}")
+    sizes, remaining = [], int(total)
+    while remaining > 0:
+        size = min(remaining, max(floor, math.ceil(remaining / (factor * workers))))
+        sizes.append(size)
+        remaining -= size
+    return sizes
+
+
+def make_batches(plan: CuttingPlan, batch_size: int | Sequence[int]) -> list[list[tuple[Hashable, int]]]:
+    """Split the plan's subexperiments into batches of ``(label, index)`` keys, in order.
+
+    ``batch_size`` is one size for every batch (the last may be smaller), or the list of
+    sizes (e.g. from :func:`guided_batch_sizes`), which must add up to the subexperiments.
+    """
     keys = [(label, i) for label, subs in plan.subexperiments.items() for i in range(len(subs))]
+    if isinstance(batch_size, Sequence):
+        sizes = list(batch_size)
+        if not all(_positive_int(n) for n in sizes) or sum(sizes) != len(keys):
+            raise ValueError(f"batch sizes must be positive integers adding up to {len(keys)} subexperiments,"
+                             f" got {sizes!r}")
+        batches, start = [], 0
+        for n in sizes:
+            batches.append(keys[start : start + n])
+            start += n
+        return batches
+    if not _positive_int(batch_size):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return [keys[j : j + batch_size] for j in range(0, len(keys), batch_size)]
 
 
@@ -376,6 +425,7 @@ class CuttingResult:
     sampling_overhead: float
     num_tasks: int
     batch_size: int
+    """The largest batch (the first one)."""
     shots: int
     timings: dict[str, float]
     """Seconds: ``plan``, ``generate``, ``execute`` (submit to last result), ``reconstruct``."""
@@ -384,15 +434,17 @@ class CuttingResult:
     devices: list[str]
     workers: int
     """Distinct (host, pid) that ran batches."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """Subexperiments per task, in submission order."""
 
 
-def _default_batch_size(num_subexperiments: int, executor) -> int:
+def _workers(executor) -> int:
     workers = getattr(executor, "num_workers", None) or getattr(executor, "_max_workers", None)
-    if not workers and hasattr(executor, "resources"):  # pilotq_mpi.Pilot: its worker ranks
-        workers = len(getattr(executor.resources, "ranks", ())) or None
-    workers = workers or 8
-    target_tasks = 4 * int(workers)  # a few batches per worker keeps them balanced
-    return max(1, math.ceil(num_subexperiments / target_tasks))
+    if not workers and hasattr(executor, "resources"):  # pilotq_mpi.Pilot: its ranks not pinned to a QPU
+        resources = executor.resources
+        ranks = getattr(resources, "compute_ranks", None) or getattr(resources, "ranks", ())
+        workers = len(ranks) or None
+    return int(workers or 8)
 
 
 def execute_plan(
@@ -411,8 +463,9 @@ def execute_plan(
     Args:
         executor: ``submit(fn, *args) -> Future``; tasks run as ``fn(comm, *args)``.
         shots: shots per subexperiment.
-        batch_size: subexperiments per task; ``None`` -> about 4 tasks per worker
-            (``executor.num_workers``, or the worker ranks of a ``Pilot``, else 8 assumed).
+        batch_size: subexperiments per task; ``None`` -> guided sizes, large first and small
+            last (:func:`guided_batch_sizes` over ``executor.num_workers``, or the compute
+            ranks of a ``Pilot``, else 8 assumed).
         seed: base seed; batch ``b`` is sampled with ``batch_seed(seed, b)``.
         standard_error: also estimate each estimate's standard error (costs about as
             much again as reconstruction).
@@ -425,8 +478,9 @@ def execute_plan(
     if not isinstance(shots, (int, np.integer)) or isinstance(shots, bool) or shots < 1:
         raise ValueError(f"shots must be a positive integer, got {shots!r}")
     if batch_size is None:
-        batch_size = _default_batch_size(plan.num_subexperiments, executor)
-    batches = make_batches(plan, batch_size)
+        batches = make_batches(plan, guided_batch_sizes(plan.num_subexperiments, _workers(executor)))
+    else:
+        batches = make_batches(plan, batch_size)
 
     t0 = time.perf_counter()
     futures = []
@@ -481,12 +535,13 @@ def execute_plan(
         num_subexperiments=plan.num_subexperiments,
         sampling_overhead=plan.sampling_overhead,
         num_tasks=len(batches),
-        batch_size=batch_size,
+        batch_size=max((len(b) for b in batches), default=0),
         shots=int(shots),
         timings=timings,
         task_seconds=task_seconds,
         devices=sorted(devices),
         workers=len(workers),
+        batch_sizes=[len(b) for b in batches],
     )
 
 

@@ -12,6 +12,7 @@ each motif's result next to the exact value.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -20,6 +21,7 @@ from pilotq_mpi import QPU, Pilot
 from pilotq_mpi.statevector import memory_per_rank, statevector_task
 from pilotq_mpi.workflows.cutting import efficient_su2_problem, run_cutting
 from pilotq_mpi.workflows.qpu import sample_on_backend
+from pilotq_mpi.workflows.utilization import queue_utilization_line
 
 
 def parity_expectation(counts: dict[str, int]) -> float:
@@ -90,6 +92,10 @@ def main() -> None:
     for motif, problem, value, exact, tasks, note in rows:
         print(f"{motif:<18} {problem:<38} {value:>9.4f} {exact:>9.4f}  {tasks:<10} {note}")
     print("\ncutting phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in cutting.timings.items()))
+    print(f"cutting batches: {cutting.num_tasks}, sizes {cutting.batch_sizes[0]} down to {cutting.batch_sizes[-1]}")
+    line = queue_utilization_line(os.environ["PILOTQ_TRACE"]) if os.environ.get("PILOTQ_TRACE") else None
+    if line:  # how busy the compute ranks were while work waited, and the tail (issue 8.2)
+        print(line)
 
 
 if __name__ == "__main__":

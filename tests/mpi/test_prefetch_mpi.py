@@ -112,15 +112,18 @@ def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_
     if not is_master():
         return
     workers = world_size() - 1
-    assert sorted(state["outcomes"]) == sorted(["done"] * workers + ["WalltimeError"] * workers), state
     tasks = trace_tasks(trace)
-    ids = [t["id"] for t in tasks]
-    assert len(ids) == len(set(ids)) == 2 * workers, "every task ends exactly once"
     started_late = [t for t in tasks if t["start"] is not None and t["start"] >= state["drain_at"]]
     assert not started_late, f"tasks started after the drain began: {started_late}"
+    ids = [t["id"] for t in tasks]
+    assert len(ids) == len(set(ids)) == 2 * workers, "every task ends exactly once"
+    # the drain comes before any 1.5 s task can end: at least the one waiting behind each is revoked
+    assert set(state["outcomes"]) <= {"done", "WalltimeError"}, state
+    assert state["outcomes"].count("WalltimeError") >= workers, state
     revoked = [t for t in tasks if t["state"] == "cancelled"]
-    assert len(revoked) == workers and all(t["start"] is None for t in revoked)
-    assert all("WalltimeError" in t["error"] for t in revoked)
+    assert len(revoked) == state["outcomes"].count("WalltimeError")
+    assert all(t["start"] is None and "WalltimeError" in t["error"] for t in revoked), revoked
+    assert all(t["state"] == "done" for t in tasks if t["start"] is not None)
 
 
 def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behind_anything):
@@ -129,9 +132,10 @@ def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behin
     def driver():
         workers = world_size() - 1
         with Pilot() as pilot:
-            running = [pilot.submit(hold, 1.0) for _ in range(workers)]
+            running = [pilot.submit(hold, 2.0) for _ in range(workers)]
             waiting = [pilot.submit(hold_again, 0.0) for _ in range(workers)]   # prefetched behind them
-            time.sleep(0.3)
+            while not all(f.running() for f in running):  # placed (the pytest timeout bounds this)
+                time.sleep(0.01)
             assert all(f.cancel() for f in waiting), "a task waiting on a worker can still be cancelled"
             assert not any(f.cancel() for f in running), "a running task cannot be cancelled"
             wait(running + waiting, timeout=60)

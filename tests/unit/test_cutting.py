@@ -19,6 +19,7 @@ from qiskit.quantum_info import PauliList
 from pilotq_mpi.workflows.cutting import (
     efficient_su2_problem,
     execute_plan,
+    guided_batch_sizes,
     make_batches,
     partition_factors,
     plan_cutting,
@@ -105,8 +106,9 @@ def test_16_qubits_find_cuts_matches_exact_value_and_factors_reproduce_estimate(
         result = execute_plan(executor, plan, shots=shots, seed=7)
     finally:
         executor.shutdown()
-    # default batch size: ~4 batches per worker -> ceil(72 / 8) = 9 per batch, 8 tasks
-    assert (result.batch_size, result.num_tasks) == (9, 8)
+    # default: guided sizes over 2 workers, large first and small last (72 = 18 + 14 + ... + 2)
+    assert result.batch_sizes == guided_batch_sizes(72, 2) == [18, 14, 10, 8, 6, 4, 3, 3, 2, 2, 2]
+    assert (result.batch_size, result.num_tasks) == (18, 11)
     _check_against_exact(result, plan, shots)
 
 
@@ -229,3 +231,22 @@ def test_bad_inputs_fail_early_with_clear_messages():
         efficient_su2_problem(1)
     with pytest.raises(ValueError, match="observable must be 'z_product' or 'z_sum'"):
         efficient_su2_problem(4, observable="xx")
+
+
+@pytest.mark.parametrize("total, workers", [(0, 3), (1, 3), (72, 2), (144, 6), (3888, 7), (10, 32)])
+def test_guided_batch_sizes_cover_everything_large_first(total, workers):
+    sizes = guided_batch_sizes(total, workers)
+    assert sum(sizes) == total and all(n >= 1 for n in sizes)
+    assert sizes == sorted(sizes, reverse=True), "never a larger batch after a smaller one"
+    if total >= 4 * workers:
+        assert sizes[-1] * 4 <= sizes[0], "the last batches are much smaller than the first"
+
+
+def test_make_batches_takes_a_list_of_sizes():
+    circuit, observable = efficient_su2_problem(6, seed=4, observable="z_sum")
+    plan = plan_cutting(circuit, observable, partition_labels="AAABBB")
+    n = plan.num_subexperiments
+    batches = make_batches(plan, [n - 1, 1])
+    assert [len(b) for b in batches] == [n - 1, 1]
+    with pytest.raises(ValueError, match="adding up to"):
+        make_batches(plan, [n, 1])

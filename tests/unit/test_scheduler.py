@@ -392,3 +392,13 @@ def test_gated_prefetch_never_queues_behind_unknown_long_or_overdue_work(workers
         if s.tasks_on(rank):
             started[s.tasks_on(rank)[0]] = (rank, now)
     assert s.queued == 0 and s.busy_ranks == 0
+
+
+def test_slack_keeps_tiny_tasks_prefetchable_when_the_clock_runs_late():
+    s = Scheduler(Inventory.from_layout(1), prefetch=1, horizon=0.05, predict=lambda t: 1e-5, slack=0.005)
+    for task in (1, 2, 3):
+        s.submit(task, TaskSpec())
+    assert [p.task_id for p in s.schedule(now=0.0)] == [1, 2]
+    s.release(1, 1, now=0.001)
+    # task 2 (predicted 10 us) heads the rank since 0.001; 0.003 is within the slack: not overdue
+    assert [p.task_id for p in s.schedule(now=0.003)] == [3]
