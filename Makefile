@@ -35,17 +35,26 @@ test: $(STAMP)  ## every test: unit, end-to-end (incl. Slurm if installed), MPI 
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all groups passed"
 
+# Each group runs between a snapshot of /dev/shm and a cleanup of the MPICH segments that its
+# killed or aborted MPI jobs left there (those no live process uses; tests/e2e/slurm_cluster.py).
+SHM := $(PY) tests/e2e/slurm_cluster.py
+define with_shm_cleanup
+	@before=$$(mktemp); $(SHM) --shm-snapshot $$before; \
+	echo '$(1)'; $(1); status=$$?; \
+	$(SHM) --shm-clean $$before; rm -f $$before; exit $$status
+endef
+
 test-unit: $(STAMP)
-	timeout -k 10 $(UNIT_TEST_TIMEOUT) $(PY) -m pytest -q tests/unit
+	$(call with_shm_cleanup,timeout -k 10 $(UNIT_TEST_TIMEOUT) $(PY) -m pytest -q tests/unit)
 
 # the Slurm tests start (and always stop) a one-node cluster; skipped loudly without Slurm
 test-e2e: $(STAMP)
-	timeout -k 10 $(E2E_TEST_TIMEOUT) $(PY) -m pytest -q -rs tests/e2e
+	$(call with_shm_cleanup,timeout -k 10 $(E2E_TEST_TIMEOUT) $(PY) -m pytest -q -rs tests/e2e)
 
 test-mpi: test-mpi-4 test-mpi-6
 
 test-mpi-4 test-mpi-6: test-mpi-%: $(STAMP)
-	timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n $* $(PYTEST_MPI)
+	$(call with_shm_cleanup,timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n $* $(PYTEST_MPI))
 
 bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/README.md)
 	$(PY) benchmarks/throughput.py

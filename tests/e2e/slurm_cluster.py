@@ -498,5 +498,22 @@ def _watchdog(state_path: str) -> int:
     return 0
 
 
+def _shm_command(argv: list[str]) -> int:
+    """``--shm-snapshot FILE``: note the MPICH segments in /dev/shm now; ``--shm-clean FILE``:
+    remove those that appeared since and that no live process uses (``make test`` runs each
+    test group between the two: killed or aborted MPI jobs leave their segments behind)."""
+    command, path = argv
+    if command == "--shm-snapshot":
+        Path(path).write_text(json.dumps(sorted(shm_segments())))
+        return 0
+    before = json.loads(Path(path).read_text()) if Path(path).exists() else sorted(shm_segments())
+    removed = remove_leaked_shm(before)
+    if removed:
+        print(f"removed {len(removed)} MPICH segment(s) that killed jobs left in {SHM_DIR}")
+    return 0
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--watchdog"]:
     sys.exit(_watchdog(sys.argv[2]))
+if __name__ == "__main__" and sys.argv[1:2] in (["--shm-snapshot"], ["--shm-clean"]):
+    sys.exit(_shm_command(sys.argv[1:3]))
