@@ -31,7 +31,7 @@ def test_driver_that_raises_ends_every_rank_nonzero():
     out = pilot(4, "driver_raises.py", timeout=60)
     assert out.returncode != 0
     assert "RuntimeError: driver bug" in out.stderr
-    assert "pilotq-mpi: the driver ended with exit code 1:" in out.stderr
+    assert "pilotq-mpi: the driver ended with exit code 1;" in out.stderr
 
 
 @pytest.mark.timeout(120)
