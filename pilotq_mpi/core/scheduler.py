@@ -220,10 +220,11 @@ class Scheduler:
                 heapq.heappush(heads, (head, key))
         return placements
 
-    def release(self, task_id: int, rank: int, now: float | None = None) -> None:
+    def release(self, task_id: int, rank: int, now: float | None = None) -> int | None:
         """Rank ``rank`` has finished its part of task ``task_id`` (or dropped it unstarted).
 
         ``now`` (needed with a horizon) is when the next waiting task on the rank starts.
+        Returns the task that this moves from waiting to running on ``rank``, if any.
         """
         held = self._held.get(task_id)
         if held is None or rank not in held:
@@ -234,19 +235,21 @@ class Scheduler:
         self._load[rank] -= 1
         if self._exclusive.get(rank) == task_id:
             del self._exclusive[rank]
-        order = self._order[rank]
+        order, slots = self._order[rank], self._slots[rank]
+        position = 0
         if order[0][0] == task_id:
             order.popleft()
         else:  # a waiting task dropped before it started (revoked), or a late report
-            for entry in order:
+            for position, entry in enumerate(order):
                 if entry[0] == task_id:
-                    order.remove(entry)
+                    del order[position]
                     break
         if self.horizon is not None:
             if now is None:
                 raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
             self._gate(rank, now)
         self._index.changed(rank)
+        return order[slots - 1][0] if position < slots <= len(order) else None
 
     # --- internals ---------------------------------------------------------------------
     def _head(self, key: tuple) -> tuple[int, int, int] | None:

@@ -248,9 +248,9 @@ class Master:
             record = self.tasks[placement.task_id]
             # a task queued behind others on its worker has not started: its future stays pending
             # (cancellable, see _on_cancel) until it heads that worker (_release)
+            # (one cancelled before it was sent is revoked when the cancel arrives: see _on_cancel)
             waiting = len(placement.ranks) == 1 and self.scheduler.waiting(record.task_id, placement.ranks[0])
-            if record.attempt == 0 and (record.sub.future.cancelled() if waiting
-                                        else not record.sub.future.set_running_or_notify_cancel()):
+            if record.attempt == 0 and not waiting and not record.sub.future.set_running_or_notify_cancel():
                 for rank in placement.ranks:
                     self._release(placement.task_id, rank)
                 self.deps.forget(record.task_id)
@@ -297,17 +297,14 @@ class Master:
 
     def _release(self, task_id: int, rank: int) -> None:
         """Free ``rank``'s part of ``task_id``; a prefetched task that now heads the rank is starting."""
-        self.scheduler.release(task_id, rank, time.time())
-        if self._waiting:
-            on_rank = self.scheduler.tasks_on(rank)
-            for head in on_rank[:self.scheduler.slots(rank)]:
-                if head in self._waiting:
-                    self._waiting.discard(head)
-                    record = self.tasks.get(head)
-                    # still placed, so its future is pending, or cancelled by the driver meanwhile
-                    if record is not None and record.state is TaskState.RUNNING \
-                            and not record.sub.future.set_running_or_notify_cancel():
-                        self._revoke([record], None)  # cancelled meanwhile; it is likely under way already
+        head = self.scheduler.release(task_id, rank, time.time())
+        if head is not None and head in self._waiting:
+            self._waiting.discard(head)
+            record = self.tasks.get(head)
+            # still placed, so its future is pending, or cancelled by the driver meanwhile
+            if record is not None and record.state is TaskState.RUNNING \
+                    and not record.sub.future.set_running_or_notify_cancel():
+                self._revoke([record], None)  # cancelled meanwhile; it is likely under way already
 
     def _revoke(self, records: list[TaskRecord], error_for) -> None:
         """Tell the workers holding these single-rank tasks not to start them.
@@ -346,7 +343,8 @@ class Master:
         if result.revoked:
             self._on_revoked(record, result)
             return
-        self._revoking.pop(record.task_id, None)  # revoked too late: it ran, and ends as it ended
+        # revoked too late: it ran, and ends as it ended (if the driver cancelled it, its future stays so)
+        revoked_late = bool(self._revoking) and self._revoking.pop(record.task_id, False) is not False
         if record.spec.ranks == 1:
             self._observe(record, result)
         stale = result.attempt != record.attempt or record.state is not TaskState.RUNNING
@@ -367,7 +365,8 @@ class Master:
                          else record.values.get(record.ranks[0]))
                 # cancelled by the driver while prefetched, but it had started: it ran (the
                 # record says done), the driver's future stays cancelled
-                self._end(record, E.SUCCEEDED, value=value, already_resolved=record.sub.future.cancelled())
+                self._end(record, E.SUCCEEDED, value=value,
+                          already_resolved=revoked_late and record.sub.future.cancelled())
         self._forget_if_finished(record)
 
     def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
