@@ -402,3 +402,15 @@ def test_slack_keeps_tiny_tasks_prefetchable_when_the_clock_runs_late():
     s.release(1, 1, now=0.001)
     # task 2 (predicted 10 us) heads the rank since 0.001; 0.003 is within the slack: not overdue
     assert [p.task_id for p in s.schedule(now=0.003)] == [3]
+
+
+def test_release_says_which_waiting_task_starts():
+    s, _ = gated(workers=1, horizon=None)
+    for task in (1, 2, 3):
+        s.submit(task, TaskSpec())
+    s.schedule()
+    assert s.tasks_on(1) == (1, 2)
+    assert s.release(2, 1) is None, "a waiting task dropped unstarted: the head runs on"
+    assert [p.task_id for p in s.schedule()] == [3]
+    assert s.release(1, 1) == 3
+    assert s.release(3, 1) is None

@@ -1,0 +1,18 @@
+"""PILOTQ_PREFETCH_HORIZON: parsed like the other PILOTQ_* options."""
+import math
+
+import pytest
+
+from pilotq_mpi.runtime.options import DEFAULT_PREFETCH_HORIZON, PilotOptions, prefetch_horizon_from_env
+
+
+def test_default_inf_and_numbers():
+    assert prefetch_horizon_from_env({}) == DEFAULT_PREFETCH_HORIZON == PilotOptions().prefetch_horizon
+    assert math.isinf(prefetch_horizon_from_env({"PILOTQ_PREFETCH_HORIZON": "inf"}))
+    assert PilotOptions.from_env({"PILOTQ_PREFETCH_HORIZON": "0.2"}).prefetch_horizon == 0.2
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan"])
+def test_bad_values_name_the_variable(value):
+    with pytest.raises(ValueError, match="PILOTQ_PREFETCH_HORIZON"):
+        prefetch_horizon_from_env({"PILOTQ_PREFETCH_HORIZON": value})
