@@ -318,17 +318,23 @@ class Scheduler:
     def _gate(self, rank: int, now: float | None) -> None:
         """Start the clock of entries that now run; open or shut ``rank``'s waiting slots."""
         order, slots = self._order[rank], self._slots[rank]
-        due = math.inf
-        ahead = 0.0
-        for position, entry in enumerate(order):
-            if position < slots:
-                if entry[2] is None and now is not None:
-                    # it starts now at the latest (placed on a free slot, or its predecessor ended)
-                    entry[2] = now + entry[1]
-                if entry[2] is not None:
-                    due = min(due, entry[2])
-            ahead += entry[1]
-        self._due[rank] = due
+        if slots == 1 and order:  # the common case, kept short: it runs twice per task
+            head = order[0]
+            if head[2] is None and now is not None:
+                # it starts now at the latest (placed on a free rank, or its predecessor ended)
+                head[2] = now + head[1]
+            self._due[rank] = math.inf if head[2] is None else head[2]
+            ahead = head[1] if len(order) == 1 else sum(entry[1] for entry in order)
+        else:
+            due, ahead = math.inf, 0.0
+            for position, entry in enumerate(order):
+                if position < slots:
+                    if entry[2] is None and now is not None:
+                        entry[2] = now + entry[1]
+                    if entry[2] is not None:
+                        due = min(due, entry[2])
+                ahead += entry[1]
+            self._due[rank] = due
         if len(order) >= slots and not ahead <= self.horizon:
             self._closed.add(rank)
         else:
