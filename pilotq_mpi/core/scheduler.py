@@ -38,10 +38,15 @@ from .specs import TaskSpec
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Task ``task_id`` starts on world ranks ``ranks`` (its sub-communicator order)."""
+    """Task ``task_id`` starts on world ranks ``ranks`` (its sub-communicator order).
+
+    ``waits``: it was queued behind other tasks on its rank (prefetched), so it starts
+    only when they end.
+    """
 
     task_id: int
     ranks: tuple[int, ...]
+    waits: bool = False
 
 
 class Scheduler:
@@ -213,8 +218,7 @@ class Scheduler:
             if holder:
                 self._reservation = None
                 reserved = set()
-            self._occupy(task_id, ranks, now)
-            placements.append(Placement(task_id, ranks))
+            placements.append(Placement(task_id, ranks, self._occupy(task_id, ranks, now)))
             head = self._head(key)
             if head is not None:
                 heapq.heappush(heads, (head, key))
@@ -297,22 +301,33 @@ class Scheduler:
         return _pack(candidates, spec.ranks, spec.same_node,
                      node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
 
-    def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> None:
+    def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> bool:
+        """Record the placement; True if the task waits behind others on its rank."""
         gated = self.horizon is not None
-        predicted = math.inf
-        if gated and len(ranks) == 1 and self._predict is not None:
-            value = self._predict(task_id)
-            predicted = math.inf if value is None else float(value)
-        for rank in ranks:
+        # extend, not assign: a retried task may still hold ranks of an attempt that timed out
+        held = self._held.get(task_id)
+        if held is None:
+            self._held[task_id] = list(ranks)
+        else:
+            held.extend(ranks)
+        if len(ranks) == 1:  # the common case, kept short
+            rank = ranks[0]
             self._load[rank] += 1
-            if len(ranks) > 1:
-                self._exclusive[rank] = task_id
-            self._order[rank].append([task_id, predicted, None])
+            order = self._order[rank]
+            predicted = None if not gated or self._predict is None else self._predict(task_id)
+            order.append([task_id, math.inf if predicted is None else predicted, None])
             if gated:
                 self._gate(rank, now)
             self._index.changed(rank)
-        # extend, not assign: a retried task may still hold ranks of an attempt that timed out
-        self._held.setdefault(task_id, []).extend(ranks)
+            return len(order) > self._slots[rank]
+        for rank in ranks:
+            self._load[rank] += 1
+            self._exclusive[rank] = task_id
+            self._order[rank].append([task_id, math.inf, None])
+            if gated:
+                self._gate(rank, now)
+            self._index.changed(rank)
+        return False
 
 
     def _gate(self, rank: int, now: float | None) -> None:

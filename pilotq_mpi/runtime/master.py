@@ -75,6 +75,9 @@ class Master:
         """Tasks prefetched on a worker behind others: not started, futures still pending (cancellable)."""
         self._revoking: dict[int, BaseException | None] = {}
         """Tasks revoked from their worker, answer pending -> the error they end with (None: cancelled)."""
+        self._notified: set[int] = set()
+        """Live tasks whose cancelled future the master already settled (set_running_or_notify_cancel
+        may be called once only; a prefetched task's future can be cancelled while it is live)."""
         self.inventory = inventory
         self.observer = observer or TaskObserver()
         self.stuck_grace = stuck_grace
@@ -217,6 +220,7 @@ class Master:
             return
         self.scheduler.cancel(task_id)
         self.deps.forget(task_id)
+        self._notify_cancelled(record)
         self._end(record, E.CANCEL, already_resolved=True)
 
     def _on_qpu(self, qpu: QpuSpec, reply) -> None:
@@ -249,7 +253,7 @@ class Master:
             # a task queued behind others on its worker has not started: its future stays pending
             # (cancellable, see _on_cancel) until it heads that worker (_release)
             # (one cancelled before it was sent is revoked when the cancel arrives: see _on_cancel)
-            waiting = len(placement.ranks) == 1 and self.scheduler.waiting(record.task_id, placement.ranks[0])
+            waiting = placement.waits
             if record.attempt == 0 and not waiting and not record.sub.future.set_running_or_notify_cancel():
                 for rank in placement.ranks:
                     self._release(placement.task_id, rank)
@@ -304,6 +308,7 @@ class Master:
             # still placed, so its future is pending, or cancelled by the driver meanwhile
             if record is not None and record.state is TaskState.RUNNING \
                     and not record.sub.future.set_running_or_notify_cancel():
+                self._notified.add(head)
                 self._revoke([record], None)  # cancelled meanwhile; it is likely under way already
 
     def _revoke(self, records: list[TaskRecord], error_for) -> None:
@@ -328,10 +333,17 @@ class Master:
         self._waiting.discard(record.task_id)
         if result.attempt == record.attempt and record.state is TaskState.RUNNING:
             if record.sub.future.cancelled():
+                self._notify_cancelled(record)
                 self._end(record, E.CANCEL, already_resolved=True)
             else:
                 self._end(record, E.CANCEL, error=error or self._walltime_error(record))
+        self._notified.discard(record.task_id)
         self._forget_if_finished(record)
+
+    def _notify_cancelled(self, record: TaskRecord) -> None:
+        """Settle a future the driver cancelled (once), so that wait() and as_completed() see it done."""
+        if record.task_id not in self._notified:
+            record.sub.future.set_running_or_notify_cancel()  # False for a cancelled future; tells its waiters
 
     # --- results ----------------------------------------------------------------------------
     def _on_result(self, result: ResultMessage) -> None:
@@ -365,8 +377,12 @@ class Master:
                          else record.values.get(record.ranks[0]))
                 # cancelled by the driver while prefetched, but it had started: it ran (the
                 # record says done), the driver's future stays cancelled
-                self._end(record, E.SUCCEEDED, value=value,
-                          already_resolved=revoked_late and record.sub.future.cancelled())
+                cancelled = revoked_late and record.sub.future.cancelled()
+                if cancelled:
+                    self._notify_cancelled(record)
+                self._end(record, E.SUCCEEDED, value=value, already_resolved=cancelled)
+        if revoked_late:
+            self._notified.discard(record.task_id)
         self._forget_if_finished(record)
 
     def _settle_failure(self, record: TaskRecord, *, force: bool = False) -> None:
@@ -465,7 +481,8 @@ class Master:
         if not already_resolved:
             if state is TaskState.DONE:
                 future.set_result(value)
-            elif future.running() or future.set_running_or_notify_cancel():
+            elif future.running() or (record.task_id not in self._notified
+                                       and future.set_running_or_notify_cancel()):
                 future.set_exception(error)
         ready, doomed = self.deps.finished(record.task_id, state is TaskState.DONE)
         for task_id in ready:

@@ -136,9 +136,14 @@ def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behin
             waiting = [pilot.submit(hold_again, 0.0) for _ in range(workers)]   # prefetched behind them
             while not all(f.running() for f in running):  # placed (the pytest timeout bounds this)
                 time.sleep(0.01)
+            queued = pilot.submit(hold_again, 0.0)                            # waits in the master
             assert all(f.cancel() for f in waiting), "a task waiting on a worker can still be cancelled"
             assert not any(f.cancel() for f in running), "a running task cannot be cancelled"
-            wait(running + waiting, timeout=60)
+            assert queued.cancel()
+            done, _ = wait([queued], timeout=30)
+            assert done == {queued}, "wait() sees a cancelled queued task as done"
+            done, not_done = wait(running + waiting, timeout=60)
+            assert not not_done
             for f in waiting:
                 with pytest.raises(CancelledError):
                     f.result()
@@ -153,7 +158,7 @@ def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behin
     tasks = trace_tasks(trace)
     assert len({t["id"] for t in tasks}) == len(tasks), "every task ends exactly once"
     cancelled = [t for t in tasks if t["state"] == "cancelled"]
-    assert len(cancelled) == world_size() - 1
+    assert len(cancelled) == world_size() - 1 + 1, "the revoked ones and the one queued in the master"
     assert all(t["start"] is None for t in cancelled), "a revoked task never started"
 
 
