@@ -83,10 +83,9 @@ class Scheduler:
         # per rank, its tasks in the order the worker runs them: [task, predicted s, predicted end];
         # the first `slots` entries run, the rest wait (prefetch); end is set when an entry starts
         self._order: dict[int, deque[list]] = {}
-        self._due: dict[int, float] = {}
-        """Gated ranks: the earliest predicted end of a running task (past it: overdue)."""
         self._closed: set[int] = set()
-        """Busy ranks whose waiting slots are shut (work ahead not predicted short, or overdue)."""
+        """Busy ranks found unfit for a waiting task (work ahead not predicted short, or overdue);
+        judged when a placement looks at them (:meth:`_admit`), reopened when their work changes."""
         self._now: float | None = None
         self._held: dict[int, list[int]] = {}
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
@@ -108,10 +107,8 @@ class Scheduler:
         self._capacity = {rank: slots + self.prefetch for rank, slots in self._slots.items()}
         self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
         self._eligible_sets: dict[tuple, frozenset[int]] = {}
+        self._closed.clear()  # judged again, with the new slots, when a placement looks at them
         self._index = RankIndex(inventory.ranks, self._load, self._exclusive, self._closed)
-        if self.horizon is not None:
-            for rank in self._order:
-                self._gate(rank, None)
         self._info = {info.rank: info for info in inventory.ranks}
         self._reservation = None
 
@@ -248,12 +245,15 @@ class Scheduler:
                 if entry[0] == task_id:
                     del order[position]
                     break
+        started = order[slots - 1] if position < slots <= len(order) else None
         if self.horizon is not None:
             if now is None:
                 raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
-            self._gate(rank, now)
+            if started is not None and started[2] is None:
+                started[2] = now + started[1]  # it starts now at the latest: its predicted end
+            self._closed.discard(rank)
         self._index.changed(rank)
-        return order[slots - 1][0] if position < slots <= len(order) else None
+        return None if started is None else started[0]
 
     # --- internals ---------------------------------------------------------------------
     def _head(self, key: tuple) -> tuple[int, int, int] | None:
@@ -278,7 +278,7 @@ class Scheduler:
         if spec.ranks == 1:
             # a task with a timeout starts at once (its clock starts when it is placed)
             limit = 1 if spec.timeout is not None else self._capacity[eligible[0].rank]
-            admit = self._not_overdue if self.horizon is not None else None
+            admit = self._admit if self.horizon is not None else None
             rank = self._index.least_loaded(key, eligible, prefer_cpu=spec.gpus_per_rank == 0, limit=limit,
                                             exclude=exclude, admit=admit)
             return None if rank is None else (rank,)
@@ -315,55 +315,47 @@ class Scheduler:
             self._load[rank] += 1
             order = self._order[rank]
             predicted = None if not gated or self._predict is None else self._predict(task_id)
-            order.append([task_id, math.inf if predicted is None else predicted, None])
-            if gated:
-                self._gate(rank, now)
+            predicted = math.inf if predicted is None else predicted
+            waits = len(order) >= self._slots[rank]
+            # [task, predicted seconds, predicted end]; the end is known once it runs
+            order.append([task_id, predicted, None if waits or now is None else now + predicted])
             self._index.changed(rank)
-            return len(order) > self._slots[rank]
+            return waits
         for rank in ranks:
             self._load[rank] += 1
             self._exclusive[rank] = task_id
             self._order[rank].append([task_id, math.inf, None])
-            if gated:
-                self._gate(rank, now)
             self._index.changed(rank)
         return False
 
 
-    def _gate(self, rank: int, now: float | None) -> None:
-        """Start the clock of entries that now run; open or shut ``rank``'s waiting slots."""
-        order, slots = self._order[rank], self._slots[rank]
-        if slots == 1 and order:  # the common case, kept short: it runs twice per task
-            head = order[0]
-            if head[2] is None and now is not None:
-                # it starts now at the latest (placed on a free rank, or its predecessor ended)
-                head[2] = now + head[1]
-            self._due[rank] = math.inf if head[2] is None else head[2]
-            ahead = head[1] if len(order) == 1 else sum(entry[1] for entry in order)
-        else:
-            due, ahead = math.inf, 0.0
-            for position, entry in enumerate(order):
-                if position < slots:
-                    if entry[2] is None and now is not None:
-                        entry[2] = now + entry[1]
-                    if entry[2] is not None:
-                        due = min(due, entry[2])
-                ahead += entry[1]
-            self._due[rank] = due
-        if len(order) >= slots and not ahead <= self.horizon:
-            self._closed.add(rank)
-        else:
-            self._closed.discard(rank)
+    def _admit(self, rank: int) -> bool:
+        """May a task wait on busy ``rank`` now? If not, shut the rank until its work changes.
 
-    def _not_overdue(self, rank: int) -> bool:
-        """May a task wait on busy ``rank`` now? Shuts the rank if a running task is past its prediction."""
-        if self._load[rank] < self._slots[rank]:
-            return True  # a free running slot: the task starts at once
-        if self._now is not None and self._now > self._due[rank] + self.slack:
-            self._closed.add(rank)  # stays shut until the rank's work changes (overdue only grows)
-            self._index.changed(rank)
-            return False
-        return True
+        Yes when a running slot is free (the task starts at once), or when every task on
+        the rank has a prediction, they sum to at most ``horizon``, and none that runs is
+        past its predicted end (plus ``slack``). Judged here, when a placement looks at
+        the rank, not at every change: it costs one check per placement.
+        """
+        slots = self._slots[rank]
+        if self._load[rank] < slots:
+            return True
+        order = self._order[rank]
+        if slots == 1:
+            head = order[0]
+            ahead = head[1] if len(order) == 1 else sum(entry[1] for entry in order)
+            due = math.inf if head[2] is None else head[2]
+        else:
+            ahead, due = 0.0, math.inf
+            for position, entry in enumerate(order):
+                ahead += entry[1]
+                if position < slots and entry[2] is not None and entry[2] < due:
+                    due = entry[2]
+        if ahead <= self.horizon and (self._now is None or self._now <= due + self.slack):
+            return True
+        self._closed.add(rank)
+        self._index.changed(rank)
+        return False
 
 
 def _pack(candidates: Iterable[RankInfo], width: int, same_node: bool,
