@@ -61,6 +61,8 @@ bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/
 	$(PY) benchmarks/subcomm.py
 	$(PY) benchmarks/statevector.py
 	$(PY) benchmarks/cutting.py
+	$(PY) benchmarks/mixed.py
+	$(PY) benchmarks/trace_writer.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

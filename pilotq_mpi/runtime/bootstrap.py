@@ -186,7 +186,8 @@ def _start_master(world, all_facts, options: PilotOptions):
         sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
     started = time.time()
     master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory, started))
+                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory, started),
+                    prefetch_horizon=options.prefetch_horizon)
     master.start()
     session.install(master)
     return master

@@ -23,7 +23,11 @@ def test_demo_quick_runs_all_motifs_and_reports(tmp_path):
     value, exact, line = rows["circuit cutting"]
     sigma = float(re.search(r"± (\d+\.\d+)", line).group(1))
     assert abs(value - exact) <= 4 * sigma + 1e-4, line
-    assert "24 tasks" in line
+    # guided batches: 72 subexperiments over the 6 compute workers, large first
+    from pilotq_mpi.workflows.cutting import guided_batch_sizes
+    sizes = guided_batch_sizes(72, 6)
+    assert f"{len(sizes)} tasks" in line, (sizes, line)
+    assert f"cutting batches: {len(sizes)}, sizes {sizes[0]} down to {sizes[-1]}" in out.stdout
     value, exact, _ = rows["QPU (fake_manila)"]
     assert abs(value - exact) < 0.3, "a noisy 4-qubit device still tracks the exact value"
     assert "utilization" in out.stdout and "run_subexperiment_batch" in out.stdout

@@ -137,7 +137,7 @@ def test_cancel_queued_tasks():
     def driver():
         workers = world_size() - 1
         with Pilot() as pilot:
-            # fill every worker and its prefetch slot, then queue more
+            # more long tasks than workers (the rest wait), then short ones queued behind them
             busy = [pilot.submit(interval, 1.0) for _ in range(2 * workers)]
             queued = [pilot.submit(interval, 0.0) for _ in range(4)]
             dependent = pilot.submit(interval, 0.0, after=[queued[-1]])
