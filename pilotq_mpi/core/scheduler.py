@@ -328,7 +328,6 @@ class Scheduler:
             self._index.changed(rank)
         return False
 
-
     def _admit(self, rank: int) -> bool:
         """May a task wait on busy ``rank`` now? If not, shut the rank until its work changes.
 
