@@ -29,10 +29,21 @@ def _no_leaked_mpich_shm():
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A started :class:`LocalSlurm` (4 fake GPUs, 8 CPUs); skipped loudly without Slurm."""
+    yield from _started_cluster(tmp_path_factory, "slurm")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster_2nodes(tmp_path_factory):
+    """A started two-node :class:`LocalSlurm` (two slurmd on this host, 8 CPUs and 4 fake
+    GPUs each), for multi-node layouts; its own random job ids, stopped like the other."""
+    yield from _started_cluster(tmp_path_factory, "slurm2", nodes=2)
+
+
+def _started_cluster(tmp_path_factory, name: str, **options):
     ok, reason = slurm_available()
     if not ok:
         pytest.skip(f"SLURM TESTS SKIPPED: {reason}")
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster = LocalSlurm(tmp_path_factory.mktemp(name), **options)
     cluster.start()
     try:
         yield cluster
@@ -40,22 +51,4 @@ def slurm_cluster(tmp_path_factory):
         cluster.stop()
         left = cluster.leftovers()
         if left:  # stop() kills until none is left; say so loudly if that ever fails
-            sys.stderr.write(f"\nSLURM TEST CLUSTER: processes still alive after stop: {left}\n")
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster_2nodes(tmp_path_factory):
-    """A started two-node :class:`LocalSlurm` (two slurmd on this host, 8 CPUs and 4 fake
-    GPUs each), for multi-node layouts; its own random job ids, stopped like the other."""
-    ok, reason = slurm_available()
-    if not ok:
-        pytest.skip(f"SLURM TESTS SKIPPED: {reason}")
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm2"), nodes=2)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        left = cluster.leftovers()
-        if left:
             sys.stderr.write(f"\nSLURM TEST CLUSTER: processes still alive after stop: {left}\n")

@@ -2,6 +2,7 @@
 submit it from a directory outside the checkout, wait for files, read what Slurm recorded."""
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -67,3 +68,16 @@ def wait_for(predicate, *, timeout: float, what: str, cluster=None, job: str | N
 def exit_code(cluster, job: str) -> str:
     """The job's ``ExitCode`` as ``scontrol show job`` reports it, e.g. ``75:0``."""
     return cluster.job_info(job)["ExitCode"]
+
+
+def journal_rows(journal: Path) -> list[tuple[str, str]]:
+    """(key, state) of every task in a pilot's journal, read-only; [] while it does not exist yet."""
+    if not journal.exists():
+        return []
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute("SELECT key, state FROM tasks").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()

@@ -11,7 +11,7 @@ Skipped (loudly) when the Slurm binaries are missing: install with .ci/install-s
 import json
 
 import pytest
-from slurm_jobs import PROGRAMS, exit_code, pilot_script, read, submit, tail, wait_for
+from slurm_jobs import PROGRAMS, exit_code, journal_rows, pilot_script, read, submit, tail, wait_for
 
 from pilotq_mpi.trace import read_trace
 
@@ -166,20 +166,6 @@ def _expected():
     return values
 
 
-def _journal_rows(journal):
-    import sqlite3
-
-    if not journal.exists():
-        return []
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute("SELECT key, state FROM tasks").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        db.close()
-
-
 def _next_job(text):
     lines = [line for line in text.splitlines() if line.startswith("pilotq: resubmitted as job ")]
     assert len(lines) == 1, tail(text)
@@ -201,10 +187,10 @@ def test_job_chain_finishes_a_journaled_workload_across_three_jobs(slurm_cluster
     jobs, codes = [job], []
     for round_ in range(2):  # warn jobs 1 and 2 part-way
         out = tmp_path / f"chain-{job}.out"
-        done_before = sum(1 for _, s in _journal_rows(journal) if s == "done")
-        wait_for(lambda: sum(1 for _, s in _journal_rows(journal) if s == "done") >= done_before + 8,
+        done_before = sum(1 for _, s in journal_rows(journal) if s == "done")
+        wait_for(lambda: sum(1 for _, s in journal_rows(journal) if s == "done") >= done_before + 8,
                  timeout=150, what=f"job {job} recorded 8 more tasks", cluster=slurm_cluster, job=job, out=out)
-        assert sum(1 for _, s in _journal_rows(journal) if s == "done") < total, \
+        assert sum(1 for _, s in journal_rows(journal) if s == "done") < total, \
             "the workload finished before the warning: make it longer"
         slurm_cluster.scancel_signal(job, "USR1", batch=True)
         slurm_cluster.wait(job, timeout=150)
@@ -223,7 +209,7 @@ def test_job_chain_finishes_a_journaled_workload_across_three_jobs(slurm_cluster
     assert info.get("Dependency") in (None, "(null)"), info  # the dependency was met
     report = json.loads([line for line in text.splitlines() if line.startswith('{"restored"')][-1])
     assert report["failed"] == {} and report["results"] == _expected(), report
-    rows = _journal_rows(journal)
+    rows = journal_rows(journal)
     assert sorted(k for k, _ in rows) == sorted(_expected()) and {s for _, s in rows} == {"done"}, rows
     ran = {}
     for line in log.read_text().splitlines():

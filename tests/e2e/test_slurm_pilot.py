@@ -9,12 +9,12 @@ started by the rendered generic template:
 Skipped (loudly) when the Slurm binaries are missing: install with .ci/install-slurm.sh.
 """
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from slurm_jobs import journal_rows
 
 from pilotq_mpi.platform.sbatch import SbatchRequest, render
 from pilotq_mpi.platform.submit_cli import default_launcher
@@ -116,18 +116,6 @@ def _expected():
     return values
 
 
-def _rows(journal: Path):
-    if not journal.exists():
-        return []
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute("SELECT key, state FROM tasks").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        db.close()
-
-
 def _ran(log: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     if log.exists():
@@ -159,8 +147,8 @@ def test_usr1_drains_journaled_workload_and_resubmission_finishes_it(slurm_clust
     job1 = _submit(slurm_cluster, script(log1, out1), work)
     slurm_cluster.wait_running(job1, timeout=60)
     deadline = time.monotonic() + 150
-    while not 8 <= len(_rows(journal)) < total:
-        assert len(_rows(journal)) < total, "the workload finished before the test could signal it"
+    while not 8 <= len(journal_rows(journal)) < total:
+        assert len(journal_rows(journal)) < total, "the workload finished before the test could signal it"
         assert slurm_cluster.job_state(job1) == "RUNNING", _tail(_read(out1))
         assert time.monotonic() < deadline, f"journal never reached 8 records\n{_tail(_read(out1))}"
         time.sleep(0.05)
@@ -176,7 +164,7 @@ def test_usr1_drains_journaled_workload_and_resubmission_finishes_it(slurm_clust
     assert report1["failed"] and all(e.startswith("WalltimeError") for e in report1["failed"].values()), \
         report1["failed"]
 
-    before = _rows(journal)
+    before = journal_rows(journal)
     done_before = {k for k, s in before if s == "done"}
     assert done_before == set(report1["results"]), "the journal holds exactly the finished tasks"
     assert 0 < len(done_before) < total, len(done_before)
@@ -192,7 +180,7 @@ def test_usr1_drains_journaled_workload_and_resubmission_finishes_it(slurm_clust
     assert report2["failed"] == {}, report2["failed"]
     assert report2["results"] == _expected(), "results after the resubmission differ from a clean run's"
     assert report2["restored"] == len(done_before), (report2["restored"], len(done_before))
-    after = _rows(journal)
+    after = journal_rows(journal)
     assert sorted(k for k, _ in after) == sorted(_expected()) and {s for _, s in after} == {"done"}, after
     ran2 = _ran(log2)
     assert not done_before & set(ran2), f"ran again after being recorded: {sorted(done_before & set(ran2))}"
