@@ -24,6 +24,7 @@ from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, AbandonedError, Depende
                       ResourceError, TaskTimeoutError, WalltimeError)
 from .abort import abort_job
 from .messages import ResultMessage, Tag, TaskMessage, unpack_result
+from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
 from .records import Submission, TaskRecord
 
@@ -54,16 +55,11 @@ class Master:
 
     def __init__(self, world, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
                  stuck_grace: float = 10.0, observer: TaskObserver | None = None,
-                 prefetch_horizon: float | None = None):
+                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON):
         from mpi4py import MPI
 
         self._mpi = MPI
         self.world = world
-        if prefetch_horizon is None:
-            import os
-
-            from .options import prefetch_horizon_from_env
-            prefetch_horizon = prefetch_horizon_from_env(os.environ)
         # prefetch only behind work predicted to end within the horizon (no head-of-line blocking)
         self.scheduler = Scheduler(inventory, prefetch=prefetch, power_of_two=power_of_two,
                                    horizon=prefetch_horizon, predict=self._predict,

@@ -8,6 +8,7 @@ never on durations. To see the tests fail on the old behaviour, run them with
 the revoke tests set that themselves, so that tasks really wait on the workers.
 """
 import json
+import math
 import os
 import tempfile
 import time
@@ -18,9 +19,11 @@ import pytest
 from pilotq_mpi import Pilot, WalltimeError
 from pilotq_mpi.runtime import session
 from pilotq_mpi.runtime.bootstrap import run_pilot
-from pilotq_mpi.runtime.options import PilotOptions
+from pilotq_mpi.runtime.options import PilotOptions, prefetch_horizon_from_env
 
 pytestmark = [pytest.mark.mpi(min_size=4), pytest.mark.timeout(120)]
+HORIZON = prefetch_horizon_from_env(os.environ)
+"""The head-of-line tests' prefetch horizon: the default, or PILOTQ_PREFETCH_HORIZON to see them fail."""
 
 
 def world_size():
@@ -64,7 +67,7 @@ def test_short_tasks_never_wait_behind_a_running_long_one():
         late = [i for i, end in enumerate(ends) if end >= long_end]
         assert not late, f"short tasks {late} ended after the long one: they waited behind it"
 
-    run_pilot(driver, options=PilotOptions(quiet=True))
+    run_pilot(driver, options=PilotOptions(quiet=True, prefetch_horizon=HORIZON))
 
 
 def test_no_task_waits_behind_one_that_runs_past_its_estimate():
@@ -81,13 +84,13 @@ def test_no_task_waits_behind_one_that_runs_past_its_estimate():
         late = [i for i, end in enumerate(ends) if end >= long_end]
         assert not late, f"short tasks {late} ended after the overdue long one"
 
-    run_pilot(driver, options=PilotOptions(quiet=True))
+    run_pilot(driver, options=PilotOptions(quiet=True, prefetch_horizon=HORIZON))
 
 
 @pytest.fixture
-def prefetch_behind_anything(monkeypatch):
-    """The old rule (prefetch behind long tasks), so that tasks wait on workers to be revoked."""
-    monkeypatch.setenv("PILOTQ_PREFETCH_HORIZON", "inf")
+def prefetch_behind_anything():
+    """Options with the old rule (prefetch behind long tasks), so that tasks wait on workers to be revoked."""
+    return {"prefetch_horizon": math.inf}
 
 
 def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_behind_anything):
@@ -108,7 +111,7 @@ def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_
             state["outcomes"] = ["done" if f.exception() is None else type(f.exception()).__name__
                                  for f in futures]
 
-    run_pilot(driver, options=PilotOptions(quiet=True, trace=trace))
+    run_pilot(driver, options=PilotOptions(quiet=True, trace=trace, **prefetch_behind_anything))
     if not is_master():
         return
     workers = world_size() - 1
@@ -152,7 +155,7 @@ def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behin
             again = [pilot.submit(hold_again, 0.0) for _ in range(2 * workers)]
             assert all(isinstance(f.result(), float) for f in again)
 
-    run_pilot(driver, options=PilotOptions(quiet=True, trace=trace))
+    run_pilot(driver, options=PilotOptions(quiet=True, trace=trace, **prefetch_behind_anything))
     if not is_master():
         return
     tasks = trace_tasks(trace)
@@ -174,4 +177,4 @@ def test_walltime_error_is_what_drained_futures_raise(prefetch_behind_anything):
         assert any(isinstance(e, WalltimeError) for e in errors)
         assert all(e is None or isinstance(e, WalltimeError) for e in errors)
 
-    run_pilot(driver, options=PilotOptions(quiet=True))
+    run_pilot(driver, options=PilotOptions(quiet=True, **prefetch_behind_anything))
