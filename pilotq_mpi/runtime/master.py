@@ -567,8 +567,10 @@ class Master:
                     continue
             abandoned += 1
             self._end(record, E.CANCEL, error=abandoned_error(record))
-        sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}; cancelled {_tasks(cancelled)} not yet"
-                         f" started, abandoned {_tasks(abandoned)} still running; ending the job\n")
+        done_here = [f"cancelled {_tasks(cancelled)} not yet started" if cancelled else "",
+                     f"abandoned {_tasks(abandoned)} still running" if abandoned else ""]
+        detail = "".join(f"; {part}" for part in done_here if part)
+        sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}{detail}; ending the job\n")
 
     @property
     def drained(self) -> bool:
