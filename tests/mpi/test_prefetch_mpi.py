@@ -55,16 +55,21 @@ def trace_tasks(path):
         return [r for r in map(json.loads, f) if r.get("type") == "task"]
 
 
+def short_tasks_ending_after_a_long_one(pilot) -> list[int]:
+    """The issue's reproducer: hold(2.0), 0.2 s later 8 x hold(0.0); which short ones ended after the long one."""
+    long = pilot.submit(hold, 2.0)
+    time.sleep(0.2)
+    short = [pilot.submit(hold, 0.0) for _ in range(8)]
+    ends = [f.result() for f in short]
+    long_end = long.result()
+    return [i for i, end in enumerate(ends) if end >= long_end]
+
+
 def test_short_tasks_never_wait_behind_a_running_long_one():
     """Issue 8.2: hold(2.0), then 8 x hold(0.0): every short one ends before the long one."""
     def driver():
         with Pilot() as pilot:
-            long = pilot.submit(hold, 2.0)
-            time.sleep(0.2)
-            short = [pilot.submit(hold, 0.0) for _ in range(8)]
-            ends = [f.result() for f in short]
-            long_end = long.result()
-        late = [i for i, end in enumerate(ends) if end >= long_end]
+            late = short_tasks_ending_after_a_long_one(pilot)
         assert not late, f"short tasks {late} ended after the long one: they waited behind it"
 
     run_pilot(driver, options=PilotOptions(quiet=True, prefetch_horizon=HORIZON))
@@ -76,12 +81,7 @@ def test_no_task_waits_behind_one_that_runs_past_its_estimate():
         with Pilot() as pilot:
             for f in [pilot.submit(hold, 0.0) for _ in range(3 * (world_size() - 1))]:
                 f.result()                  # hold() is now predicted to take about nothing
-            long = pilot.submit(hold, 2.0)
-            time.sleep(0.2)                 # long is overdue from here on
-            short = [pilot.submit(hold, 0.0) for _ in range(8)]
-            ends = [f.result() for f in short]
-            long_end = long.result()
-        late = [i for i, end in enumerate(ends) if end >= long_end]
+            late = short_tasks_ending_after_a_long_one(pilot)  # the long one is overdue after 0.2 s
         assert not late, f"short tasks {late} ended after the overdue long one"
 
     run_pilot(driver, options=PilotOptions(quiet=True, prefetch_horizon=HORIZON))

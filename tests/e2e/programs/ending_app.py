@@ -17,29 +17,14 @@ Every task writes ``DIR/started-<i>`` when it starts, so the test can count what
 import json
 import os
 import sys
-import time
+
+from start_marks import mark, wait_for_a_start
 
 from pilotq_mpi import Pilot
 
 
 def check(name, **fields):
     print(f"CHECK {name} {json.dumps(fields, sort_keys=True)}", flush=True)
-
-
-def mark(comm, directory, i, seconds):
-    with open(os.path.join(directory, f"started-{i}"), "w"):
-        pass
-    time.sleep(seconds)
-    return i
-
-
-def started(directory):
-    return sum(1 for name in os.listdir(directory) if name.startswith("started-"))
-
-
-def wait_for_a_start(directory):
-    while started(directory) == 0:
-        time.sleep(0.01)
 
 
 def main():

@@ -14,18 +14,11 @@ The exit code the job should end with, as ``scontrol show job`` reports it:
 - ``drain-quick`` (75): one-second tasks; the warning drains the pilot, the running tasks
   finish within the grace and the job ends in order.
 """
-import os
 import sys
-import time
+
+from start_marks import mark, wait_for_a_start
 
 from pilotq_mpi import Pilot
-
-
-def mark(comm, directory, i, seconds):
-    with open(os.path.join(directory, f"started-{i}"), "w"):
-        pass
-    time.sleep(seconds)
-    return i
 
 
 def raise_or_block(comm):
@@ -33,11 +26,6 @@ def raise_or_block(comm):
         raise ValueError("rank 0 of the collective task failed")
     comm.barrier()  # never completes: rank 0 does not come
     return "unreachable"
-
-
-def wait_for_a_start(directory):
-    while not any(name.startswith("started-") for name in os.listdir(directory)):
-        time.sleep(0.02)
 
 
 def main():
