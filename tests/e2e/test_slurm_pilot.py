@@ -146,11 +146,10 @@ def test_usr1_drains_journaled_workload_and_resubmission_finishes_it(slurm_clust
     out1 = work / "run1.out"
     job1 = _submit(slurm_cluster, script(log1, out1), work)
     slurm_cluster.wait_running(job1, timeout=60)
-    deadline = time.monotonic() + 150
+    # no deadline of its own: the job leaving RUNNING ends the wait, the test's timeout a hang
     while not 8 <= len(journal_rows(journal)) < total:
         assert len(journal_rows(journal)) < total, "the workload finished before the test could signal it"
         assert slurm_cluster.job_state(job1) == "RUNNING", _tail(_read(out1))
-        assert time.monotonic() < deadline, f"journal never reached 8 records\n{_tail(_read(out1))}"
         time.sleep(0.05)
     slurm_cluster.scancel_signal(job1, "USR1", batch=True)
     state = slurm_cluster.wait(job1, timeout=120)

@@ -144,15 +144,10 @@ def test_unpicklable_result_is_an_exception():
 
 def test_timeout_kills_the_child(tmp_path):
     pidfile = tmp_path / "pid"
-    t0 = time.monotonic()
     out = _run(hang, str(pidfile), timeout=1)
-    elapsed = time.monotonic() - t0
     assert out.kind == "timeout" and out.timeout == 1.0 and out.timed_out
     with pytest.raises(TaskTimeoutError):
         out.value()
-    # not killed before its timeout (a lower bound: load cannot break it; no upper bound,
-    # which a loaded machine can: the pytest timeout catches a kill that never comes)
-    assert elapsed >= 0.9, elapsed
     task_pid = int(pidfile.read_text())
     assert task_pid == out.pid
     assert not _alive(task_pid)
