@@ -12,7 +12,7 @@ E2E_TEST_TIMEOUT ?= 2400
 MPI_TEST_TIMEOUT ?= 900
 PYTEST_MPI := $(PY) -m pytest --with-mpi -p no:cacheprovider -q tests/mpi
 
-.PHONY: demo test test-unit test-e2e test-mpi test-mpi-4 test-mpi-6 bench clean
+.PHONY: demo test test-unit test-e2e test-mpi test-mpi-4 test-mpi-6 bench figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/
 	$(PY) benchmarks/cutting.py
 	$(PY) benchmarks/mixed.py
 	$(PY) benchmarks/trace_writer.py
+
+figures: $(STAMP)  ## the Pilot-Quantum paper's figures at size small (JSON + PNG in benchmarks/results)
+	$(PY) benchmarks/figures/run.py --size small
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
