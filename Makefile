@@ -16,7 +16,7 @@ PYTEST_MPI := $(PY) -m pytest --with-mpi -p no:cacheprovider -q tests/mpi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[mpich,quantum,test]'
+	$(PY) -m pip install --quiet -e '.[mpich,quantum,qml,test]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the mixed quantum workload on local mpiexec (8 ranks)
