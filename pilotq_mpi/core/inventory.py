@@ -18,16 +18,27 @@ NO_GPUS_HINT = ("start the pilot with `--gpus-per-node N` (or PILOTQ_GPUS_PER_NO
                 " (none were found in CUDA_VISIBLE_DEVICES or Slurm's GPU variables), or submit with gpus_per_rank=0")
 """How a pilot gets GPUs: said when a GPU task is submitted to a pilot that has none."""
 
+MAIN_ALLOCATION = "main"
+"""The allocation that holds rank 0 (the master); joined allocations get other names."""
+
 
 @dataclass(frozen=True, slots=True)
 class RankInfo:
-    """One worker rank: its world rank, node name, GPU ids, memory, and QPU pin."""
+    """One worker rank: its pilot rank, node name, GPU ids, memory, QPU pin, allocation and pool.
+
+    ``rank`` is the world rank in the main allocation; ranks of a joined allocation get
+    numbers after every rank seen before (never reused). ``allocation`` names the launch
+    the rank came with (multi-rank tasks stay within one); ``pool`` the pool that launch
+    named (``--pool``), if any.
+    """
 
     rank: int
     node: str
     gpus: tuple[int, ...] = ()
     memory: int | None = None
     qpu: str | None = None
+    allocation: str = MAIN_ALLOCATION
+    pool: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,8 @@ class Inventory:
 
     ranks: tuple[RankInfo, ...]
     qpus: Mapping[str, QpuSpec] = field(default_factory=dict)
+    expected_pools: frozenset[str] = frozenset()
+    """Pools with no ranks yet that are expected to join (tasks for them wait instead of failing)."""
 
     def __post_init__(self) -> None:
         seen = [r.rank for r in self.ranks]
@@ -100,17 +113,28 @@ class Inventory:
         """Node names in first-seen order."""
         return tuple(dict.fromkeys(r.node for r in self.ranks))
 
+    @property
+    def allocations(self) -> tuple[str, ...]:
+        """Allocation names in first-seen order (the main one first)."""
+        return tuple(dict.fromkeys(r.allocation for r in self.ranks))
+
+    @property
+    def pools(self) -> frozenset[str]:
+        """Pools that have ranks now or are expected to join."""
+        return frozenset(r.pool for r in self.ranks if r.pool is not None) | self.expected_pools
+
     def qpu_ranks(self, name: str) -> tuple[RankInfo, ...]:
         """Workers pinned to QPU ``name``."""
         return tuple(r for r in self.ranks if r.qpu == name)
 
     def eligible(self, spec: TaskSpec) -> tuple[RankInfo, ...]:
         """Ranks that could ever run one rank of ``spec`` (ignoring what is busy)."""
+        pool = spec.pool
         if spec.qpu is not None:
-            return self.qpu_ranks(spec.qpu)
+            return tuple(r for r in self.qpu_ranks(spec.qpu) if pool is None or r.pool == pool)
         return tuple(
             r for r in self.ranks
-            if r.qpu is None and len(r.gpus) >= spec.gpus_per_rank
+            if r.qpu is None and len(r.gpus) >= spec.gpus_per_rank and (pool is None or r.pool == pool)
             and (spec.memory_per_rank is None or r.memory is None or r.memory >= spec.memory_per_rank)
         )
 
@@ -124,17 +148,27 @@ class Inventory:
                     f"task asks for QPU {spec.qpu!r}, which this pilot does not declare (declared: {declared});"
                     f" pass qpus=[QPU({spec.qpu!r}, ...)] to Pilot()"
                 )
+        if spec.pool is not None:
+            if spec.pool not in self.pools:
+                known = ", ".join(sorted(self.pools)) or "none"
+                raise ResourceError(
+                    f"task asks for pool {spec.pool!r}, which this pilot does not have (pools: {known}); start"
+                    f" or join a launch with --pool {spec.pool}, or declare it with Pilot(pools=[{spec.pool!r}])")
+            if not any(r.pool == spec.pool for r in self.ranks):
+                return  # expected to join: judged when its ranks are here
+        if spec.qpu is not None:
             return
         if power_of_two and spec.ranks & (spec.ranks - 1):
             raise ResourceError(
                 f"task needs {spec.ranks} ranks; this pilot only places power-of-two widths"
                 f" (1, 2, 4, 8, ...): choose ranks={1 << (spec.ranks.bit_length() - 1)} or {1 << spec.ranks.bit_length()}"
             )
-        compute = self.compute_ranks
+        compute = tuple(r for r in self.compute_ranks if spec.pool is None or r.pool == spec.pool)
+        where = f" in pool {spec.pool!r}" if spec.pool is not None else ""
         if spec.ranks > len(compute):
             pinned = len(self.ranks) - len(compute)
             raise ResourceError(
-                f"task needs {plural(spec.ranks, 'rank')}; this pilot has {plural(len(compute), 'worker rank')}"
+                f"task needs {plural(spec.ranks, 'rank')}; this pilot has {plural(len(compute), 'worker rank')}{where}"
                 + (f" ({pinned} more {'is pinned to a QPU' if pinned == 1 else 'are pinned to QPUs'})" if pinned else "")
                 + f": start the pilot with more ranks or ask for ranks<={len(compute)}"
             )
@@ -167,8 +201,30 @@ class Inventory:
                     f"task needs {plural(spec.ranks, 'rank')} on one node (same_node=True); the largest node of"
                     f" this pilot has {plural(widest, 'suitable worker rank')}"
                 )
+        if spec.ranks > 1:
+            per_allocation = Counter(r.allocation for r in self.eligible(spec))
+            widest = max(per_allocation.values(), default=0)
+            if len(per_allocation) > 1 and widest < spec.ranks:
+                sizes = ", ".join(f"{name}: {count}" for name, count in per_allocation.items())
+                raise ResourceError(
+                    f"task needs {plural(spec.ranks, 'rank')} of one allocation (a multi-rank task gets its"
+                    f" sub-communicator from one launch's world); the widest allocation has {widest} suitable"
+                    f" worker ranks ({sizes}): ask for ranks<={widest} or join a larger allocation"
+                )
 
     # --- changes -------------------------------------------------------------------
+    def with_ranks(self, infos: "tuple[RankInfo, ...] | list[RankInfo]") -> "Inventory":
+        """A new inventory with ``infos`` added (a joined allocation)."""
+        return replace(self, ranks=self.ranks + tuple(infos))
+
+    def without_ranks(self, ranks: "set[int] | frozenset[int]") -> "Inventory":
+        """A new inventory without the given ranks (an allocation that left)."""
+        return replace(self, ranks=tuple(r for r in self.ranks if r.rank not in ranks))
+
+    def expecting(self, pools) -> "Inventory":
+        """A new inventory that also expects ``pools`` to join."""
+        return replace(self, expected_pools=self.expected_pools | frozenset(pools))
+
     def with_qpu(self, qpu: QpuSpec) -> "Inventory":
         """A new inventory with ``qpu.ranks`` compute ranks pinned to ``qpu``.
 
@@ -185,11 +241,18 @@ class Inventory:
             )
         chosen = {r.rank for r in free[: qpu.ranks]}
         ranks = tuple(replace(r, qpu=qpu.name) if r.rank in chosen else r for r in self.ranks)
-        return Inventory(ranks, {**self.qpus, qpu.name: qpu})
+        return replace(self, ranks=ranks, qpus={**self.qpus, qpu.name: qpu})
 
     def describe(self) -> str:
         """A plain-text resource table (one line per node)."""
         lines = [f"{plural(len(self.ranks), 'worker rank')} on {plural(len(self.nodes), 'node')}"]
+        allocations = self.allocations
+        if len(allocations) > 1 or any(r.pool for r in self.ranks):
+            lines[0] += f" in {plural(len(allocations), 'allocation')}: " + ", ".join(
+                f"{name} ({plural(sum(1 for r in self.ranks if r.allocation == name), 'rank')}"
+                + "".join(f", pool {p}" for p in dict.fromkeys(r.pool for r in self.ranks
+                                                               if r.allocation == name and r.pool)) + ")"
+                for name in allocations)
         for node in self.nodes:
             members = [r for r in self.ranks if r.node == node]
             parts = []

@@ -17,7 +17,8 @@ Rules, in order of importance:
   while another rank would be free first (up to ``horizon`` and the predictions' errors).
 * Priority order (larger first), then submission order.
 * Best-fit node packing: a multi-rank task goes to the node with the fewest idle ranks that
-  still fit it; if no node fits, to as few nodes as possible.
+  still fit it; if no node fits, to as few nodes as possible. It never spans two
+  allocations (its sub-communicator comes from one launch's world).
 * No starvation: when the first task in priority order that cannot start is wider than one
   rank, it gets a reservation (the ranks that will hold it); other tasks backfill only
   ranks outside the reservation. The reservation is kept until the task starts.
@@ -96,9 +97,16 @@ class Scheduler:
 
     # --- inventory -------------------------------------------------------------------
     def set_inventory(self, inventory: Inventory) -> None:
-        """Use a new inventory with the same ranks (e.g. after pinning a QPU); loads are kept."""
-        if self._load and set(self._load) != {r.rank for r in inventory.ranks}:
-            raise ValueError("a new inventory must keep the same worker ranks")
+        """Use a new inventory (a QPU pinned, ranks joined or gone); loads of kept ranks are kept.
+
+        A rank may leave only when it holds no task (release or requeue its tasks first).
+        """
+        ranks = {r.rank for r in inventory.ranks}
+        for rank in [r for r in self._load if r not in ranks]:
+            if self._load[rank]:
+                raise ValueError(f"rank {rank} still holds tasks {list(self.tasks_on(rank))}; it cannot leave")
+            del self._load[rank], self._order[rank]
+            self._closed.discard(rank)
         self.inventory = inventory
         for info in inventory.ranks:
             self._load.setdefault(info.rank, 0)
@@ -290,16 +298,16 @@ class Scheduler:
         idle = self._index.idle_among(eligible_ranks, exclude)
         if len(idle) < spec.ranks:
             return None
-        return _pack([self._info[r] for r in idle], spec.ranks, spec.same_node,
-                     node_order=lambda members: (len(members),))
+        return _pack_in_allocation([self._info[r] for r in idle], spec.ranks, spec.same_node,
+                                   node_order=lambda members: (len(members),))
 
     def _reserve(self, spec: TaskSpec, key: tuple) -> tuple[int, ...] | None:
         def readiness(info: RankInfo) -> tuple:
             return (info.rank in self._exclusive, self._load[info.rank], info.rank)
 
         candidates = sorted(self._eligible(spec, key), key=readiness)
-        return _pack(candidates, spec.ranks, spec.same_node,
-                     node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
+        return _pack_in_allocation(candidates, spec.ranks, spec.same_node,
+                                   node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
 
     def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> bool:
         """Record the placement; True if the task waits behind others on its rank."""
@@ -355,6 +363,23 @@ class Scheduler:
         self._closed.add(rank)
         self._index.changed(rank)
         return False
+
+
+def _pack_in_allocation(candidates: list[RankInfo], width: int, same_node: bool,
+                        node_order: Callable[[list[RankInfo]], tuple]) -> tuple[int, ...] | None:
+    """:func:`_pack` within one allocation: the first allocation (in candidate order) that fits."""
+    first = candidates[0].allocation if candidates else None
+    if all(info.allocation == first for info in candidates):  # one allocation: the common case
+        return _pack(candidates, width, same_node, node_order)
+    by_allocation: dict[str, list[RankInfo]] = defaultdict(list)
+    for info in candidates:
+        by_allocation[info.allocation].append(info)
+    for members in by_allocation.values():
+        if len(members) >= width:
+            chosen = _pack(members, width, same_node, node_order)
+            if chosen is not None:
+                return chosen
+    return None
 
 
 def _pack(candidates: Iterable[RankInfo], width: int, same_node: bool,

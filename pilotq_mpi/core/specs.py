@@ -32,6 +32,8 @@ class TaskSpec:
     ``retries``: extra attempts after a failure, ``retry_backoff`` seconds apart (doubling).
     ``isolate``: run a single-rank task in a child process the worker can kill.
     ``gather``: the result is the list of every rank's return value, not just rank 0's.
+    ``pool``: run only on ranks of that pool (a pool is named by the launch that brought
+    the ranks: ``--pool gpu``); None runs anywhere eligible.
     """
 
     ranks: int = 1
@@ -46,6 +48,7 @@ class TaskSpec:
     retry_backoff: float = 1.0
     isolate: bool = False
     gather: bool = False
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         _require(_is_int(self.ranks) and self.ranks >= 1,
@@ -71,10 +74,12 @@ class TaskSpec:
                  f"retry_backoff must be a number of seconds >= 0, got {self.retry_backoff!r}")
         _require(not self.isolate or self.ranks == 1,
                  f"isolate=True runs the task in a child process and works for ranks=1 only; got ranks={self.ranks}")
+        _require(self.pool is None or (isinstance(self.pool, str) and self.pool != ""),
+                 f"pool must be the name of a pool (a non-empty string) or None, got pool={self.pool!r}")
         _require(not (self.isolate and self.qpu is not None),
                  "isolate=True is not available for QPU tasks (their backend lives in the worker process)")
 
     @property
     def resource_class(self) -> tuple:
         """Tasks with equal classes compete for exactly the same ranks."""
-        return (self.ranks, self.gpus_per_rank, self.qpu, self.same_node, self.memory_per_rank)
+        return (self.ranks, self.gpus_per_rank, self.qpu, self.same_node, self.memory_per_rank, self.pool)
