@@ -14,6 +14,10 @@ gathered block and keeps its own part.
 The swap buffer holds ``max(2, 2**(m-1))`` amplitudes: half the local part, and never less
 than one chunk of the observables' exchange (two amplitudes when ``m == 1``).
 
+Further arrays of the same size can be *carried* (:meth:`DistributedStatevector.carry`): they
+share the layout, every swap moves them too and every gate is applied to all of them (the
+adjoint gradient carries its ``<bra|`` state this way, see :mod:`.adjoint`).
+
 Every rank runs the same deterministic plan, so layouts agree on all ranks.
 """
 from __future__ import annotations
@@ -30,6 +34,24 @@ from .memory import check_layout, check_memory, resolve_dtype, swap_buffer_lengt
 
 _WIDE_TAG = 96
 """Message tag of the exchanges of :meth:`DistributedStatevector._apply_wide`."""
+
+
+def next_use_planner(gates: Sequence[Gate], num_qubits: int):
+    """Return ``next_use(q, i)``: the index of the first gate after ``i`` that acts on qubit ``q``
+    (``len(gates)`` if none). ``ValueError`` for a gate outside ``0..num_qubits-1``."""
+    uses: dict[int, list[int]] = {}
+    for i, g in enumerate(gates):
+        for q in g.qubits:
+            if not 0 <= q < num_qubits:
+                raise ValueError(f"gate {i} acts on qubit {q}, outside 0..{num_qubits - 1}")
+            uses.setdefault(q, []).append(i)
+
+    def next_use(q: int, i: int) -> int:
+        lst = uses.get(q, [])
+        j = bisect.bisect_right(lst, i)
+        return lst[j] if j < len(lst) else len(gates)
+
+    return next_use
 
 
 def _comm_self():
@@ -61,11 +83,24 @@ class DistributedStatevector:
         self.global_qubits: list[int] = list(range(m, self.num_qubits))
         self.state = self.backend.empty(1 << m, self.dtype)
         self.buf = self.backend.empty(swap_buffer_length(m), self.dtype)
+        self.reset()
+        self.carried: list = []
+        """Arrays beside :attr:`state` that follow its layout (swapped and gated with it)."""
+        self.timings = {"apply": 0.0, "swap": 0.0}
+        self.swaps = 0
+
+    def carry(self, array) -> None:
+        """Carry ``array`` (local amplitudes in the current layout) through every later swap and gate."""
+        if array.shape != self.state.shape or array.dtype != self.state.dtype:
+            raise ValueError(f"a carried array must be like the state ({self.state.shape}, {self.dtype}), "
+                             f"got {array.shape}, {array.dtype}")
+        self.carried.append(array)
+
+    def reset(self) -> None:
+        """Set the state to ``|0...0>`` (in whatever layout it has now)."""
         self.state[:] = 0
         if self.rank == 0:
             self.state[0] = 1
-        self.timings = {"apply": 0.0, "swap": 0.0}
-        self.swaps = 0
 
     # ------------------------------------------------------------------ gates
     def run(self, gates: Sequence[Gate], global_phase: float = 0.0) -> None:
@@ -73,26 +108,9 @@ class DistributedStatevector:
 
         Gates on more qubits than each rank holds locally are applied by :meth:`_apply_wide`.
         """
-        uses: dict[int, list[int]] = {}
+        next_use = next_use_planner(gates, self.num_qubits)
         for i, g in enumerate(gates):
-            for q in g.qubits:
-                if not 0 <= q < self.num_qubits:
-                    raise ValueError(f"gate {i} acts on qubit {q}, outside 0..{self.num_qubits - 1}")
-                uses.setdefault(q, []).append(i)
-
-        def next_use(q: int, i: int) -> int:
-            lst = uses.get(q, [])
-            j = bisect.bisect_right(lst, i)
-            return lst[j] if j < len(lst) else len(gates)
-
-        for i, g in enumerate(gates):
-            if g.num_qubits > self.num_local:
-                self._apply_wide(g)
-                continue
-            self._make_local(g.qubits, lambda q, i=i: next_use(q, i))
-            t0 = time.perf_counter()
-            self.layout = self.backend.apply(self.state, self.buf, self.layout, g.matrix, g.qubits)
-            self.timings["apply"] += time.perf_counter() - t0
+            self.apply_matrix(g.matrix, g.qubits, lambda q, i=i: next_use(q, i))
         if global_phase:
             self.state *= np.exp(1j * global_phase).astype(self.dtype)
         self.backend.synchronize()
@@ -100,6 +118,44 @@ class DistributedStatevector:
     def apply_gate(self, gate: Gate) -> None:
         """Apply one gate (swapping global targets in as needed)."""
         self.run([gate])
+
+    def apply_matrix(self, matrix: np.ndarray, qubits: Sequence[int], priority=None) -> None:
+        """Apply ``matrix`` (Qiskit order over ``qubits``) to the state and every carried array.
+
+        Global targets are swapped in first (``priority`` as in :meth:`_make_local`); a gate on
+        more qubits than are local goes through :meth:`_apply_wide`.
+        """
+        if len(qubits) > self.num_local:
+            self._apply_wide(Gate(tuple(qubits), matrix))
+            return
+        self._make_local(qubits, priority)
+        t0 = time.perf_counter()
+        layouts = [self.backend.apply(a, self.buf, self.layout, matrix, qubits)
+                   for a in [self.state] + self.carried]
+        if any(lay != layouts[0] for lay in layouts[1:]):  # backends are deterministic: a bug
+            raise RuntimeError(f"carried arrays left in different layouts: {layouts}")
+        self.layout = layouts[0]
+        self.timings["apply"] += time.perf_counter() - t0
+
+    def group_block(self, array, qubits: Sequence[int]) -> tuple[np.ndarray, list[int]]:
+        """Gather ``array`` over the ranks that differ only in the rank bits of global ``qubits``.
+
+        Returns ``(block, axes)`` on every member: a host array of ``2**(t+m)`` amplitudes
+        (``t`` global qubits among ``qubits``) and the logical qubit of each of its axes, most
+        significant first (the last exchanged rank bit, ..., the first one, then the local axes).
+        Recursive doubling: one ``Sendrecv`` of the whole gathered block per rank bit.
+        """
+        slots = [self.global_qubits.index(q) for q in qubits if q in self.global_qubits]
+        self.backend.synchronize()
+        block = np.array(self.backend.to_host(array), dtype=self.dtype)  # a host copy
+        for s in slots:
+            partner = self.rank ^ (1 << s)
+            theirs = np.empty_like(block)
+            self.comm.Sendrecv(block, dest=partner, sendtag=_WIDE_TAG, recvbuf=theirs,
+                               source=partner, recvtag=_WIDE_TAG)
+            block = np.concatenate((theirs, block) if (self.rank >> s) & 1 else (block, theirs))
+        axes = [self.global_qubits[s] for s in reversed(slots)] + list(self.layout)
+        return block, axes
 
     def _apply_wide(self, gate: Gate) -> None:
         """Apply a gate on more qubits than are local, by gathering within the gate's rank group.
@@ -113,27 +169,18 @@ class DistributedStatevector:
         """
         t0 = time.perf_counter()
         slots = [self.global_qubits.index(q) for q in gate.qubits if q in self.global_qubits]
-        self.backend.synchronize()
-        block = np.array(self.backend.to_host(self.state), dtype=self.dtype)  # a host copy
-        for s in slots:
-            partner = self.rank ^ (1 << s)
-            theirs = np.empty_like(block)
-            self.comm.Sendrecv(block, dest=partner, sendtag=_WIDE_TAG, recvbuf=theirs,
-                               source=partner, recvtag=_WIDE_TAG)
-            block = np.concatenate((theirs, block) if (self.rank >> s) & 1 else (block, theirs))
-        # Axes of the gathered block, most significant first: the last exchanged rank bit, ...,
-        # the first one, then the local axes.
-        axes = [self.global_qubits[s] for s in reversed(slots)] + list(self.layout)
-        n = len(axes)
         k = gate.num_qubits
-        targets = [axes.index(q) for q in reversed(gate.qubits)]  # gate.qubits[0] least significant
-        rest = [a for a in range(n) if a not in targets]
-        perm = rest + targets
-        tensor = block.reshape((2,) * n).transpose(perm).reshape(-1, 1 << k)
-        tensor = tensor @ gate.matrix.T.astype(self.dtype)
-        tensor = tensor.reshape((2,) * n).transpose(np.argsort(perm))
-        own = tensor[tuple((self.rank >> s) & 1 for s in reversed(slots))]
-        self.state[...] = self.backend.xp.asarray(np.ascontiguousarray(own).reshape(-1))
+        mt = gate.matrix.T.astype(self.dtype)
+        for array in [self.state] + self.carried:
+            block, axes = self.group_block(array, gate.qubits)
+            n = len(axes)
+            targets = [axes.index(q) for q in reversed(gate.qubits)]  # gate.qubits[0] least significant
+            rest = [a for a in range(n) if a not in targets]
+            perm = rest + targets
+            tensor = block.reshape((2,) * n).transpose(perm).reshape(-1, 1 << k) @ mt
+            tensor = tensor.reshape((2,) * n).transpose(np.argsort(perm))
+            own = tensor[tuple((self.rank >> s) & 1 for s in reversed(slots))]
+            array[...] = self.backend.xp.asarray(np.ascontiguousarray(own).reshape(-1))
         self.timings["apply"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ swaps
@@ -159,25 +206,27 @@ class DistributedStatevector:
         bit = (self.rank >> slot) & 1
         partner = self.rank ^ (1 << slot)
         r = 1 << (m - 1 - axis)
-        view = self.state.reshape(1 << axis, 2, r)[:, 1 - bit, :]  # the half that leaves
         self.backend.synchronize()
-        if axis == 0:
-            # Contiguous: send it directly, receive into the buffer, copy back.
-            send = view.reshape(-1)
-            self.comm.Sendrecv(send, dest=partner, sendtag=slot, recvbuf=self.buf[: 1 << (m - 1)],
-                               source=partner, recvtag=slot)
-            send[:] = self.buf[: 1 << (m - 1)]
-        else:
-            # Strided: two rounds of a quarter each, packed into and received from the buffer.
-            quarter = 1 << (m - 2)
-            out, inb = self.buf[:quarter], self.buf[quarter: 2 * quarter]
-            h = 1 << (axis - 1)
-            for part in (view[:h], view[h:]):
-                out.reshape(part.shape)[...] = part
-                self.backend.synchronize()
-                self.comm.Sendrecv(out, dest=partner, sendtag=slot, recvbuf=inb,
+        for array in [self.state] + self.carried:
+            view = array.reshape(1 << axis, 2, r)[:, 1 - bit, :]  # the half that leaves
+            if axis == 0:
+                # Contiguous: send it directly, receive into the buffer, copy back.
+                send = view.reshape(-1)
+                self.comm.Sendrecv(send, dest=partner, sendtag=slot, recvbuf=self.buf[: 1 << (m - 1)],
                                    source=partner, recvtag=slot)
-                part[...] = inb.reshape(part.shape)
+                send[:] = self.buf[: 1 << (m - 1)]
+            else:
+                # Strided: two rounds of a quarter each, packed into and received from the buffer.
+                quarter = 1 << (m - 2)
+                out, inb = self.buf[:quarter], self.buf[quarter: 2 * quarter]
+                h = 1 << (axis - 1)
+                for part in (view[:h], view[h:]):
+                    out.reshape(part.shape)[...] = part
+                    self.backend.synchronize()
+                    self.comm.Sendrecv(out, dest=partner, sendtag=slot, recvbuf=inb,
+                                       source=partner, recvtag=slot)
+                    part[...] = inb.reshape(part.shape)
+            self.backend.synchronize()
         self.layout[axis], self.global_qubits[slot] = self.global_qubits[slot], self.layout[axis]
         self.swaps += 1
         self.timings["swap"] += time.perf_counter() - t0

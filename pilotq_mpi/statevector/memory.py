@@ -51,8 +51,23 @@ def swap_buffer_length(num_local: int) -> int:
 
 
 
-def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128") -> int:
+GRADIENTS = (None, "adjoint")
+"""Values of the ``gradient`` option: ``None`` (expectation values only) or ``"adjoint"``."""
+
+
+def check_gradient(gradient) -> None:
+    """``ValueError`` unless ``gradient`` is one of :data:`GRADIENTS`."""
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be None or 'adjoint', got {gradient!r}")
+
+
+def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128", gradient=None) -> int:
     """Bytes each rank allocates: its ``2**(n-g)`` local amplitudes plus one swap buffer of half that.
+
+    ``gradient="adjoint"`` adds a second state vector of ``2**(n-g)`` amplitudes (the adjoint
+    sweep's ``<bra|`` state, carried through the same swaps; the derivative terms are read off
+    the two states directly, with no third vector: see :mod:`.adjoint`), so 2.5 state vectors
+    in all.
 
     The swap buffer receives the half of the local amplitudes exchanged with the partner
     rank and is the scratch space for gate application, so nothing else of that size is
@@ -61,18 +76,21 @@ def memory_per_rank(num_qubits: int, ranks: int, dtype="complex128") -> int:
     Raises ``ValueError`` for a layout :func:`check_layout` refuses, so passing
     ``memory_per_rank=memory_per_rank(n, ranks)`` to ``submit`` refuses it at submit time.
     """
+    check_gradient(gradient)
     g = check_layout(num_qubits, ranks)
     m = num_qubits - g
     itemsize = resolve_dtype(dtype).itemsize
-    return ((1 << m) + swap_buffer_length(m)) * itemsize
+    vectors = 2 if gradient == "adjoint" else 1
+    return (vectors * (1 << m) + swap_buffer_length(m)) * itemsize
 
 
-def check_memory(num_qubits: int, ranks: int, budget_bytes: int, dtype="complex128") -> int:
+def check_memory(num_qubits: int, ranks: int, budget_bytes: int, dtype="complex128", gradient=None) -> int:
     """Return :func:`memory_per_rank`; raise ``ValueError`` if it exceeds ``budget_bytes`` per rank."""
-    need = memory_per_rank(num_qubits, ranks, dtype)
+    need = memory_per_rank(num_qubits, ranks, dtype, gradient)
     if budget_bytes is not None and need > budget_bytes:
+        what = " with adjoint gradients" if gradient else ""
         raise ValueError(
-            f"{num_qubits} qubits on {ranks} rank(s) as {resolve_dtype(dtype).name} need "
+            f"{num_qubits} qubits on {ranks} rank(s) as {resolve_dtype(dtype).name}{what} need "
             f"{need / 2**30:.3g} GiB per rank, above the budget of {budget_bytes / 2**30:.3g} GiB; "
             "use more ranks (each doubling halves it), dtype='complex64', or fewer qubits"
         )

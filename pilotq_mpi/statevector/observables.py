@@ -185,3 +185,82 @@ def _global_index(sv: DistributedStatevector, local_idx: np.ndarray) -> np.ndarr
     for s, q in enumerate(sv.global_qubits):
         out |= ((sv.rank >> s) & 1) << q
     return out
+
+
+def hermitian_terms(op, num_qubits: int) -> list[tuple[tuple, tuple, complex]]:
+    """The ``(x_qubits, z_qubits, coeff)`` terms of a Hermitian observable (equal terms merged).
+
+    ``ValueError`` if ``op`` is not Hermitian (a gradient of ``<psi|O|psi>`` is defined here
+    for real expectation values only).
+    """
+    from qiskit.quantum_info import SparsePauliOp
+
+    if not isinstance(op, SparsePauliOp):
+        try:
+            op = SparsePauliOp(op)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"observable must be a SparsePauliOp (or Pauli/label), got {type(op).__name__}") from exc
+    op = op.simplify(atol=0)
+    terms = list(_pauli_terms(op, num_qubits))
+    for (x, z, c), label in zip(terms, op.paulis.to_labels()):
+        ny = len(set(x) & set(z))
+        real = c * (-1j) ** ny  # the coefficient of the Hermitian Pauli label
+        if abs(real.imag) > 1e-12 * max(1.0, abs(real)):
+            raise ValueError(
+                f"gradients need Hermitian observables (real coefficients); the term {label} has "
+                f"coefficient {real:.6g}: split the observable into Hermitian parts")
+    return terms
+
+
+def apply_observable(sv: DistributedStatevector, op, out) -> None:
+    """Write ``O |state>`` into ``out`` (an array like ``sv.state``, same layout) for a Pauli sum ``O``.
+
+    ``(X^x Z^z psi)[l] = (-1)^{|(l^x) & z|} psi[l ^ x]``: the terms are grouped by their X part;
+    a group that flips global qubits receives the partner rank's amplitudes chunk by chunk into
+    the swap buffer, as :func:`expectations` does. Temporaries are one chunk.
+    """
+    xp = sv.backend.xp
+    m = sv.num_local
+    axis = {q: i for i, q in enumerate(sv.layout)}
+    slot = {q: s for s, q in enumerate(sv.global_qubits)}
+    inner = min(m, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
+    c = m - inner
+    src = sv.state.reshape((1 << c,) + (2,) * inner)
+    dst = out.reshape((1 << c,) + (2,) * inner)
+    out[...] = 0
+    groups: dict[tuple, list] = {}
+    for x, z, coeff in hermitian_terms(op, sv.num_qubits):
+        groups.setdefault(x, []).append((z, coeff))
+    recv = sv.buf[: 1 << inner]
+    for x, zs in groups.items():
+        xo, gx = 0, 0
+        flips = [slice(None)] * inner
+        for q in x:
+            if q in slot:
+                gx |= 1 << slot[q]
+            elif axis[q] < c:
+                xo |= 1 << (c - 1 - axis[q])
+            else:
+                flips[axis[q] - c] = slice(None, None, -1)
+        partner = sv.rank ^ gx
+        plans = []  # per term: scalar (coeff, sign of x & z, sign of this rank's global bits), outer mask, inner axes
+        for z, coeff in zs:
+            sign = (-1) ** (len(set(x) & set(z)) + sum((sv.rank >> slot[q]) & 1 for q in z if q in slot))
+            zo = sum(1 << (c - 1 - axis[q]) for q in z if q in axis and axis[q] < c)
+            zin = tuple(axis[q] - c for q in z if q in axis and axis[q] >= c)
+            plans.append((coeff * sign, zo, zin))
+        for o in range(1 << c):
+            if gx:
+                sv.backend.synchronize()
+                sv.comm.Sendrecv(src[o ^ xo].reshape(-1), dest=partner, sendtag=8, recvbuf=recv,
+                                 source=partner, recvtag=8)
+                b_blk = recv.reshape((2,) * inner)[tuple(flips)]
+            else:
+                b_blk = src[o ^ xo][tuple(flips)]
+            for scale, zo, zin in plans:
+                s = -scale if bin(o & zo).count("1") & 1 else scale
+                term = b_blk * s
+                for a in zin:
+                    term[(slice(None),) * a + (1,)] *= -1
+                dst[o] += term
+        sv.backend.synchronize()
