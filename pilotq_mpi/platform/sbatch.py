@@ -12,6 +12,13 @@ whenever it comes and hands it to the pilot's rank 0 alone once rank 0 has writt
 ``cmd & wait``, takes the rank count from the allocation, and exits with the code rank 0
 wrote to ``$PILOTQ_EXIT_CODE_FILE`` (srun reports 137 for any ``MPI_Abort``), else with
 the launcher's status.
+
+A request with ``join=DIR`` renders a *join job* instead: no driver, every rank runs
+``python -m pilotq_mpi --join DIR [--pool NAME]`` and becomes a worker of the pilot
+whose run directory is DIR; the same trap hands a walltime warning to the joiner's
+rank 0, which leaves the pilot (its running tasks are re-queued elsewhere) and exits 0.
+A pilot request may name its run directory and pool (``run_dir``, ``pool``): the script
+exports them as ``PILOTQ_RUN_DIR``/``PILOTQ_POOL`` for the pilot.
 """
 from __future__ import annotations
 
@@ -94,9 +101,17 @@ class SbatchRequest:
     the ``pilotq-srun`` command that installing pilotq-mpi puts on PATH.
     ``layout`` (see :data:`LAYOUTS`; default: ``worker-per-gpu`` on perlmutter-gpu unless
     ``ranks_per_node`` is given, ``ranks-per-node`` elsewhere) decides how many ranks run where.
+
+    Elastic pilots: ``run_dir`` and ``pool`` are exported for the pilot as
+    ``PILOTQ_RUN_DIR``/``PILOTQ_POOL`` (where it publishes how to join it, and its pool).
+    ``join`` (the run directory of a running pilot) makes a *join job* instead: leave
+    ``app_argv`` empty; every rank becomes a worker of that pilot (``--join DIR``, with
+    ``--pool`` when ``pool`` is given), so there is no master rank: ``worker-per-gpu`` runs
+    nodes x GPUs ranks, and one rank in all is enough. ``job_name``/``output`` default to
+    ``pilotq``/``pilotq-%j.out`` (join jobs: ``pilotq-join``/``pilotq-join-%j.out``).
     """
 
-    app_argv: tuple[str, ...]
+    app_argv: tuple[str, ...] = ()
     target: str = "generic"
     nodes: int = 1
     ranks_per_node: int | None = None
@@ -105,13 +120,16 @@ class SbatchRequest:
     qos: str | None = None
     account: str | None = None
     constraint: str | None = None
-    job_name: str = "pilotq"
-    output: str = "pilotq-%j.out"
+    job_name: str | None = None
+    output: str | None = None
     signal_lead: int = 120
     extra_directives: tuple[str, ...] = ()
     launcher: str = "pilotq-srun"
     python: str = "python"
     layout: str | None = None
+    join: str | None = None
+    run_dir: str | None = None
+    pool: str | None = None
     _resolved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,9 +138,22 @@ class SbatchRequest:
                             f"e.g. ({self.app_argv!r},)")
         object.__setattr__(self, "app_argv", tuple(self.app_argv))
         object.__setattr__(self, "extra_directives", tuple(self.extra_directives))
-        if not self.app_argv or not all(isinstance(a, str) and a for a in self.app_argv):
+        _one_line("join", self.join)
+        _one_line("run_dir", self.run_dir)
+        _one_line("pool", self.pool, word=True)
+        if self.join is not None:
+            if self.app_argv:
+                raise ValueError(f"app_argv={self.app_argv!r} with join={self.join!r}: a join job "
+                                 "runs no driver (the pilot it joins has one); leave app_argv "
+                                 "empty, or drop join to run the app as a pilot")
+            if self.run_dir is not None:
+                raise ValueError(f"run_dir={self.run_dir!r} with join={self.join!r}: a join job "
+                                 "uses the run directory of the pilot it joins (join=); drop "
+                                 "run_dir")
+        elif not self.app_argv or not all(isinstance(a, str) and a for a in self.app_argv):
             raise ValueError(f"app_argv={self.app_argv!r}: give the driver script and its "
-                             "arguments as non-empty strings, e.g. ('app.py',)")
+                             "arguments as non-empty strings, e.g. ('app.py',), or join= "
+                             "the run directory of a running pilot")
         if self.target not in TARGETS:
             raise ValueError(f"target={self.target!r}: choose one of {', '.join(TARGETS)}")
         defaults = _DEFAULTS[self.target]
@@ -147,8 +178,8 @@ class SbatchRequest:
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
             raise ValueError(f"gpus_per_node={gpus!r}: must be an integer >= 0")
         if layout == "worker-per-gpu":
-            ranks = gpus  # workers per node; node 0 also holds the master
-        elif self.nodes * ranks < 2:
+            ranks = gpus  # workers per node; a pilot's node 0 also holds the master
+        elif self.nodes * ranks < 2 and self.join is None:
             raise ValueError(f"nodes={self.nodes} x ranks_per_node={ranks} = 1 rank: the pilot "
                              "needs rank 0 (driver and master) plus at least one worker; "
                              "use ranks_per_node >= 2")
@@ -171,6 +202,8 @@ class SbatchRequest:
             raise ValueError(f"signal_lead={self.signal_lead} s is not shorter than "
                              f"time={self.time!r} ({walltime} s): lower signal_lead or "
                              "ask for more time")
+        job_name = self.job_name or ("pilotq" if self.join is None else "pilotq-join")
+        output = self.output or ("pilotq-%j.out" if self.join is None else "pilotq-join-%j.out")
         for name in ("qos", "account", "job_name"):
             _one_line(name, getattr(self, name), word=True)
         for name in ("constraint", "output", "launcher", "python"):
@@ -184,12 +217,27 @@ class SbatchRequest:
             if "\n" in a or "\r" in a:
                 raise ValueError(f"app argument {a!r}: must not contain a newline")
         self._resolved.update(ranks_per_node=ranks, gpus_per_node=gpus, constraint=constraint,
-                              layout=layout)
+                              layout=layout, job_name=job_name, output=output)
+
+    @property
+    def has_master(self) -> bool:
+        """True for a pilot (rank 0 is the driver and master); False for a join job."""
+        return self.join is None
+
+    @property
+    def resolved_job_name(self) -> str:
+        """The job name after applying the default (``pilotq``, join jobs ``pilotq-join``)."""
+        return self._resolved["job_name"]
+
+    @property
+    def resolved_output(self) -> str:
+        """The output file after applying the default (``<default job name>-%j.out``)."""
+        return self._resolved["output"]
 
     @property
     def resolved_ranks_per_node(self) -> int:
         """Ranks per node after applying the target's default (``worker-per-gpu``: workers
-        per node, node 0 holds one rank more)."""
+        per node; a pilot's node 0 holds one rank more)."""
         return self._resolved["ranks_per_node"]
 
     @property
@@ -209,9 +257,15 @@ class SbatchRequest:
 
     @property
     def total_ranks(self) -> int:
-        """nodes x ranks per node (``worker-per-gpu``: nodes x GPUs per node + 1)."""
-        extra = 1 if self.resolved_layout == "worker-per-gpu" else 0
+        """nodes x ranks per node (``worker-per-gpu``: nodes x GPUs per node, + 1 for a
+        pilot's master)."""
+        extra = 1 if self._master_rank_extra else 0
         return self.nodes * self.resolved_ranks_per_node + extra
+
+    @property
+    def _master_rank_extra(self) -> bool:
+        """worker-per-gpu pilot: node 0 holds the master on top of one worker per GPU."""
+        return self.resolved_layout == "worker-per-gpu" and self.has_master
 
     @property
     def cpus_per_task(self) -> int | None:
@@ -220,7 +274,7 @@ class SbatchRequest:
         threads = _THREADS_PER_NODE.get(self.target)
         if threads is None:
             return None
-        busiest = self.resolved_ranks_per_node + (self.resolved_layout == "worker-per-gpu")
+        busiest = self.resolved_ranks_per_node + self._master_rank_extra
         share = threads // busiest
         return max(1, share - share % 2) if share >= 2 else 1
 
@@ -230,13 +284,24 @@ def default_request(target: str) -> SbatchRequest:
     return SbatchRequest(app_argv=("app.py",), target=target)
 
 
+JOIN_EXAMPLE_DIR = "/path/to/run-dir"
+"""The run directory in ``slurm/join.sbatch`` (users put their pilot's there)."""
+
+
+def default_join_request() -> SbatchRequest:
+    """The request behind ``slurm/join.sbatch``: a generic join job of 1 node, 30 minutes."""
+    return SbatchRequest(join=JOIN_EXAMPLE_DIR)
+
+
 def template_text(target: str) -> str:
     """The raw template for ``target`` (package data): its header, then the common body."""
     if target not in TARGETS:
         raise ValueError(f"target={target!r}: choose one of {', '.join(TARGETS)}")
-    folder = resources.files(__package__).joinpath("templates")
-    return (folder.joinpath(f"{target}.sbatch").read_text()
-            + folder.joinpath("_body.sbatch").read_text())
+    return _fragment(f"{target}.sbatch") + _fragment("_body.sbatch")
+
+
+def _fragment(name: str) -> str:
+    return resources.files(__package__).joinpath("templates", name).read_text()
 
 
 def _optional_directives(req: SbatchRequest) -> str:
@@ -267,20 +332,24 @@ def _optional_directives(req: SbatchRequest) -> str:
 
 
 def launch_words(req: SbatchRequest) -> list[str]:
-    """The pilot's launch command as words; ``$PILOTQ_*`` words stay shell variables.
+    """The pilot's (or joiner's) launch command as words; ``$PILOTQ_*`` words stay shell variables.
 
     No ``-n``/``-N``: srun takes the rank count and nodes from the allocation (the
-    ``#SBATCH`` lines), so they are written in one place. ``worker-per-gpu`` counts its
-    ranks in the script (``$PILOTQ_RANKS``) from the allocation's nodes and GPUs.
+    ``#SBATCH`` lines), so they are written in one place. A ``worker-per-gpu`` pilot counts
+    its ranks in the script (``$PILOTQ_RANKS``) from the allocation's nodes and GPUs.
     """
     flags: list[str] = []
-    if req.resolved_layout == "worker-per-gpu":
+    if req._master_rank_extra:
         flags += ["--ntasks=$PILOTQ_RANKS", "--distribution=cyclic"]
     if req.target in _THREADS_PER_NODE:
         flags.append("--cpu-bind=cores")
     if req.resolved_gpus_per_node:
         flags.append("--gpu-bind=none")
-    return ["$PILOTQ_SRUN", *flags, "$PILOTQ_PYTHON", "-m", "pilotq_mpi", *req.app_argv]
+    if req.join is not None:
+        program = ["--join", req.join, *(["--pool", req.pool] if req.pool else [])]
+    else:
+        program = list(req.app_argv)
+    return ["$PILOTQ_SRUN", *flags, "$PILOTQ_PYTHON", "-m", "pilotq_mpi", *program]
 
 
 def _shell_line(words: Sequence[str]) -> str:
@@ -321,7 +390,7 @@ export SRUN_CPUS_PER_TASK="$${SLURM_CPUS_PER_TASK:-1}"
 
 def _layout_lines(req: SbatchRequest) -> str:
     lines = _PERLMUTTER_LAUNCH if req.target.startswith("perlmutter") else ""
-    if req.resolved_layout == "worker-per-gpu":
+    if req._master_rank_extra:
         lines += """\
 # One worker per GPU on every node, plus rank 0 (driver and master, no GPU) on node 0:
 # nodes x GPUs + 1 ranks, dealt out cyclically so that node 0 holds ranks 0, N, 2N, ...
@@ -333,11 +402,15 @@ PILOTQ_RANKS=$$(( SLURM_JOB_NUM_NODES * $${pilotq_gpus##*:} + 1 ))
 
 
 def _launch_comment(req: SbatchRequest) -> str:
-    if req.resolved_layout == "worker-per-gpu":
+    if req._master_rank_extra:
         text = "# srun runs the $PILOTQ_RANKS ranks counted above, dealt out cyclically over the nodes.\n"
     else:
         text = ("# srun takes the rank count and the nodes from the allocation (the #SBATCH lines "
                 "above).\n")
+    if not req.has_master:
+        text += ("# --join: the pilot's run directory (its --run-dir), on a file system both jobs "
+                 "see; a pilot\n# that is not running there is reported at once. --pool: the "
+                 "pool these ranks serve.\n")
     if req.target == "perlmutter-gpu":
         text += ("# --gpu-bind=none: binding one GPU per task (--gpus-per-task=1) breaks CUDA IPC "
                  "between\n# ranks (cuIpcOpenMemHandle errors); --cpu-bind=cores gives each rank "
@@ -354,7 +427,13 @@ def _perlmutter_gpu_header(req: SbatchRequest) -> tuple[str, str]:
     """(layout note, task directives) of the perlmutter-gpu header."""
     gpus, cpt = req.resolved_gpus_per_node, req.cpus_per_task
     threads = _THREADS_PER_NODE[req.target]
-    if req.resolved_layout == "worker-per-gpu":
+    if not req.has_master:
+        note = (f"# A join job has no master: every rank is a worker, {req.resolved_ranks_per_node} "
+                f"per node for the node's\n# {gpus} GPUs (layout {req.resolved_layout}).")
+        tasks = (f"#SBATCH --ntasks-per-node={req.resolved_ranks_per_node}\n"
+                 f"# Hardware threads per rank: {threads} / ranks per node (change both together).\n"
+                 f"#SBATCH --cpus-per-task={cpt}")
+    elif req.resolved_layout == "worker-per-gpu":
         note = (f"# Layout worker-per-gpu: one worker rank per GPU on every node, plus rank 0 (the\n"
                 f"# master, no GPU) sharing node 0: nodes x {gpus} + 1 ranks, every GPU with exactly\n"
                 f"# one worker. (Layout ranks-per-node instead runs the same number of ranks on every\n"
@@ -382,9 +461,9 @@ def render(request: SbatchRequest) -> str:
     if request.target == "perlmutter-gpu":
         note, tasks = _perlmutter_gpu_header(request)
     values = dict(
+        **_role_values(request),
         target=request.target,
-        app=" ".join(request.app_argv),
-        job_name=request.job_name,
+        job_name=request.resolved_job_name,
         nodes=request.nodes,
         ranks_per_node=request.resolved_ranks_per_node,
         gpus_per_node=request.resolved_gpus_per_node,
@@ -392,7 +471,7 @@ def render(request: SbatchRequest) -> str:
         constraint=request.resolved_constraint or "",
         time=request.time,
         signal_lead=request.signal_lead,
-        output=request.output,
+        output=request.resolved_output,
         directives=_optional_directives(request).rstrip("\n"),
         layout_note=note,
         tasks_directives=tasks,
@@ -402,10 +481,69 @@ def render(request: SbatchRequest) -> str:
         layout=Template(_layout_lines(request)).substitute(),
         launch_comment=_launch_comment(request),
         launch=_shell_line(launch_words(request)),
+        elastic=_elastic_lines(request),
+        chain=_chain_block(request),
     )
     text = Template(template_text(request.target)).substitute(values)
     # an empty $directives leaves a blank line between the directives and the body
     return text.replace("\n\nset -u\n", "\nset -u\n")
+
+
+def _role_values(req: SbatchRequest) -> dict[str, str]:
+    """The texts that differ between a pilot job and a join job."""
+    if req.has_master:
+        return dict(
+            kind="pilot job",
+            role=(f"# One MPI job runs the whole pilot: rank 0 runs the driver ({' '.join(req.app_argv)}) "
+                  "and the master,\n# every other rank is a worker that runs tasks."),
+            signal_note=("# (Slurm may send it up to 60 s early). The script below hands it to the "
+                         "pilot, which\n# stops starting tasks, records what is unfinished, and "
+                         "exits 75 = \"incomplete, resume me\"."),
+            drain_note=("Rank 0 then stops starting tasks, lets running ones finish within a "
+                        "grace,\n# records the rest and ends with exit code 75 (\"incomplete, "
+                        "resume me\")."),
+            exit_note=("# The job's exit code: what rank 0 wrote (0 done, 1 the driver raised, 3 "
+                       "stuck ranks ended,\n# 75 incomplete: resume me, or the driver's own "
+                       "sys.exit code), else the launcher's status."))
+    return dict(
+        kind="join job",
+        role=("# This job joins a running pilot through its run directory (on the launch line "
+              "below):\n# every rank here is a worker that takes tasks from that pilot's master; "
+              "the pilot\n# goes on without them when this job ends."),
+        signal_note=("# (Slurm may send it up to 60 s early). The script below hands it to the "
+                     "joiner, which\n# leaves the pilot: running tasks get a grace, then go back "
+                     "to the pilot's queue."),
+        drain_note=("The joiner's rank 0 then has the pilot drain this\n# allocation only: no new "
+                    "tasks here, running ones get the grace and are then re-queued on\n# the "
+                    "pilot's other ranks; the pilot goes on, and this job ends with 0."),
+        exit_note=("# The job's exit code: what the joiner's rank 0 wrote, if anything (0: it left "
+                   "the pilot\n# cleanly, also after a walltime warning or a release), else the "
+                   "launcher's status."))
+
+
+def _chain_block(req: SbatchRequest) -> str:
+    """A pilot's commented job chain (``templates/_chain.sbatch``); none for a join job,
+    which ends with 0 when it leaves (there is nothing of it to resume)."""
+    if not req.has_master:
+        return ""
+    return "\n\n" + Template(_fragment("_chain.sbatch")).substitute().rstrip("\n")
+
+
+def _elastic_lines(req: SbatchRequest) -> str:
+    """Pilot: export its run directory and pool. Join job: keep a submitting pilot's own
+    settings (sbatch passes the environment on) away from the joiner's ranks."""
+    if not req.has_master:
+        return ("# A join job: settings of a pilot in the submitting environment (sbatch passes "
+                "it on)\n# are not this job's.\nunset PILOTQ_RUN_DIR PILOTQ_POOL PILOTQ_JOIN\n")
+    lines = ""
+    if req.run_dir is not None:
+        lines += ("# Elastic pilot: how to join it is published in this run directory, on a file "
+                  "system\n# the joining jobs see (pilotq-mpi submit --join DIR ...).\n"
+                  f"export PILOTQ_RUN_DIR={shlex.quote(req.run_dir)}\n")
+    if req.pool is not None:
+        lines += ("# The pool of this pilot's own ranks (tasks submitted with pool= run only "
+                  f"there).\nexport PILOTQ_POOL={shlex.quote(req.pool)}\n")
+    return lines
 
 
 _CHAIN_START = '#if [ "$pilotq_code" -eq 75 ]'
@@ -431,7 +569,10 @@ class SubmitError(RuntimeError):
 
 def submit(script: str, sbatch: str = "sbatch", env: Mapping[str, str] | None = None,
            timeout: float = 60.0) -> str:
-    """Submit ``script`` (text, given to ``sbatch --parsable`` on stdin); return the job id."""
+    """Submit ``script`` (text, given to ``sbatch --parsable`` on stdin); return the job id.
+
+    SubmitError (with sbatch's message) when sbatch is missing, fails, hangs past
+    ``timeout`` seconds or prints no job id."""
     try:
         proc = subprocess.run([sbatch, "--parsable"], input=script, capture_output=True,
                               text=True, env=None if env is None else dict(env),
@@ -439,10 +580,30 @@ def submit(script: str, sbatch: str = "sbatch", env: Mapping[str, str] | None = 
     except FileNotFoundError:
         raise SubmitError(f"sbatch={sbatch!r} not found: run on a Slurm login node or pass "
                           "the path to sbatch") from None
+    except subprocess.TimeoutExpired:
+        raise SubmitError(f"{sbatch} --parsable did not answer within {timeout:g} s (is the "
+                          "Slurm controller reachable? the job may be queued anyway: see "
+                          "squeue)") from None
     if proc.returncode != 0:
         raise SubmitError(f"{sbatch} --parsable failed with status {proc.returncode}: "
                           f"{proc.stderr.strip()}")
-    job_id = proc.stdout.strip().split(";")[0]
-    if not job_id.isdigit():
+    job_id = job_id_from(proc.stdout)
+    if job_id is None:
         raise SubmitError(f"{sbatch} --parsable printed {proc.stdout.strip()!r}, not a job id")
     return job_id
+
+
+_PARSABLE = re.compile(r"^(\d+)(?:;\S+)?$")
+_SUBMITTED = re.compile(r"^Submitted batch job (\d+)\b")
+
+
+def job_id_from(stdout: str) -> str | None:
+    """The job id in what sbatch printed: a ``--parsable`` line (``123`` or ``123;cluster``)
+    or ``Submitted batch job 123`` (a site's wrapper may print that, or more lines); the last
+    such line counts. None when there is none."""
+    found = None
+    for line in stdout.splitlines():
+        m = _PARSABLE.match(line.strip()) or _SUBMITTED.match(line.strip())
+        if m:
+            found = m.group(1)
+    return found
