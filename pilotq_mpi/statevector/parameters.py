@@ -75,12 +75,11 @@ def bind_values(circuit, parameter_values) -> dict:
             raise ValueError(f"parameter_values lacks a value for {', '.join(missing)}")
         return out
     try:
-        values = list(np.asarray(parameter_values, dtype=float).reshape(-1)) if not isinstance(
-            parameter_values, (str, bytes)) else None
+        if isinstance(parameter_values, (str, bytes)):
+            raise TypeError("a string")
+        values = np.asarray(parameter_values, dtype=float).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"parameter_values must be numbers, got {parameter_values!r}") from exc
-    if values is None:
-        raise ValueError(f"parameter_values must be numbers, got {parameter_values!r}")
+        raise ValueError(f"parameter_values must be real numbers, got {parameter_values!r}") from exc
     if len(values) != len(params):
         raise ValueError(
             f"parameter_values has {len(values)} value(s) but the circuit has {len(params)} parameter(s) "
@@ -102,9 +101,8 @@ def _finite(value, name: str) -> float:
 def expression_gradient(expr, param, values: dict) -> float:
     """d(expr)/d(param) at ``values`` (a real number)."""
     grad = expr.gradient(param)
-    if hasattr(grad, "parameters"):
-        grad = grad.bind({p: values[p] for p in grad.parameters}) if grad.parameters else grad
-        grad = complex(grad)
+    if getattr(grad, "parameters", None):  # still an expression of the parameters: evaluate it
+        grad = grad.bind({p: values[p] for p in grad.parameters})
     grad = complex(grad)
     if abs(grad.imag) > 1e-12 * max(1.0, abs(grad)):
         raise ValueError(f"the derivative of {expr} with respect to {param.name} is complex ({grad})")

@@ -29,7 +29,7 @@ from pilotq_mpi.statevector.observables import apply_observable  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_statevector_gradients import (  # noqa: E402
-    finite_differences, parameter_shift, sel_circuit, shared_circuit,
+    InPlaceBackend, finite_differences, parameter_shift, sel_circuit, shared_circuit,
 )
 
 WORLD = MPI.COMM_WORLD
@@ -77,7 +77,7 @@ def reference(kind: str, n: int) -> tuple:
     return qc, values, finite_differences(qc, values, labels_across(n))
 
 
-def check(kind: str, n: int, width: int, fused: int = 4, atol: float = 1e-10) -> None:
+def check(kind: str, n: int, width: int, fused: int = 4, atol: float = 1e-10, backend="numpy") -> None:
     qc = sel_circuit(n, 2) if kind == "sel" else shared_circuit(n)
     values = (np.random.default_rng(n).uniform(0, 2 * np.pi, qc.num_parameters) if kind == "sel"
               else np.array([0.4, -2.2, 1.1]))
@@ -85,7 +85,7 @@ def check(kind: str, n: int, width: int, fused: int = 4, atol: float = 1e-10) ->
         if sub is None:
             return
         res, sv = simulate(sub, qc, labels_across(n), parameter_values=values, gradient="adjoint",
-                           max_fused_qubits=fused)
+                           max_fused_qubits=fused, backend=backend)
         assert sv.num_local == n - (width.bit_length() - 1)
         if sub.rank != 0:
             assert res is None
@@ -101,6 +101,13 @@ def check(kind: str, n: int, width: int, fused: int = 4, atol: float = 1e-10) ->
 def test_sel_gradients_equal_parameter_shift(width):
     """5 qubits: 2 global on 4 ranks; the CNOT rings cross the boundary, rotations sit on global qubits."""
     check("sel", 5, width, atol=1e-11)
+
+
+@pytest.mark.parametrize("width", WIDTHS[1:])
+def test_layout_keeping_backend_as_on_gpu(width):
+    """The CuPy/cuStateVec backend never moves the layout; a numpy stand-in that behaves so gives
+    the same gradients (overlap matrices with the targets anywhere, swaps of unmoved layouts)."""
+    check("sel", 5, width, atol=1e-11, backend=InPlaceBackend())
 
 
 @pytest.mark.parametrize("width", WIDTHS)

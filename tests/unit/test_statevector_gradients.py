@@ -19,7 +19,9 @@ from qiskit.quantum_info import SparsePauliOp, Statevector, random_statevector  
 from pilotq_mpi.statevector import (  # noqa: E402
     DistributedStatevector, check_memory, memory_per_rank, simulate, statevector_task,
 )
+from pilotq_mpi.statevector import DIFFERENTIABLE_GATES  # noqa: E402
 from pilotq_mpi.statevector.adjoint import overlap_matrix  # noqa: E402
+from pilotq_mpi.statevector.backends import NumpyBackend  # noqa: E402
 from pilotq_mpi.statevector.observables import apply_observable  # noqa: E402
 from pilotq_mpi.statevector.parameters import FREQUENCIES, gate_angle_derivative  # noqa: E402
 
@@ -197,6 +199,35 @@ def test_every_gate_derivative_equals_finite_differences(name):
                 f.append(cls(*shifted, **kw).to_matrix())
             ref = (-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h)
             np.testing.assert_allclose(got, ref, atol=1e-10, rtol=0, err_msg=f"{gate.name} angle {j}")
+
+
+class InPlaceBackend(NumpyBackend):
+    """numpy, but like the CuPy/cuStateVec backend: ``apply`` never changes the layout, so the
+    adjoint reads its overlap matrices with the targets anywhere (the GPU path's case)."""
+
+    name = "numpy-in-place"
+
+    def apply(self, state, buf, layout, matrix, qubits):
+        new = super().apply(state, buf, layout, matrix, qubits)
+        if new != list(layout):
+            m = len(layout)
+            state[:] = state.reshape((2,) * m).transpose([new.index(q) for q in layout]).reshape(-1)
+        return list(layout)
+
+
+def test_gradients_with_a_layout_keeping_backend_as_on_gpu():
+    qc = sel_circuit(5, 2)
+    values = np.random.default_rng(9).uniform(0, 2 * np.pi, qc.num_parameters)
+    ref, _ = simulate(SELF, qc, OBSERVABLES_5, parameter_values=values, gradient="adjoint")
+    got, sv = simulate(SELF, qc, OBSERVABLES_5, parameter_values=values, gradient="adjoint",
+                       backend=InPlaceBackend())
+    assert sv.layout == [4, 3, 2, 1, 0]  # the layout never moved
+    np.testing.assert_allclose(got.gradients, ref.gradients, atol=1e-12, rtol=0)
+
+
+def test_differentiable_gate_names_match_the_derivative_table():
+    names = sorted(getattr(library, cls)(*[0.1] * len(f)).name for cls, f in FREQUENCIES.items())
+    assert names == DIFFERENTIABLE_GATES
 
 
 def test_apply_observable_matches_the_dense_matrix():
