@@ -30,11 +30,14 @@ PAPER = {
     "numbers": {"max_qubits": 41, "max_gpus": 256, "gpu": "NVIDIA A100 (Perlmutter, 4 per node)"},
     "comparable": "Shape only: the paper's largest run (41 qubits on 256 A100 GPUs, 64 nodes) is quoted from "
                   "its abstract; its per-point times are not reproduced here. Ours runs on 2 shared CPU cores "
-                  "with numpy, 1-8 ranks and 10-21 qubits, so only the trends compare: the gradient costs a "
-                  "small constant multiple of a plain evaluation at every rank count (adjoint: about 2 more "
-                  "passes over the state plus one overlap pass per parameterised block, independent of the "
-                  "number of parameters), and weak scaling keeps the time per rank flat only while every "
-                  "rank has its own core (here up to 2 ranks).",
+                  "with numpy, 1-8 ranks and 18-21 qubits at size small (this node's memory would hold 29 "
+                  "qubits with gradients: time, not memory, bounds the sizes here), so only the trends "
+                  "compare: the gradient costs a small constant multiple of a plain evaluation at every rank "
+                  "count (adjoint: about 2 more passes over the state plus one overlap pass per "
+                  "parameterised block, whatever the number of parameters), and weak scaling keeps the time "
+                  "per rank flat only while every rank has its own core (here up to 2 ranks; 4 and 8 ranks "
+                  "share 2 cores, where strong scaling still gains from smaller per-rank data that fits in "
+                  "cache, not from more compute).",
 }
 
 SIZES = {
