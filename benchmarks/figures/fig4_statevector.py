@@ -35,9 +35,10 @@ PAPER = {
                   "compare: the gradient costs a small constant multiple of a plain evaluation at every rank "
                   "count (adjoint: about 2 more passes over the state plus one overlap pass per "
                   "parameterised block, whatever the number of parameters), and weak scaling keeps the time "
-                  "per rank flat only while every rank has its own core (here up to 2 ranks; 4 and 8 ranks "
-                  "share 2 cores, where strong scaling still gains from smaller per-rank data that fits in "
-                  "cache, not from more compute).",
+                  "per rank flat only while every rank has its own core (here up to 2 ranks). 4 and 8 ranks "
+                  "share the 2 cores: on this shared machine (load average in the data) more ranks also take "
+                  "a larger share of the contended cores, so those strong-scaling points are not a clean "
+                  "measure of scaling.",
 }
 
 SIZES = {
