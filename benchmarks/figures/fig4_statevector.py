@@ -36,9 +36,10 @@ PAPER = {
                   "count (adjoint: about 2 more passes over the state plus one overlap pass per "
                   "parameterised block, whatever the number of parameters), and weak scaling keeps the time "
                   "per rank flat only while every rank has its own core (here up to 2 ranks). 4 and 8 ranks "
-                  "share the 2 cores: on this shared machine (load average in the data) more ranks also take "
-                  "a larger share of the contended cores, so those strong-scaling points are not a clean "
-                  "measure of scaling.",
+                  "share the 2 cores: on this shared machine (load average in the data) more ranks may also "
+                  "take a larger share of the contended cores (cores_used in the data: CPU seconds of the "
+                  "task's ranks per wall second, waits included since MPICH spins), so those strong-scaling "
+                  "points are not a clean measure of scaling.",
 }
 
 SIZES = {
@@ -90,6 +91,9 @@ def _series(runs: list[dict], series: str) -> list[dict]:
             "plain_s": statistics.median(plain), "plain_min_s": min(plain),
             "adjoint_s": statistics.median(adjoint), "adjoint_min_s": min(adjoint),
             "gradient_over_plain": statistics.median(adjoint) / statistics.median(plain),
+            # CPU seconds of all the task's ranks per wall second: the cores the task really got
+            "cores_used_plain": statistics.median(c / t for c, t in zip(r["plain"]["cpu_seconds"], plain)),
+            "cores_used_adjoint": statistics.median(c / t for c, t in zip(r["adjoint"]["cpu_seconds"], adjoint)),
             "swaps": r["plain"]["timings"][0]["swaps"],
             "swap_s": statistics.median(t["swap"] for t in r["plain"]["timings"]),
             "task_s": r["task_seconds"],

@@ -8,7 +8,8 @@ layer RZ RY RZ on every qubit, then CNOT q -> (q + r) mod n, r = layer mod (n - 
 ``3 * n * layers`` parameters, values drawn once from a fixed seed. The observable is Z on
 qubit 0. Each point is one pilot task on ``k`` ranks (its own sub-communicator), submitted
 after the previous one finished, so points never share the cores. Inside the task, between
-barriers, the task times ``repeats`` plain evaluations (``simulate`` with the observable) and
+barriers, the task times (wall clock, and CPU time summed over its ranks: MPICH spins while it
+waits, so that includes waiting) ``repeats`` plain evaluations (``simulate`` with the observable) and
 ``repeats`` evaluations with ``gradient="adjoint"`` (the same plus the gradients), and returns
 the times, the expectation value and the gradient (checked across rank counts by the figure).
 
@@ -58,18 +59,19 @@ def measure(comm, num_qubits: int, layers: int, repeats: int) -> dict:
     obs = [SparsePauliOp("I" * (num_qubits - 1) + "Z")]
     out = {"qubits": num_qubits, "ranks": comm.Get_size(), "layers": layers, "parameters": qc.num_parameters}
     for mode in ("plain", "adjoint"):
-        times, parts = [], []
+        times, cpus, parts = [], [], []
         for _ in range(repeats):
             comm.Barrier()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             res, sv = simulate(comm, qc, obs, parameter_values=values,
                                gradient="adjoint" if mode == "adjoint" else None)
             comm.Barrier()
             times.append(time.perf_counter() - start)
+            cpus.append(comm.allreduce(time.process_time() - cpu))  # summed over the task's ranks
             del sv
             if res is not None:
                 parts.append({k: v for k, v in res.timings.items() if isinstance(v, (int, float))})
-        out[mode] = {"seconds": times, "timings": parts}
+        out[mode] = {"seconds": times, "cpu_seconds": cpus, "timings": parts}
         if res is not None:
             out["expectation"] = float(res.expectations[0])
             if mode == "adjoint":
