@@ -1,0 +1,188 @@
+"""The cost model: predicted seconds of each strategy as a sum of named, explainable terms.
+
+Every function returns ``{term: seconds}``; a strategy's predicted time is the sum. The
+constants come from a :class:`~.profile.CostProfile`; the counts (fused gates, swaps, cuts,
+subexperiments, shots, batches) from the problem and the resources. Terms:
+
+- distributed state vector on ``k`` ranks (``n`` qubits, ``m = n - log2 k`` local):
+  ``task`` (pilot round trip + sending the circuit), ``convert`` (circuit to fused gates,
+  measured while planning), ``init`` (zeroing ``2^m`` amplitudes), ``apply`` (fused gates x
+  ``2^n`` amplitudes x seconds per amplitude-gate at ``m`` local qubits, over
+  ``min(k, cores)`` cores), ``swap`` (index-bit swaps x (latency + ``2^(m-1)`` amplitudes /
+  bandwidth)), ``observables`` (one sweep per X-group of Pauli terms);
+- one-rank Aer: ``task``, ``setup``, ``simulate`` (gates x ``2^n`` x seconds per amplitude-gate),
+  ``observables`` (per Pauli term);
+- cutting (and a QPU's subexperiments): ``generate`` (subexperiments, on the driver),
+  ``send`` (QPY of every subexperiment and unpickling every result, on the driver),
+  ``sample`` (the makespan of the guided batches over the workers, each batch a pilot task
+  plus its subexperiments: per circuit, per gate, shot by shot for those with a mid-circuit
+  measurement, else one simulation plus sampling), ``reconstruct`` and ``stderr``;
+- QPU: ``queue`` (latency per job, jobs over the pinned slots), ``device`` (per circuit and
+  per shot), plus the cutting terms above when the circuit is cut.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from typing import Sequence
+
+from ..cutting import guided_batch_sizes
+from .profile import CostProfile
+
+
+def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
+    """Index-bit swaps the distributed state vector makes for ``gates`` (a dry run of its layout rule).
+
+    Mirrors :meth:`DistributedStatevector.run`: before each gate its global qubits are swapped
+    with the local qubit used furthest in the future (not in the gate). Gates wider than the
+    local qubits (never with >= 4 local qubits and 4-qubit fusion) are not counted.
+    """
+    if num_global == 0:
+        return 0
+    m = num_qubits - num_global
+    local = set(range(m))
+    glob = set(range(m, num_qubits))
+    uses: dict[int, list[int]] = {}
+    for i, g in enumerate(gates):
+        for q in g.qubits:
+            uses.setdefault(q, []).append(i)
+
+    def next_use(q: int, i: int) -> int:
+        lst = uses.get(q, [])
+        j = bisect.bisect_right(lst, i)
+        return lst[j] if j < len(lst) else len(gates)
+
+    swaps = 0
+    for i, g in enumerate(gates):
+        if len(g.qubits) > m:
+            continue
+        for q in g.qubits:
+            if q in glob:
+                cands = [lq for lq in local if lq not in g.qubits]
+                out = max(cands, key=lambda lq: (next_use(lq, i), -lq))
+                local.remove(out)
+                glob.remove(q)
+                local.add(q)
+                glob.add(out)
+                swaps += 1
+    return swaps
+
+
+def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fused_gates: int, swaps: int,
+                      x_groups: int, terms: int, cores: int, convert_s: float, backend: str = "numpy",
+                      itemsize: int = 16) -> dict[str, float]:
+    """Terms of the distributed state vector on ``ranks`` ranks (see the module docstring)."""
+    g = int(ranks).bit_length() - 1
+    m = num_qubits - g
+    amps = float(2**num_qubits)
+    parallel = max(1, min(ranks, cores)) if backend == "numpy" else ranks
+    per_amp_gate = profile.by_size(backend, "amp_gate_s", m)
+    latency = profile.get("comm", "latency_s")
+    bandwidth = profile.get("comm", "bytes_per_s")
+    out = {
+        "task": profile.get("pilot", "task_s") * (1 + math.log2(ranks)) + profile.get("pilot", "circuit_s"),
+        "convert": convert_s,
+        "init": profile.get(backend, "init_amp_s") * 2**m * ranks / parallel,
+        "apply": fused_gates * (amps * per_amp_gate / parallel + profile.get(backend, "gate_s")),
+        "swap": swaps * (2 * latency + 2 ** (m - 1) * itemsize / bandwidth) if ranks > 1 else 0.0,
+        "observables": x_groups * amps * profile.get(backend, "observable_amp_s") / parallel + terms * 1e-5,
+    }
+    if backend != "numpy":
+        out["setup"] = profile.get(backend, "setup_s")
+    return out
+
+
+def aer_terms(profile: CostProfile, *, num_qubits: int, gates: int, terms: int) -> dict[str, float]:
+    """Terms of the one-rank Aer exact estimate."""
+    amps = float(2**num_qubits)
+    return {
+        "task": profile.get("pilot", "task_s") + profile.get("pilot", "circuit_s"),
+        "setup": profile.get("aer", "setup_s"),
+        "simulate": gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits),
+        "observables": terms * amps * profile.get("aer", "observable_amp_s"),
+    }
+
+
+def subexperiment_seconds(profile: CostProfile, backend: str, *, width: int, gates: int, shots: int,
+                          mid_fraction: float) -> float:
+    """Expected seconds to transpile and sample one subexperiment with Aer's sampler."""
+    sim = gates * 2.0**width * profile.get(backend, "amp_gate_s")
+    shot_by_shot = shots * (profile.get(backend, "shot_s") + sim)
+    once = sim + shots * profile.get(backend, "sample_s")
+    return (profile.get(backend, "circuit_s") + gates * profile.get(backend, "gate_s")
+            + mid_fraction * shot_by_shot + (1 - mid_fraction) * once)
+
+
+def list_schedule(costs: Sequence[float], workers: int, speed: float = 1.0) -> float:
+    """Makespan of running ``costs`` in order, each on the first worker to be free (as the pilot does)."""
+    if not costs:
+        return 0.0
+    free = [0.0] * max(1, workers)
+    heapq.heapify(free)
+    end = 0.0
+    for c in costs:
+        start = heapq.heappop(free)
+        finish = start + c / speed
+        end = max(end, finish)
+        heapq.heappush(free, finish)
+    return end
+
+
+def batch_costs(per_partition: Sequence[tuple[int, float]], sizes: Sequence[int], per_task: float) -> list[float]:
+    """Cost of each batch: ``per_task`` plus its subexperiments, walked in the order make_batches uses.
+
+    ``per_partition``: ``(subexperiments, seconds each)`` per partition, in plan order.
+    """
+    out = []
+    queue = [[count, each] for count, each in per_partition if count]
+    for size in sizes:
+        cost, left = per_task, size
+        while left and queue:
+            take = min(left, queue[0][0])
+            cost += take * queue[0][1]
+            queue[0][0] -= take
+            left -= take
+            if not queue[0][0]:
+                queue.pop(0)
+        out.append(cost)
+    return out
+
+
+def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cores: int, terms: int,
+                  backend: str = "aer-sampler") -> tuple[dict[str, float], int]:
+    """Terms of cutting with ``option`` sampled on ``workers`` single-rank tasks; also the number of tasks."""
+    total = option.subexperiments()
+    sizes = guided_batch_sizes(total, workers)
+    per_partition = []
+    for label, width in option.widths.items():
+        each = subexperiment_seconds(profile, backend, width=width, gates=option.gates[label] + width, shots=shots,
+                                     mid_fraction=option.mid_fraction[label])
+        per_partition.append((option.subexperiments(label), each))
+    speed = min(1.0, cores / workers) if backend == "aer-sampler" else 1.0
+    costs = batch_costs(per_partition, sizes, profile.get("pilot", "task_s"))
+    out = {
+        "generate": total * profile.get("cutting", "generate_s"),
+        "send": total * (profile.get("pilot", "circuit_s") + profile.get("pilot", "result_s")),
+        "sample": list_schedule(costs, workers, speed),
+        "reconstruct": total * terms * profile.get("cutting", "reconstruct_s"),
+        "stderr": total * terms * profile.get("cutting", "stderr_s"),
+    }
+    return out, len(sizes)
+
+
+def qpu_terms(profile: CostProfile, option, qpu, *, shots: int, terms: int) -> tuple[dict[str, float], int]:
+    """Terms of sampling ``option``'s subexperiments on a QPU (one job per pinned slot); also the jobs."""
+    total = option.subexperiments()
+    slots = qpu.ranks * qpu.concurrency
+    jobs = min(total, slots)
+    per_job = math.ceil(total / jobs)
+    out = {
+        "generate": total * profile.get("cutting", "generate_s") if option.cuts else 0.0,
+        "send": total * (profile.get("pilot", "circuit_s") + profile.get("pilot", "result_s")),
+        "queue": qpu.latency_s + profile.get("pilot", "task_s"),
+        "device": per_job * (qpu.circuit_s + shots * qpu.shot_s),
+        "reconstruct": total * terms * profile.get("cutting", "reconstruct_s"),
+        "stderr": total * terms * profile.get("cutting", "stderr_s"),
+    }
+    return out, jobs
