@@ -209,12 +209,15 @@ def plot(data: dict, path: Path) -> None:
     note = (f"shaded: more ranks than the {data['cpus']} cores (oversubscribed); 1 BLAS thread per rank; load avg "
             f"{data['loadavg'][0]:.1f}; size {data['size']}; gradients agree across rank counts to "
             f"{data['agreement']['gradient_max_abs_diff']:.1e}")
+    used = [r["cores_used_plain"] for r in data["strong"] + data["weak"]]
+    if used:
+        note += f";\ncores the tasks got (CPU s per wall s) {min(used):.2f}-{max(used):.2f}"
     if reach:
         note += (f"; this node's memory fits {reach[0]['max_qubits_plain']} qubits plain, "
                  f"{reach[0]['max_qubits_adjoint']} with gradients")
     fig.suptitle("Fig. 4 reproduced: distributed state vector (StronglyEntanglingLayers) through the pilot",
                  fontsize=11)
     fig.text(0.01, 0.01, note, fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     fig.savefig(path, dpi=120)
     plt.close(fig)
