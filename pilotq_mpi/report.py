@@ -191,6 +191,26 @@ def format_summary(summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def planner_runs(records: Records) -> list[Mapping[str, Any]]:
+    """The planner's ``plan`` records (one per ``run()``), in order."""
+    return [r for r in records if r.get("type") == "plan"]
+
+
+def format_planner(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Prediction vs actual of each planner run: strategy, predicted and measured seconds, ratio, moves."""
+    if not runs:
+        return ""
+    width = max(len("strategy"), *(len(str(r.get("strategy"))) for r in runs))
+    lines = [f"{'planner run':<11}  {'strategy':<{width}}  {'predicted':>10}  {'measured':>10}  {'ratio':>6}  moved"]
+    for i, r in enumerate(runs, 1):
+        predicted, measured = float(r.get("predicted") or 0.0), float(r.get("measured") or 0.0)
+        ratio = f"{measured / predicted:.2f}" if predicted > 0 else "-"
+        moved = r.get("moved") or []
+        lines.append(f"{i:<11}  {str(r.get('strategy')):<{width}}  {predicted:>8.3g} s  {measured:>8.3g} s  {ratio:>6}"
+                     f"  {len(moved) or '-'}")
+    return "\n".join(lines)
+
+
 def busy_ranks_series(records: Records) -> tuple[list[float], list[int]]:
     """Busy worker ranks over time as a step function.
 
@@ -347,6 +367,9 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"pilotq-mpi report: {exc}", file=sys.stderr)
         return 1
     print(format_summary(summarize(records)))
+    planner = format_planner(planner_runs(records))
+    if planner:
+        print("\n" + planner)
     gantt_default, util_default = default_plot_paths(args.trace)
     gantt = args.gantt or gantt_default
     util = args.utilization or util_default

@@ -16,6 +16,9 @@ File format (version 1), one JSON object per line:
   (``null`` for a rank that never reported). ``spans`` is optional: without it (older
   traces, single-rank tasks) every rank of the task counts as busy from ``start`` to
   ``end`` (see :func:`rank_spans`);
+- ``{"type": "plan", "time": ..., "strategy": ..., "predicted": s, "measured": s, ...}`` after each
+  ``run()`` of the planner (:mod:`pilotq_mpi.workflows.planner`): its prediction next to the
+  measured time, written by :meth:`TraceWriter.write_record`;
 - optionally a last ``{"type": "end", "time": <unix time>}`` line.
 
 Times are unix times in seconds (floats). A killed run leaves a file without an end
@@ -177,6 +180,13 @@ class TraceWriter:
         if not self._header_written:
             raise TraceError(f"{self.path}: write_header() must come before the first task record")
         self._append(format_task_line(record), flush=self.flush_interval == 0)
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        """Write a record of another type than task, header or end (e.g. ``plan``), flushed at once."""
+        kind = record.get("type")
+        if not isinstance(kind, str) or kind in ("task", "pilot", "end"):
+            raise TraceError(f"write_record takes records of a new type, got type {kind!r}")
+        self._append(_ENCODER.encode(dict(record)) + "\n", flush=True)
 
     def write_end(self, time_: float | None = None) -> None:
         """Write the optional end record (default: now) and flush."""

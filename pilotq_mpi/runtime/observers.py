@@ -36,6 +36,10 @@ class TraceObserver(TaskObserver):
             record.ended, started, record.ranks,
             [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error, spans=spans))
 
+    def note(self, record: dict) -> None:
+        """Write a record of another kind (e.g. the planner's ``plan`` record) into the trace."""
+        self._writer.write_record(record)
+
     def close(self) -> None:
         self._writer.write_end()
         self._writer.close()
@@ -69,6 +73,12 @@ class Observers(TaskObserver):
 
     def __init__(self, *observers: TaskObserver):
         self._observers = observers
+
+    def note(self, record: dict) -> None:
+        """Hand a non-task record (e.g. the planner's) to the observers that keep such records."""
+        for observer in self._observers:
+            if hasattr(observer, "note"):
+                observer.note(record)
 
     def task_ended(self, record: TaskRecord) -> None:
         for observer in self._observers:
