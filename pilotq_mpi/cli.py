@@ -18,6 +18,7 @@ from . import __version__
 from .platform.launch import default_mpiexec, in_slurm, mpiexec_argv, srun_argv
 
 DEMO = Path(__file__).resolve().parent / "workflows" / "demo.py"
+CALIBRATE = Path(__file__).resolve().parent / "workflows" / "planner" / "calibrate_main.py"
 OUTPUT_ROOT = Path("pilotq-out")
 """Where ``pilotq-mpi demo`` writes its trace and plots by default (one folder per run; git-ignored)."""
 DURATIONS = ("durations: 'driver time' runs from Pilot() to the demo's last result; the progress display's time"
@@ -134,6 +135,11 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    app_args = (["--profile", args.profile] if args.profile else []) + (["--quick"] if args.quick else [])
+    return launch(str(CALIBRATE), app_args, args)
+
+
 def _looks_binary(path: Path, probe: int = 1 << 16) -> bool:
     """True when the start of ``path`` has a NUL byte or is not UTF-8 (so it cannot be a JSON-lines trace)."""
     import codecs
@@ -163,10 +169,10 @@ def _report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pilotq-mpi`` (every subcommand has ``--help``)."""
     parser = argparse.ArgumentParser(prog="pilotq-mpi", description="An MPI-native pilot job for hybrid quantum-HPC"
-                                     " workloads. Subcommands: run, demo, submit, report.")
+                                     " workloads. Subcommands: run, demo, submit, report, calibrate.")
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {__version__} (Python {platform.python_version()}, {sys.executable})")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,demo,submit,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,demo,submit,report,calibrate}")
 
     run = sub.add_parser("run", help="run a driver script as a pilot job on local MPI (or srun in Slurm)",
                          description="Start APP as the driver of a pilot job: `pilotq-mpi run app.py -n 6 -- ARGS`.")
@@ -187,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--qubits", type=int, help="circuit width (default 12)")
     demo.add_argument("--out", help=f"folder for the trace and plots (default: a new {OUTPUT_ROOT}/demo-DATE-TIME)")
     demo.set_defaults(func=_demo, app_args=[])
+
+    calibrate = sub.add_parser("calibrate", help="measure the planner's cost profile on this machine's ranks",
+                               description="Start a pilot, run the planner's microbenchmarks (state vector, Aer,"
+                                           " cut subexperiments, communication, pilot overheads) on its worker"
+                                           " ranks and save the profile, keyed by host, for plan() to reuse.")
+    _add_launch_options(calibrate, default_ranks=4)
+    calibrate.add_argument("--profile", help="profile file (default: ~/.cache/pilotq-mpi/profile-HOST.json,"
+                                            " or $PILOTQ_PROFILE)")
+    calibrate.add_argument("--quick", action="store_true", help="smaller sizes: seconds, less accurate")
+    calibrate.set_defaults(func=_calibrate)
 
     for module in ("pilotq_mpi.platform.submit_cli", "pilotq_mpi.report"):
         __import__(module, fromlist=["add_parser"]).add_parser(sub)
