@@ -53,9 +53,13 @@ class Pilot(Executor):
     futures come back resolved (``restored`` counts them). A task's key is ``key=`` or
     a stable hash of its function's qualified name and arguments (see
     :func:`pilotq_mpi.journal.task_key`).
+
+    ``pools`` names pools expected to join later (``python -m pilotq_mpi --join DIR --pool
+    NAME``): tasks submitted with ``pool=NAME`` wait for them instead of failing at submit.
     """
 
-    def __init__(self, *, qpus: Sequence[QpuSpec] = (), journal: "str | os.PathLike | Journal | None" = None):
+    def __init__(self, *, qpus: Sequence[QpuSpec] = (), journal: "str | os.PathLike | Journal | None" = None,
+                 pools: Iterable[str] = ()):
         self._master = session.current()
         self._owns_journal = journal is not None and not isinstance(journal, Journal)
         self.journal: Journal | None = Journal(journal) if self._owns_journal else journal
@@ -72,6 +76,12 @@ class Pilot(Executor):
         self._functions: dict[int, tuple[Callable, int, bytes]] = {}
         for qpu in qpus:
             self._declare(qpu)
+        pools = [pools] if isinstance(pools, str) else list(pools)
+        if pools:
+            bad = [p for p in pools if not isinstance(p, str) or not p]
+            if bad:
+                raise ValueError(f"pools must be non-empty names, got {bad!r}")
+            self._ask("expect", frozenset(pools))
 
     # --- resources ------------------------------------------------------------------------
     @property
@@ -89,29 +99,44 @@ class Pilot(Executor):
             raise ValueError(f"QPU {qpu.name!r}: factory {qpu.factory!r} lives in the driver script, which the"
                              " pinned worker cannot import; put it in a module (e.g. next to the script)")
         load_factory(qpu.factory)  # a bad factory path fails here, not on the pinned worker
+        self._ask("qpu", qpu)
+
+    def _ask(self, kind: str, what: Any) -> Any:
+        """Hand ``what`` to the master loop and wait for its answer (raises what it raises)."""
         reply: Future = Future()
-        self._master.post("qpu", (qpu, reply))
-        reply.result()
+        self._master.post(kind, (what, reply))
+        return reply.result()
+
+    def release(self, name: str) -> list[str]:
+        """End joined allocations early on purpose: ``name`` is an allocation (``join-1``) or a pool.
+
+        No new tasks go there; running ones get the drain grace (``PILOTQ_DRAIN_GRACE``) and
+        then run elsewhere; the joined launches exit (a Slurm job ends, so its hours stop
+        counting). Returns the allocations released. ``ValueError`` if none has that name.
+        """
+        return self._ask("release", name)
 
     # --- submission -----------------------------------------------------------------------
     def submit(self, fn: Callable, /, *args: Any, ranks: int = 1, gpus_per_rank: int = 0, qpu: str | None = None,
                after: Iterable[Future] = (), priority: int = 0, name: str | None = None,
                timeout: float | None = None, retries: int = 0, retry_backoff: float = 1.0,
                isolate: bool = False, gather: bool = False, same_node: bool = False,
-               memory_per_rank: int | None = None, key: str | None = None, **kwargs: Any) -> TaskFuture:
+               memory_per_rank: int | None = None, key: str | None = None, pool: str | None = None,
+               **kwargs: Any) -> TaskFuture:
         """Run ``fn(comm, *args, **kwargs)`` on ``ranks`` worker ranks; return its future.
 
         ``comm`` is the task's own sub-communicator (``MPI.COMM_SELF`` for one rank); for a
         QPU task it is the QPU's backend object instead. The result is what the task's
         rank 0 returns (every rank's value, in rank order, with ``gather=True``). ``key``
         names the task in the journal (default: a hash of the function and arguments).
+        ``pool`` runs the task only on ranks of that pool (see ``--pool``).
         Raises :class:`~pilotq_mpi.ResourceError` at once when this pilot can never run
         the request, ``ValueError``/``TypeError`` for malformed arguments.
         """
         if not callable(fn):
             raise TypeError(f"submit() needs a callable first, got {type(fn).__name__}: {fn!r}")
         spec_key = (ranks, gpus_per_rank, qpu, priority, name, same_node, memory_per_rank, timeout, retries,
-                    retry_backoff, isolate, gather)
+                    retry_backoff, isolate, gather, pool)
         try:
             spec = self._specs.get(spec_key)
         except TypeError:  # an unhashable argument: let TaskSpec explain what is wrong
@@ -119,7 +144,7 @@ class Pilot(Executor):
         if spec is None:  # building (validating) a spec costs ~6 us; most submits repeat one
             spec = TaskSpec(ranks, gpus_per_rank, qpu=qpu, priority=priority, name=name, same_node=same_node,
                             memory_per_rank=memory_per_rank, timeout=timeout, retries=retries,
-                            retry_backoff=retry_backoff, isolate=isolate, gather=gather)
+                            retry_backoff=retry_backoff, isolate=isolate, gather=gather, pool=pool)
             if len(self._specs) > 4096:
                 self._specs.clear()
             self._specs[spec_key] = spec  # only reached with hashable (valid) values

@@ -8,6 +8,10 @@ EXIT_USAGE = 2
 """Bad options of ``python -m pilotq_mpi``, or the driver script does not exist."""
 EXIT_STUCK_RANKS = 3
 """At the end, ranks of a failed multi-rank task were still blocked in a collective."""
+EXIT_JOIN_FAILED = 4
+"""``--join DIR`` found no live pilot there, or the pilot refused the join (e.g. it is draining)."""
+EXIT_PILOT_GONE = 5
+"""A joined allocation lost its pilot (the master's heartbeat stopped) and left."""
 EXIT_INCOMPLETE = 75
 """The pilot drained on SIGUSR1/SIGTERM (walltime): rerun with the same journal to resume."""
 

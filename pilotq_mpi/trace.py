@@ -16,6 +16,9 @@ File format (version 1), one JSON object per line:
   (``null`` for a rank that never reported). ``spans`` is optional: without it (older
   traces, single-rank tasks) every rank of the task counts as busy from ``start`` to
   ``end`` (see :func:`rank_spans`);
+- ``{"type": "resources", "time": ..., "event": "join" | "leave" | "lost", "allocation": "join-1",
+  "ranks": [...]}`` when an elastic pilot gains or loses ranks (rank entries as in the
+  header, with ``allocation`` and ``pool``);
 - ``{"type": "plan", "time": ..., "strategy": ..., "predicted": s, "measured": s, ...}`` after each
   ``run()`` of the planner (:mod:`pilotq_mpi.workflows.planner`): its prediction next to the
   measured time, written by :meth:`TraceWriter.write_record`;
@@ -180,6 +183,13 @@ class TraceWriter:
         if not self._header_written:
             raise TraceError(f"{self.path}: write_header() must come before the first task record")
         self._append(format_task_line(record), flush=self.flush_interval == 0)
+
+    def write_resources(self, event: str, allocation: str, ranks: list[Mapping[str, Any]],
+                        time_: float | None = None) -> None:
+        """Write a ``resources`` record: ``ranks`` joined or left the pilot (``event``)."""
+        record = {"type": "resources", "time": time.time() if time_ is None else float(time_), "event": event,
+                  "allocation": allocation, "ranks": [dict(r) for r in ranks]}
+        self._append(_ENCODER.encode(record) + "\n", flush=True)
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         """Write a record of another type than task, header or end (e.g. ``plan``), flushed at once."""
@@ -371,7 +381,11 @@ def worker_ranks(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     """World rank -> node of every worker rank: from the header, else from the task records."""
     for r in records:
         if r.get("type") == "pilot":
-            return {int(x["rank"]): str(x["node"]) for x in r["ranks"]}
+            ranks = {int(x["rank"]): str(x["node"]) for x in r["ranks"]}
+            for joined in records:  # ranks of allocations that joined later (elastic pilots)
+                if joined.get("type") == "resources" and joined.get("event") == "join":
+                    ranks.update((int(x["rank"]), str(x["node"])) for x in joined["ranks"])
+            return ranks
     ranks: dict[int, str] = {}
     for r in records:
         if r.get("type") == "task":

@@ -26,18 +26,21 @@ class RankIndex:
     """
 
     def __init__(self, ranks: Sequence[RankInfo], load: Mapping[int, int], exclusive: Mapping[int, int],
-                 closed: Collection[int] = frozenset()):
+                 closed: Collection[int] = frozenset(), retired: Collection[int] = frozenset()):
         self._load = load
         self._exclusive = exclusive
         self._closed = closed
+        self._retired = retired
         self._position = {info.rank: index for index, info in enumerate(ranks)}
         self.idle = {info.rank for info in ranks if load[info.rank] == 0}
         self._heaps: dict[tuple, tuple[list, int]] = {}
         self._heaps_of: dict[int, list[tuple[list, bool]]] = {info.rank: [] for info in ranks}
 
     def effective_load(self, rank: int) -> float:
-        """Tasks assigned to ``rank``, or infinity while a multi-rank task holds it or it is closed."""
-        return BUSY_WIDE if rank in self._exclusive or rank in self._closed else self._load[rank]
+        """Tasks assigned to ``rank``, or infinity while a multi-rank task holds it or it is closed or retired."""
+        if rank in self._exclusive or rank in self._closed or rank in self._retired:
+            return BUSY_WIDE
+        return self._load[rank]
 
     def changed(self, rank: int) -> None:
         """``rank``'s load (or exclusivity) changed."""
@@ -83,7 +86,8 @@ class RankIndex:
 
     def idle_among(self, eligible_ranks: frozenset[int], exclude: set[int]) -> list[int]:
         """Idle ranks of ``eligible_ranks`` outside ``exclude``, in inventory order."""
-        return sorted((r for r in self.idle if r in eligible_ranks and r not in exclude),
+        return sorted((r for r in self.idle
+                       if r in eligible_ranks and r not in exclude and r not in self._retired),
                       key=self._position.__getitem__)
 
     def _heap(self, key: tuple, eligible: Sequence[RankInfo], prefer_cpu: bool) -> list:

@@ -84,6 +84,8 @@ class Scheduler:
         # per rank, its tasks in the order the worker runs them: [task, predicted s, predicted end];
         # the first `slots` entries run, the rest wait (prefetch); end is set when an entry starts
         self._order: dict[int, deque[list]] = {}
+        self._retired: set[int] = set()
+        """Ranks that take no new task (their allocation is leaving); they leave once idle."""
         self._closed: set[int] = set()
         """Busy ranks found unfit for a waiting task (work ahead not predicted short, or overdue);
         judged when a placement looks at them (:meth:`_admit`), reopened when their work changes."""
@@ -107,6 +109,7 @@ class Scheduler:
                 raise ValueError(f"rank {rank} still holds tasks {list(self.tasks_on(rank))}; it cannot leave")
             del self._load[rank], self._order[rank]
             self._closed.discard(rank)
+            self._retired.discard(rank)
         self.inventory = inventory
         for info in inventory.ranks:
             self._load.setdefault(info.rank, 0)
@@ -116,9 +119,19 @@ class Scheduler:
         self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
         self._eligible_sets: dict[tuple, frozenset[int]] = {}
         self._closed.clear()  # judged again, with the new slots, when a placement looks at them
-        self._index = RankIndex(inventory.ranks, self._load, self._exclusive, self._closed)
+        self._index = RankIndex(inventory.ranks, self._load, self._exclusive, self._closed, self._retired)
         self._info = {info.rank: info for info in inventory.ranks}
         self._reservation = None
+
+    def retire(self, ranks) -> None:
+        """Place nothing more on ``ranks`` (their allocation is leaving); their tasks run on."""
+        self._retired.update(ranks)
+        self._eligible_cache.clear()
+        self._eligible_sets.clear()
+        if self._reservation and self._retired.intersection(self._reservation[1]):
+            self._reservation = None
+        for rank in ranks:
+            self._index.changed(rank)
 
     def check(self, spec: TaskSpec) -> None:
         """Raise ResourceError if ``spec`` can never be placed on this pilot."""
@@ -276,7 +289,10 @@ class Scheduler:
     def _eligible(self, spec: TaskSpec, key: tuple) -> tuple[RankInfo, ...]:
         cached = self._eligible_cache.get(key)
         if cached is None:
-            cached = self._eligible_cache[key] = self.inventory.eligible(spec)
+            cached = self.inventory.eligible(spec)
+            if self._retired:
+                cached = tuple(info for info in cached if info.rank not in self._retired)
+            self._eligible_cache[key] = cached
         return cached
 
     def _find(self, spec: TaskSpec, key: tuple, exclude: set[int]) -> tuple[int, ...] | None:

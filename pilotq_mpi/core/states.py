@@ -6,7 +6,8 @@
        |                    |                   |--raised-----> FAILED
        |--deps_failed--> FAILED                 |--timed_out--> TIMED_OUT
        |--cancel-------> CANCELLED <--cancel----|--retry------> QUEUED
-                              ^--------cancel (walltime drain)--|
+                              ^--------cancel (walltime drain)--|--requeue----> QUEUED
+                                                                    (its ranks left the pilot)
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class TaskEvent(str, enum.Enum):
     RAISED = "raised"
     TIMED_OUT = "timed_out"
     RETRY = "retry"
+    REQUEUE = "requeue"
     CANCEL = "cancel"
 
 
@@ -60,6 +62,7 @@ TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
     (S.RUNNING, E.RAISED): S.FAILED,
     (S.RUNNING, E.TIMED_OUT): S.TIMED_OUT,
     (S.RUNNING, E.RETRY): S.QUEUED,
+    (S.RUNNING, E.REQUEUE): S.QUEUED,
     (S.RUNNING, E.CANCEL): S.CANCELLED,
 }
 del S, E

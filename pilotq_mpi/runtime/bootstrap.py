@@ -34,7 +34,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--memory-per-rank", help="memory a task may use per rank, e.g. 4GiB (PILOTQ_MEMORY_PER_RANK)")
     parser.add_argument("--trace", help="write the task trace (JSON lines) here (PILOTQ_TRACE)")
     parser.add_argument("--progress", choices=("auto", "on", "off"), help="progress display (PILOTQ_PROGRESS)")
-    parser.add_argument("app", help="the driver script")
+    parser.add_argument("--run-dir", help="publish the pilot in this directory so that other launches can join it"
+                                          " (PILOTQ_RUN_DIR)")
+    parser.add_argument("--pool", help="the pool of this launch's ranks; tasks ask for it with pool= (PILOTQ_POOL)")
+    parser.add_argument("--join", metavar="DIR", help="instead of a driver: join the pilot published in DIR with"
+                                                      " this launch's ranks (PILOTQ_JOIN)")
+    parser.add_argument("app", nargs="?", help="the driver script (not with --join)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the driver script")
     return parser.parse_args(argv)
 
@@ -44,7 +49,7 @@ def options_from(args: argparse.Namespace, env: dict[str, str]) -> PilotOptions:
     env = dict(env)
     for flag, var in (("ranks_per_node", "PILOTQ_RANKS_PER_NODE"), ("gpus_per_node", "PILOTQ_GPUS_PER_NODE"),
                       ("memory_per_rank", "PILOTQ_MEMORY_PER_RANK"), ("trace", "PILOTQ_TRACE"),
-                      ("progress", "PILOTQ_PROGRESS")):
+                      ("progress", "PILOTQ_PROGRESS"), ("run_dir", "PILOTQ_RUN_DIR"), ("pool", "PILOTQ_POOL")):
         value = getattr(args, flag)
         if value is not None:
             env[var] = str(value)
@@ -70,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from(args, dict(os.environ))
     except ValueError as exc:
         problem = str(exc)
+    join_dir = args.join or (os.environ.get("PILOTQ_JOIN") or None if args.app is None else None)
+    if problem is None and join_dir is not None:
+        if args.app is not None:
+            problem = f"--join {join_dir} runs workers for a pilot that has its driver: drop the script {args.app!r}"
+        elif options.run_dir is not None:
+            problem = "--join and --run-dir do not go together: a joining launch serves the pilot that publishes DIR"
+        else:
+            from .joiner import join
+
+            return join(join_dir, options)
+    if problem is None and args.app is None:
+        problem = "no driver script: `python -m pilotq_mpi app.py` (or `--join DIR` to join a running pilot)"
     if problem is None and not os.path.isfile(args.app):
         problem = f"driver script {args.app!r} not found"
     if problem is not None:
@@ -143,7 +160,7 @@ def run_pilot(driver: Callable[[], T], *, world=None, options: PilotOptions | No
     if world.Get_rank() != 0:
         _serve_worker(world, all_facts)
         return None
-    master = _start_master(world, all_facts, options)
+    master = _start_master(world, all_facts, options, driver=False)
     try:
         return driver()
     finally:
@@ -175,7 +192,7 @@ def _serve_worker(world, all_facts) -> None:
     quiet_barrier(world)
 
 
-def _start_master(world, all_facts, options: PilotOptions):
+def _start_master(world, all_facts, options: PilotOptions, *, driver: bool = True):
     from . import session
     from .layout import build_inventory
     from .master import Master
@@ -185,9 +202,20 @@ def _start_master(world, all_facts, options: PilotOptions):
     if not options.quiet:
         sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
     started = time.time()
+    elastic = None
+    if options.run_dir:
+        from mpi4py import MPI
+
+        from .elastic import Elastic
+        from .rundir import RunDir
+
+        elastic = Elastic(MPI, RunDir(options.run_dir), next_rank=world.Get_size(), lost_after=options.lost_after,
+                          import_path=sys.path[0] if driver else None)
+        if not options.quiet:
+            sys.stderr.write(f"pilotq-mpi: joinable: python -m pilotq_mpi --join {options.run_dir} [--pool NAME]\n")
     master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
                     stuck_grace=options.stuck_grace, observer=build_observer(options, inventory, started),
-                    prefetch_horizon=options.prefetch_horizon)
+                    prefetch_horizon=options.prefetch_horizon, elastic=elastic, drain_grace=options.drain_grace)
     master.start()
     session.install(master)
     return master

@@ -36,8 +36,8 @@ def local_facts(world, env: Mapping[str, str], options: PilotOptions) -> RankFac
     return RankFacts(rank, node, node_gpus(env, options.gpus_per_node))
 
 
-def assign_gpus(facts: list[RankFacts]) -> dict[int, tuple[int, ...]]:
-    """GPUs of each worker rank (rank 0, the master, gets none).
+def assign_gpus(facts: list[RankFacts], master: int | None = MASTER) -> dict[int, tuple[int, ...]]:
+    """GPUs of each worker rank (rank ``master`` gets none; a joined launch has no master).
 
     When every rank of a node sees the same GPUs, they are split among the node's worker
     ranks by node-local worker index (one each when counts match). When ranks see
@@ -49,7 +49,7 @@ def assign_gpus(facts: list[RankFacts]) -> dict[int, tuple[int, ...]]:
         by_node.setdefault(fact.node, []).append(fact)
     owned: dict[int, tuple[int, ...]] = {}
     for members in by_node.values():
-        workers = [f for f in members if f.rank != MASTER]
+        workers = [f for f in members if f.rank != master]
         shared_view = len({f.visible_gpus for f in members}) == 1
         for index, fact in enumerate(workers):
             owned[fact.rank] = (gpus_for_rank(index, len(workers), fact.visible_gpus)
@@ -60,12 +60,12 @@ def assign_gpus(facts: list[RankFacts]) -> dict[int, tuple[int, ...]]:
 def build_inventory(facts: list[RankFacts], options: PilotOptions) -> Inventory:
     """The inventory of worker ranks from every rank's facts."""
     gpus = assign_gpus(facts)
-    names = _node_names(facts)
-    return Inventory(tuple(RankInfo(f.rank, names[f.node], gpus[f.rank], options.memory_per_rank)
+    names = node_names(facts)
+    return Inventory(tuple(RankInfo(f.rank, names[f.node], gpus[f.rank], options.memory_per_rank, pool=options.pool)
                            for f in facts if f.rank != MASTER))
 
 
-def _node_names(facts: list[RankFacts]) -> dict[str, str]:
+def node_names(facts: list[RankFacts]) -> dict[str, str]:
     """Readable node names: the host name when it tells nodes apart, else ``host#leader``."""
     nodes = list(dict.fromkeys(f.node for f in facts))
     hosts = [node.split("#")[0] for node in nodes]

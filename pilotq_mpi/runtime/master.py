@@ -38,6 +38,11 @@ FAILURE_GRACE_S = 5.0
 """How long a failed multi-rank task waits for its other ranks before it fails for good."""
 ABANDON_GRACE_S = 1.0
 """After the driver failed: how long ranks still inside tasks get to return before the job is aborted."""
+EXIT_MARGIN_S = 5.0
+"""A leaving allocation's ranks that are still inside tasks at its deadline end their processes this
+many seconds later (their tasks run again elsewhere)."""
+MOVE = object()
+"""Marks a revoked task that is to be re-queued (its rank is leaving), not cancelled."""
 
 
 class TaskObserver:
@@ -45,6 +50,9 @@ class TaskObserver:
 
     def task_ended(self, record: TaskRecord) -> None:
         """``record`` reached a terminal state."""
+
+    def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
+        """Ranks joined (``event`` "join": ``infos`` are the new ranks) or left ("leave", "lost")."""
 
     def close(self) -> None:
         """The pilot is done."""
@@ -55,7 +63,7 @@ class Master:
 
     def __init__(self, world, inventory: Inventory, *, prefetch: int = 1, power_of_two: bool = False,
                  stuck_grace: float = 10.0, observer: TaskObserver | None = None,
-                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON):
+                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON, elastic=None, drain_grace: float = 30.0):
         from mpi4py import MPI
 
         self._mpi = MPI
@@ -86,6 +94,7 @@ class Master:
         self._live = 0
         """Submitted tasks not yet in a terminal state."""
         self._sends: list = []
+        """(request, communicator) of sends not yet known complete."""
         self._known_fns: dict[int, set[int]] = defaultdict(set)
         self._retry_heap: list[tuple[float, int]] = []
         self._timed: set[int] = set()
@@ -95,6 +104,12 @@ class Master:
         """Set when the driver failed: the exit code the job ends with."""
         self._thread: threading.Thread | None = None
         self.started = time.time()
+        self.elastic = elastic
+        self.drain_grace = drain_grace
+        """The joined allocations (:class:`~.elastic.Elastic`), when the pilot has a run directory."""
+        self._comms = [world]
+        """Communicators results come in on: the world, then each joined allocation's."""
+        self._releases: list[tuple[str, Any]] = []
 
     # --- driver side (any thread) ---------------------------------------------------------
     def start(self) -> None:
@@ -144,16 +159,19 @@ class Master:
         status = self._mpi.Status()
         while True:
             worked = self._drain_inbox()
-            while (message := self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                self._on_result(unpack_result(ResultMessage._make(message.recv())))
-                worked = True
+            for comm in self._comms:
+                while (message := comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
+                    self._on_result(unpack_result(ResultMessage._make(message.recv())))
+                    worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
                 worked |= self._check_clocks(now)
+            if self.elastic is not None:
+                worked |= self._check_allocations(now)
             if worked:
                 self._dispatch()
             if self._sends:
-                self._sends = [r for r in self._sends if not r.Test()]
+                self._sends = [sent for sent in self._sends if not sent[0].Test()]
             if self._stopping and self._all_ended():
                 break
             if worked:
@@ -178,10 +196,16 @@ class Master:
                 self._on_cancel(payload)
             elif kind == "qpu":
                 self._on_qpu(*payload)
+            elif kind == "expect":
+                pools, reply = payload
+                self._set_inventory(self.inventory.expecting(pools))
+                reply.set_result(None)
             elif kind == "drain":
                 self._on_drain(payload)
             elif kind == "abort":
                 self._on_abort(payload)
+            elif kind == "release":
+                self._on_release(*payload)
             elif kind == "stop":
                 self._stopping = True
         return worked
@@ -250,13 +274,14 @@ class Master:
             # (cancellable, see _on_cancel) until it heads that worker (_release)
             # (one cancelled before it was sent is revoked when the cancel arrives: see _on_cancel)
             waiting = placement.waits
-            if record.attempt == 0 and not waiting and not record.sub.future.set_running_or_notify_cancel():
+            fresh = not record.sub.future.running()  # first attempt, or moved before it started
+            if fresh and not waiting and not record.sub.future.set_running_or_notify_cancel():
                 for rank in placement.ranks:
                     self._release(placement.task_id, rank)
                 self.deps.forget(record.task_id)
                 self._end(record, E.CANCEL, already_resolved=True)
                 continue
-            if waiting and record.attempt == 0:
+            if waiting and fresh:
                 self._waiting.add(record.task_id)
             self._move(record, E.PLACED)
             record.ranks = placement.ranks
@@ -269,7 +294,13 @@ class Master:
             for rank in placement.ranks:
                 outgoing[rank].append(self._message(record, rank))
         for rank, messages in outgoing.items():
-            self._sends.append(self.world.isend([tuple(m) for m in messages], dest=rank, tag=Tag.TASKS))
+            self._send(rank, [tuple(m) for m in messages], Tag.TASKS)
+
+    def _send(self, rank: int, body: Any, tag: Tag) -> None:
+        """Send ``body`` to worker ``rank`` (of the main allocation, or of a joined one)."""
+        route = None if self.elastic is None else self.elastic.route(rank)
+        comm, dest = (self.world, rank) if route is None else route
+        self._sends.append((comm.isend(body, dest=dest, tag=tag), comm))
 
     def _message(self, record: TaskRecord, rank: int) -> TaskMessage:
         sub = record.sub
@@ -321,14 +352,16 @@ class Master:
             self._revoking[record.task_id] = None if error_for is None else error_for(record)
             outgoing[record.ranks[0]].append((record.task_id, record.attempt))
         for rank, revoked in outgoing.items():
-            self._sends.append(self.world.isend(revoked, dest=rank, tag=Tag.REVOKE))
+            self._send(rank, revoked, Tag.REVOKE)
 
     def _on_revoked(self, record: TaskRecord, result: ResultMessage) -> None:
         """The worker dropped a revoked task unstarted: end it as cancelled (it did not run)."""
         error = self._revoking.pop(record.task_id, None)
         self._waiting.discard(record.task_id)
         if result.attempt == record.attempt and record.state is TaskState.RUNNING:
-            if record.sub.future.cancelled():
+            if error is MOVE:
+                self._requeue(record)
+            elif record.sub.future.cancelled():
                 self._notify_cancelled(record)
                 self._end(record, E.CANCEL, already_resolved=True)
             else:
@@ -388,7 +421,7 @@ class Master:
         reserved until they report. With retries left the other ranks get
         FAILURE_GRACE_S seconds to come back, so the retry can run on free ranks.
         """
-        retry = record.attempt < record.spec.retries
+        retry = record.retries_used < record.spec.retries
         if record.pending and retry and not force:
             self._timed.add(record.task_id)
             return
@@ -443,7 +476,7 @@ class Master:
                     " can kill it")
                 record.timed_out = True
                 record.failed_at = now
-                if record.attempt < record.spec.retries:
+                if record.retries_used < record.spec.retries:
                     self._retry(record)  # the old ranks stay held until the old run returns
                 else:
                     self._settle_failure(record, force=True)
@@ -512,6 +545,8 @@ class Master:
         now = time.time()
         self._draining = (now, now + grace)
         self._retry_heap.clear()
+        if self.elastic is not None:
+            self.elastic.run_dir.mark_draining()
         for record in list(self.tasks.values()):
             if record.state in (TaskState.PENDING, TaskState.QUEUED):
                 self.scheduler.cancel(record.task_id)
@@ -572,6 +607,132 @@ class Master:
         detail = "".join(f"; {part}" for part in done_here if part)
         sys.stderr.write(f"pilotq-mpi: the driver ended with exit code {code}{detail}; ending the job\n")
 
+    # --- joined allocations (elastic pilots) -------------------------------------------------
+    def _check_allocations(self, now: float) -> bool:
+        """Accept joins, start and finish leaves, and drop lost allocations; True if anything changed."""
+        from .elastic import Joined, LeaveAsked
+
+        refuse = None
+        if self._draining or self._stopping:
+            refuse = "the pilot is draining (its allocation is ending)" if self._draining else "the pilot is ending"
+        changed = False
+        for event in self.elastic.tick(now, refuse):
+            changed = True
+            if isinstance(event, Joined):
+                self._comms.append(event.allocation.comm)
+                self._set_inventory(self.inventory.with_ranks(event.infos))
+                self.observer.resources_changed("join", event.allocation.name, event.infos, self.inventory)
+            elif isinstance(event, LeaveAsked):
+                sys.stderr.write(f"pilotq-mpi: allocation {event.allocation.name} is leaving ({event.why}):"
+                                 f" no new tasks there; its running tasks get {event.grace:g}s, then run elsewhere\n")
+                self._start_leaving(event.allocation, now + event.grace)
+            else:
+                sys.stderr.write(f"pilotq-mpi: allocation {event.allocation.name} is lost: no heartbeat for"
+                                 f" {event.silent:.0f}s; its tasks run again elsewhere\n")
+                self._remove_allocation(event.allocation, "lost", reachable=False)
+        for allocation in list(self.elastic.allocations.values()):
+            if allocation.leaving_until is not None:
+                holding = any(self.scheduler.load(rank) for rank in allocation.ranks)
+                if not holding or now >= allocation.leaving_until:
+                    self._remove_allocation(allocation, "leave", reachable=True)
+                    changed = True
+        return changed
+
+    def _start_leaving(self, allocation, until: float) -> None:
+        """Nothing new on the allocation; its prefetched tasks come back to the queue."""
+        allocation.leaving_until = until
+        self.scheduler.retire(allocation.ranks)
+        records = [self.tasks[task_id] for rank in allocation.ranks for task_id in self.scheduler.tasks_on(rank)
+                   if task_id in self.tasks and self.tasks[task_id].spec.ranks == 1]
+        self._revoke(records, lambda record: MOVE)
+
+    def _remove_allocation(self, allocation, event: str, *, reachable: bool) -> None:
+        """Re-queue what still holds the allocation's ranks, drop them, and let the allocation end."""
+        moved = set()
+        for rank in allocation.ranks:
+            for task_id in self.scheduler.tasks_on(rank):
+                if task_id not in moved:
+                    moved.add(task_id)
+                    record = self.tasks.get(task_id)
+                    held = self.scheduler.held_ranks().get(task_id, ())
+                    for held_rank in held:
+                        self.scheduler.release(task_id, held_rank, time.time())
+                    if record is not None and record.state is TaskState.RUNNING:
+                        self._requeue(record)
+        if reachable:
+            self.elastic.run_dir.order_exit(allocation.name, time.time() + EXIT_MARGIN_S)
+            for rank in allocation.ranks:
+                self._send(rank, None, Tag.SHUTDOWN)
+        self.elastic.forget(allocation)
+        self._comms = [c for c in self._comms if c is not allocation.comm]
+        if not reachable:  # sends to dead ranks may never complete: stop waiting for them
+            self._sends = [sent for sent in self._sends if sent[1] is not allocation.comm]
+        gone = set(allocation.ranks)
+        for rank in gone:
+            self._known_fns.pop(rank, None)
+        infos = tuple(info for info in self.inventory.ranks if info.rank in gone)
+        self._set_inventory(self.inventory.without_ranks(gone))
+        self.observer.resources_changed(event, allocation.name, infos, self.inventory)
+        if moved:
+            sys.stderr.write(f"pilotq-mpi: {_tasks(len(moved))} of allocation {allocation.name} re-queued\n")
+        self._fail_unplaceable(allocation.name)
+
+    def _fail_unplaceable(self, gone: str) -> None:
+        """Queued tasks that no rank left can ever run fail now instead of waiting forever."""
+        waiting: collections.Counter = collections.Counter()
+        for record in list(self.tasks.values()):
+            if record.state is not TaskState.QUEUED:
+                continue
+            pool = record.spec.pool
+            if pool is not None and pool in self.inventory.expected_pools \
+                    and not any(info.pool == pool for info in self.inventory.ranks):
+                waiting[pool] += 1
+            try:
+                self.inventory.check(record.spec, power_of_two=self.scheduler.power_of_two)
+            except ResourceError as exc:
+                if self.scheduler.cancel(record.task_id):
+                    self._end(record, E.CANCEL, error=ResourceError(
+                        f"task {record.name!r} (id {record.task_id}) can no longer run: allocation {gone} left"
+                        f" ({exc}); declare pools that will join again with Pilot(pools=[...])"))
+        for pool, count in waiting.items():
+            sys.stderr.write(f"pilotq-mpi: {_tasks(count)} wait for pool {pool!r}, which has no ranks now"
+                             f" (join a launch with --pool {pool})\n")
+
+    def _requeue(self, record: TaskRecord) -> None:
+        """Run a task again elsewhere: its ranks left the pilot (uses up no retry)."""
+        self._revoking.pop(record.task_id, None)
+        self._waiting.discard(record.task_id)
+        self._timed.discard(record.task_id)
+        self._move(record, E.REQUEUE)
+        record.reset_attempt()
+        record.moves += 1
+        self.scheduler.submit(record.task_id, record.spec)
+
+    def _set_inventory(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self.scheduler.set_inventory(inventory)
+
+    def _on_release(self, name: str, reply) -> None:
+        """The driver ends joined allocations on purpose (by allocation or pool name)."""
+        if self.elastic is None:
+            reply.set_exception(ValueError("this pilot has no joined allocations (start it with --run-dir DIR"
+                                           " so that others can join)"))
+            return
+        chosen = [a for a in self.elastic.allocations.values() if name in (a.name, a.pool)]
+        if not chosen:
+            names = sorted({a.name for a in self.elastic.allocations.values()}
+                           | {a.pool for a in self.elastic.allocations.values() if a.pool})
+            reply.set_exception(ValueError(f"no joined allocation or pool named {name!r}"
+                                           f" (joined: {', '.join(names) or 'none'})"))
+            return
+        now = time.time()
+        for allocation in chosen:
+            if allocation.leaving_until is None:
+                sys.stderr.write(f"pilotq-mpi: allocation {allocation.name} is leaving (released by the driver):"
+                                 f" no new tasks there; its running tasks get {self.drain_grace:g}s\n")
+                self._start_leaving(allocation, now + self.drain_grace)
+        reply.set_result([a.name for a in chosen])
+
     @property
     def drained(self) -> bool:
         """True once a drain (walltime signal) was requested."""
@@ -587,11 +748,14 @@ class Master:
         deadline = time.time() + (ABANDON_GRACE_S if aborting else self.stuck_grace)
         backoff = Backoff()
         while self.scheduler.held_ranks() and time.time() < deadline:
-            message = self.world.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
-            if message is None:
+            got = False
+            for comm in self._comms:
+                message = comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
+                if message is not None:
+                    self._on_result(unpack_result(ResultMessage._make(message.recv())))
+                    got = True
+            if not got:
                 backoff.sleep()
-                continue
-            self._on_result(unpack_result(ResultMessage._make(message.recv())))
         held = self.scheduler.held_ranks()
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))
@@ -603,11 +767,13 @@ class Master:
             abort_job(self.world, code, f"ranks never returned from their tasks ({detail}); they are blocked"
                                         " (a collective whose other ranks failed, or a task past its time);"
                                         f" aborting the job with exit code {code}")
-        requests = [self.world.isend(None, dest=info.rank, tag=Tag.SHUTDOWN) for info in self.inventory.ranks]
-        requests.extend(self._sends)
+        for info in self.inventory.ranks:
+            self._send(info.rank, None, Tag.SHUTDOWN)
         backoff.reset()
-        while not all(r.Test() for r in requests):
+        while not all(request.Test() for request, _ in self._sends):
             backoff.sleep()
+        if self.elastic is not None:
+            self.elastic.close()
         self.observer.close()
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.inventory import Inventory
+from ..core.inventory import MAIN_ALLOCATION, Inventory
 from ..core.states import TaskState
 from .master import TaskObserver
 from .options import PilotOptions
@@ -20,8 +20,13 @@ class TraceObserver(TaskObserver):
         self._record = TaskRecord
         self._inventory = {info.rank: info for info in inventory.ranks}
         self._writer = TraceWriter(path)
-        self._writer.write_header([{"rank": r.rank, "node": r.node, "gpus": list(r.gpus), "qpu": r.qpu}
-                                   for r in inventory.ranks], start=started)
+        self._writer.write_header([_rank_entry(r) for r in inventory.ranks], start=started)
+
+    def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
+        """A ``resources`` line: ranks that joined or left (the Gantt chart shows joined ranks)."""
+        if event == "join":
+            self._inventory.update({info.rank: info for info in infos})
+        self._writer.write_resources(event, allocation, [_rank_entry(r) for r in infos])
 
     def task_ended(self, record: TaskRecord) -> None:
         """Write ``record``'s trace line; a multi-rank task also gets each rank's own span."""
@@ -43,6 +48,13 @@ class TraceObserver(TaskObserver):
     def close(self) -> None:
         self._writer.write_end()
         self._writer.close()
+
+
+def _rank_entry(info) -> dict:
+    entry = {"rank": info.rank, "node": info.node, "gpus": list(info.gpus), "qpu": info.qpu}
+    if info.allocation != MAIN_ALLOCATION or info.pool is not None:
+        entry.update(allocation=info.allocation, pool=info.pool)
+    return entry
 
 
 class JournalObserver(TaskObserver):
@@ -83,6 +95,10 @@ class Observers(TaskObserver):
     def task_ended(self, record: TaskRecord) -> None:
         for observer in self._observers:
             observer.task_ended(record)
+
+    def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
+        for observer in self._observers:
+            observer.resources_changed(event, allocation, infos, inventory)
 
     def close(self) -> None:
         for observer in self._observers:

@@ -67,6 +67,12 @@ class PilotOptions:
     """``auto`` (live on a terminal, periodic lines otherwise), ``on`` or ``off``."""
     quiet: bool = False
     """Do not print the resource table at start."""
+    run_dir: str | None = None
+    """Publish the pilot in this directory so that other launches can join it (``--run-dir``)."""
+    pool: str | None = None
+    """The pool this launch's ranks belong to (``--pool``); tasks may ask for it with ``pool=``."""
+    lost_after: float = 10.0
+    """Seconds without a heartbeat after which a joined allocation counts as lost."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "PilotOptions":
@@ -96,11 +102,18 @@ class PilotOptions:
             trace=env.get("PILOTQ_TRACE") or None,
             progress=progress,
             quiet=env.get("PILOTQ_QUIET", "0") not in ("0", "", "false", "no"),
+            run_dir=env.get("PILOTQ_RUN_DIR") or None,
+            pool=env.get("PILOTQ_POOL") or None,
+            lost_after=number("PILOTQ_LOST_AFTER", float, 10.0),
         )
         for name, value in (("PILOTQ_RANKS_PER_NODE", options.ranks_per_node),
                             ("PILOTQ_GPUS_PER_NODE", options.gpus_per_node)):
             if value is not None and value < (1 if name == "PILOTQ_RANKS_PER_NODE" else 0):
                 raise ValueError(f"{name}={value}: must be positive")
+        if options.lost_after <= 0:
+            raise ValueError(f"PILOTQ_LOST_AFTER={options.lost_after}: must be > 0 seconds")
+        if options.pool is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", options.pool):
+            raise ValueError(f"PILOTQ_POOL={options.pool!r}: a pool name is letters, digits, '_', '.', '-'")
         if options.prefetch < 0:
             raise ValueError(f"PILOTQ_PREFETCH={options.prefetch}: must be >= 0")
         return options

@@ -52,6 +52,13 @@ class TaskRecord:
     """World rank -> that rank's own ``(started, ended)`` as it reported them (this attempt)."""
     failed_at: float | None = None
     deadline: float | None = None
+    moves: int = 0
+    """Attempts that ended because their ranks left the pilot (re-queued; they use up no retry)."""
+
+    @property
+    def retries_used(self) -> int:
+        """Attempts that ended in a failure or a timeout (not counting moves)."""
+        return self.attempt - self.moves
 
     @property
     def task_id(self) -> int:

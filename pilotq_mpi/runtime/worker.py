@@ -34,14 +34,22 @@ AWAY_S = 0.002
 
 
 class Worker:
-    """Runs tasks for the master on one world rank until told to stop."""
+    """Runs tasks for the master on one rank until told to stop.
 
-    def __init__(self, world, *, node: str, gpus: tuple[int, ...]):
+    ``world`` is how the master is reached (rank ``MASTER`` of it): the pilot's world, or
+    for a joined allocation the intercommunicator to the master. ``local_world`` (default
+    ``world``) is the world of this rank's own launch, where multi-rank tasks get their
+    sub-communicators; its rank r is pilot rank ``r + rank_offset``.
+    """
+
+    def __init__(self, world, *, node: str, gpus: tuple[int, ...], local_world=None, rank_offset: int = 0):
         from mpi4py import MPI
 
         self._mpi = MPI
         self.world = world
-        self.rank = world.Get_rank()
+        self.local_world = world if local_world is None else local_world
+        self.rank_offset = rank_offset
+        self.rank = self.local_world.Get_rank() + rank_offset
         self.node = node
         self.gpus = gpus
         self.host = socket.gethostname()
@@ -56,7 +64,7 @@ class Worker:
         self._qpu_backends: dict[str, Any] = {}
         self._qpu_lock = threading.Lock()
         self._qpu_running = 0
-        self._tag_ub = max(32767, int(world.Get_attr(MPI.TAG_UB) or 32767))
+        self._tag_ub = max(32767, int(self.local_world.Get_attr(MPI.TAG_UB) or 32767))
 
     # --- loop ------------------------------------------------------------------------
     def serve(self) -> None:
@@ -153,11 +161,16 @@ class Worker:
 
     def _run(self, task: TaskMessage) -> ResultMessage:
         started = time.time()
-        fn = self._function(task)
         if task.isolate:
+            try:
+                fn = self._function(task)
+            except BaseException as exc:  # e.g. its module is not importable on this rank
+                return ResultMessage(task.task_id, task.attempt, self.rank, False, None, exc,
+                                     self._traceback_text(task), False, self.host, started, time.time())
             return self._run_isolated(task, fn, started)
-        comm = self._task_comm(task)
+        comm = self._task_comm(task)  # collective over the task's ranks: before anything that may fail
         try:
+            fn = self._function(task)  # a function that cannot be loaded here fails the task, not the worker
             with context.running(self._context(task)):
                 value = _call(fn, comm, task)
             ok, error, tb = True, None, ""
@@ -175,9 +188,9 @@ class Worker:
     def _task_comm(self, task: TaskMessage):
         if len(task.world_ranks) == 1:
             return self._mpi.COMM_SELF
-        group = self.world.Get_group().Incl(list(task.world_ranks))
+        group = self.local_world.Get_group().Incl([rank - self.rank_offset for rank in task.world_ranks])
         try:
-            return self.world.Create_group(group, task.task_id % self._tag_ub)
+            return self.local_world.Create_group(group, task.task_id % self._tag_ub)
         finally:
             group.Free()
 
