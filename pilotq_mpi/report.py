@@ -34,6 +34,7 @@ from .trace import (
     TERMINAL_STATES,
     TraceError,
     rank_lanes,
+    rank_presence,
     rank_spans,
     read_trace,
     trace_origin,
@@ -145,7 +146,10 @@ def summarize(records: Records) -> Summary:
         for kind, share in rank_by_kind.items():
             busy_by_kind[kind] += share
 
-    capacity = makespan * n_ranks
+    # each rank counts while it was part of the pilot (ranks of an elastic pilot come and go)
+    end = origin + makespan
+    capacity = sum(max(0.0, min(end, until if until is not None else end) - max(origin, since))
+                   for since, until in rank_presence(records).values())
     waits.sort()
     return Summary(
         tasks=len(tasks),
@@ -315,6 +319,22 @@ def gantt_png(records: Records, path: str | Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def present_ranks_series(records: Records) -> tuple[list[float], list[int]]:
+    """Step series of how many worker ranks the pilot had (elastic pilots gain and lose ranks)."""
+    origin = trace_origin(records)
+    changes: dict[float, int] = {}
+    for since, until in rank_presence(records).values():
+        changes[since - origin] = changes.get(since - origin, 0) + 1
+        if until is not None:
+            changes[until - origin] = changes.get(until - origin, 0) - 1
+    times, counts, count = [], [], 0
+    for when in sorted(changes):
+        count += changes[when]
+        times.append(max(0.0, when))
+        counts.append(count)
+    return times, counts
+
+
 def utilization_png(records: Records, path: str | Path) -> None:
     """Write a PNG of busy worker ranks over time (step plot) against the total."""
     from matplotlib.ticker import MaxNLocator
@@ -324,7 +344,11 @@ def utilization_png(records: Records, path: str | Path) -> None:
     fig = _figure((10, 3.5))
     ax = fig.add_subplot()
     ax.step(times, busy, where="post", label="busy ranks")
-    ax.axhline(total, color="grey", linestyle="--", label=f"worker ranks ({total})")
+    present_times, present = present_ranks_series(records)
+    if len(set(present)) > 1:  # an elastic pilot: the ranks it had at each moment
+        ax.step(present_times, present, where="post", color="grey", linestyle="--", label="worker ranks")
+    else:
+        ax.axhline(total, color="grey", linestyle="--", label=f"worker ranks ({total})")
     ax.set_xlim(left=0)
     ax.set_ylim(0, max(total, max(busy, default=0)) * 1.1 or 1)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -395,6 +395,26 @@ def worker_ranks(records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     return dict(sorted(ranks.items()))
 
 
+def rank_presence(records: Sequence[Mapping[str, Any]]) -> dict[int, tuple[float, float | None]]:
+    """Worker rank -> ``(since, until)``: when it was part of the pilot (until None: to the end).
+
+    Ranks of the header are there from the trace's start; ranks of an elastic pilot's
+    ``resources`` records from when they joined until they left or were lost.
+    """
+    origin = trace_origin(records)
+    presence: dict[int, tuple[float, float | None]] = {rank: (origin, None) for rank in worker_ranks(records)}
+    for record in records:
+        if record.get("type") == "resources":
+            when = float(record["time"])
+            for entry in record["ranks"]:
+                rank = int(entry["rank"])
+                if record.get("event") == "join":
+                    presence[rank] = (when, None)
+                elif rank in presence:
+                    presence[rank] = (presence[rank][0], when)
+    return presence
+
+
 def rank_spans(task: Mapping[str, Any]) -> list[tuple[int, float, float]]:
     """``(rank, start, end)`` for each rank of a task record; empty if the task never started.
 
