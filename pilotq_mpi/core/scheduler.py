@@ -94,6 +94,7 @@ class Scheduler:
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
         self._queued: dict[int, TaskSpec] = {}
         self._seq = itertools.count()
+        self._front = itertools.count(1)
         self._reservation: tuple[int, tuple[int, ...]] | None = None
         self.set_inventory(inventory)
 
@@ -138,12 +139,16 @@ class Scheduler:
         self.inventory.check(spec, power_of_two=self.power_of_two)
 
     # --- queue -------------------------------------------------------------------------
-    def submit(self, task_id: int, spec: TaskSpec) -> None:
-        """Queue a ready task (its dependencies are met), or queue it again for a retry."""
+    def submit(self, task_id: int, spec: TaskSpec, *, front: bool = False) -> None:
+        """Queue a ready task (its dependencies are met), or queue it again for a retry.
+
+        ``front``: ahead of every task of its priority queued so far (a task whose ranks left
+        the pilot mid-run goes on before those submitted after it).
+        """
         if task_id in self._queued:
             raise ValueError(f"task {task_id} is already queued")
         self._queued[task_id] = spec
-        entry = (-spec.priority, next(self._seq), task_id)
+        entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
         heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
 
     def cancel(self, task_id: int) -> bool:

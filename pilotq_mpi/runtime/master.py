@@ -706,7 +706,7 @@ class Master:
         self._move(record, E.REQUEUE)
         record.reset_attempt()
         record.moves += 1
-        self.scheduler.submit(record.task_id, record.spec)
+        self.scheduler.submit(record.task_id, record.spec, front=True)
 
     def _set_inventory(self, inventory: Inventory) -> None:
         self.inventory = inventory

@@ -78,3 +78,17 @@ def test_describe_names_allocations_and_pools():
 def test_pool_name_is_validated():
     with pytest.raises(ValueError, match="pool must be the name of a pool"):
         TaskSpec(pool="")
+
+
+def test_a_moved_task_goes_ahead_of_tasks_of_its_priority():
+    scheduler = Scheduler(Inventory.from_layout(1), prefetch=0)
+    for task_id in (1, 2, 3):
+        scheduler.submit(task_id, TaskSpec())
+    scheduler.submit(9, TaskSpec(), front=True)
+    scheduler.submit(8, TaskSpec(priority=1))
+    order = []
+    for _ in range(5):
+        (placement,) = scheduler.schedule()
+        order.append(placement.task_id)
+        scheduler.release(placement.task_id, 1)
+    assert order == [8, 9, 1, 2, 3]
