@@ -32,17 +32,18 @@ from .profile import CostProfile
 
 
 def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
-    """Index-bit swaps the distributed state vector makes for ``gates`` (a dry run of its layout rule).
+    """Index-bit swaps the distributed state vector (numpy backend) makes for ``gates``: a dry run.
 
-    Mirrors :meth:`DistributedStatevector.run`: before each gate its global qubits are swapped
-    with the local qubit used furthest in the future (not in the gate). Gates wider than the
-    local qubits (never with >= 4 local qubits and 4-qubit fusion) are not counted.
+    Mirrors :meth:`DistributedStatevector.run` without amplitudes: before each gate, each of
+    its global qubits is swapped into the local axis whose qubit is used furthest in the future
+    (ties: the outermost axis), and the layout then changes as ``NumpyBackend.apply`` leaves it
+    (targets last). Gates wider than the local qubits (gathered, not swapped) are skipped.
     """
     if num_global == 0:
         return 0
     m = num_qubits - num_global
-    local = set(range(m))
-    glob = set(range(m, num_qubits))
+    layout = list(range(m - 1, -1, -1))
+    glob = list(range(m, num_qubits))
     uses: dict[int, list[int]] = {}
     for i, g in enumerate(gates):
         for q in g.qubits:
@@ -55,17 +56,26 @@ def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
 
     swaps = 0
     for i, g in enumerate(gates):
-        if len(g.qubits) > m:
+        k = len(g.qubits)
+        if k > m:
             continue
         for q in g.qubits:
             if q in glob:
-                cands = [lq for lq in local if lq not in g.qubits]
-                out = max(cands, key=lambda lq: (next_use(lq, i), -lq))
-                local.remove(out)
-                glob.remove(q)
-                local.add(q)
-                glob.add(out)
+                cands = [a for a, lq in enumerate(layout) if lq not in g.qubits]
+                axis = max(cands, key=lambda a: (next_use(layout[a], i), -a))
+                slot = glob.index(q)
+                layout[axis], glob[slot] = glob[slot], layout[axis]
                 swaps += 1
+        pos = {q: a for a, q in enumerate(layout)}
+        tax = sorted(pos[q] for q in g.qubits)
+        tq = [layout[a] for a in tax]
+        nt = [a for a in range(m) if a not in tax]
+        if not nt or (m - 1 - nt[0]) < k:
+            layout = [layout[a] for a in nt] + tq
+        else:
+            a = nt[0]
+            order = [layout[b] for b in nt[1:]] + tq
+            layout = order[:a] + [layout[a]] + order[a:]
     return swaps
 
 

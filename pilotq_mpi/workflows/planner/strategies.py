@@ -75,7 +75,7 @@ class Strategy:
 
 
 def _gib(b: float) -> str:
-    return f"{b / 2**30:.3g} GiB"
+    return f"{b / 2**30:.3g} GiB" if b >= 2**30 else f"{b / 2**20:.3g} MiB"
 
 
 @dataclass

@@ -1,0 +1,253 @@
+"""The planner without MPI: enumeration, feasibility, the model's terms, ranking, errors, profiles.
+
+Every plan here uses a fixed :class:`CostProfile` (the built-in constants) and a described
+:class:`Resources`, so nothing depends on this machine's speed; no test looks at a clock.
+"""
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from pilotq_mpi.workflows.cutting import efficient_su2_problem
+from pilotq_mpi.workflows.planner import CostProfile, PlanningError, QpuInfo, Resources, plan
+from pilotq_mpi.workflows.planner import model
+from pilotq_mpi.workflows.planner.cutplan import build_cutting_plan, cut_options
+from pilotq_mpi.workflows.planner.failover import FailoverError, Route, run_fragments
+from pilotq_mpi.workflows.planner.profile import default_path
+
+PROFILE = CostProfile(host="test")
+GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def su2_8():
+    return efficient_su2_problem(8, reps=1, seed=2, observable="z_sum")
+
+
+@pytest.fixture(scope="module")
+def plan_8(su2_8):
+    circuit, observable = su2_8
+    return plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000)
+
+
+def test_every_kind_is_listed_with_unique_labels_and_terms_that_add_up(plan_8):
+    labels = [s.label for s in plan_8.strategies]
+    assert len(labels) == len(set(labels))
+    for label in ("statevector/1", "statevector/2", "statevector/4", "single/aer"):
+        assert plan_8.get(label).feasible
+    assert any(s.kind == "cutting" and s.feasible for s in plan_8.strategies)
+    wide = plan_8.get("statevector/8")
+    assert not wide.feasible and wide.reason.startswith("qubits/ranks: needs 8 worker ranks, the pilot has 4")
+    for s in plan_8.feasible:
+        assert math.isclose(sum(s.terms.values()), s.predicted_time)
+        text = s.explain()
+        assert all(name in text for name in s.terms)
+        assert s.memory_per_rank > 0 and s.tasks >= 1
+
+
+def test_ranking_feasible_first_by_predicted_time_and_best_is_the_first(plan_8):
+    feasible = [s.feasible for s in plan_8.strategies]
+    assert feasible == sorted(feasible, reverse=True)
+    times = [s.predicted_time for s in plan_8.feasible]
+    assert times == sorted(times)
+    assert plan_8.best is plan_8.strategies[0]
+    table = plan_8.table()
+    assert "best" in table and "statevector/8" in table and "no: qubits/ranks" in table
+
+
+def test_exact_strategies_have_no_error_and_cutting_reports_one_from_its_shots(plan_8):
+    for s in plan_8.feasible:
+        if s.kind in ("statevector", "single"):
+            assert s.std_error == 0.0
+        else:
+            assert s.kind == "cutting" and s.params["shots"] == 1000 and s.std_error > 0
+            assert s.params["subexperiments"] >= 6 ** s.params["cuts"]
+
+
+def test_cut_options_count_what_the_cutting_workflow_generates(su2_8):
+    circuit, _ = su2_8
+    from qiskit.quantum_info import PauliList
+
+    terms = PauliList(["Z" * 8, "X" * 8])
+    options, _, _ = cut_options(circuit, terms, max_cuts=3)
+    assert options and [o.num_cuts for o in options] == sorted(o.num_cuts for o in options)
+    for o in options:
+        assert 1 <= o.num_cuts <= 3 and o.size < 8 and max(o.widths.values()) == o.size
+    built = build_cutting_plan(circuit, terms, options[0])
+    assert built.num_subexperiments == options[0].subexperiments()
+    assert built.num_cuts == options[0].num_cuts
+
+
+def test_memory_makes_narrow_state_vectors_infeasible_and_says_how_many_ranks_fit():
+    circuit, observable = efficient_su2_problem(14, reps=1, observable="z_product")
+    budget = 150 * 2**10  # 14 qubits need 384 KiB on one rank, 192 KiB each on 2, 96 KiB each on 4
+    p = plan(circuit, observable, Resources(workers=4, memory_per_rank=budget, cores=4), profile=PROFILE,
+             sizes=[7])
+    one = p.get("statevector/1")
+    assert not one.feasible and one.reason.startswith("memory:") and "use >= 4 ranks" in one.reason
+    assert p.get("statevector/4").feasible
+    assert not p.get("single/aer").feasible and p.get("single/aer").reason.startswith("memory:")
+
+
+def test_target_error_sets_the_shots_and_too_few_shots_are_refused(su2_8):
+    circuit, observable = su2_8
+    res = Resources(workers=4, memory_per_rank=GIB, cores=4)
+    p = plan(circuit, observable, res, profile=PROFILE, target_error=0.02)
+    cut = next(s for s in p.strategies if s.kind == "cutting")
+    assert cut.feasible and cut.std_error <= 0.02
+    few = plan(circuit, observable, res, profile=PROFILE, target_error=0.02, shots=100)
+    cut = next(s for s in few.strategies if s.kind == "cutting")
+    assert not cut.feasible and cut.reason.startswith("target_error:") and "use shots >=" in cut.reason
+    assert few.best.kind in ("statevector", "single"), "exact strategies reach any target"
+
+
+def test_time_budget_no_strategy_can_meet_says_what_would(su2_8):
+    circuit, observable = su2_8
+    with pytest.raises(PlanningError, match=r"raise time_budget to >= [0-9.e-]+ s") as info:
+        plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB), profile=PROFILE, time_budget=1e-6,
+             target_error=0.01)
+    assert "target_error=0.01 within time_budget=1e-06 s" in str(info.value)
+    assert info.value.plan is not None and not info.value.plan.feasible
+
+
+def test_wrong_width_observable_and_bad_settings_fail_early():
+    circuit, _ = efficient_su2_problem(4, reps=1)
+    res = Resources(workers=2)
+    with pytest.raises(PlanningError, match="observable 0 acts on 3 qubits but the circuit has 4"):
+        plan(circuit, "ZZZ", res, profile=PROFILE)
+    with pytest.raises(PlanningError, match="observable 1 acts on 5 qubits"):
+        plan(circuit, ["ZZZZ", SparsePauliOp("XXXXX")], res, profile=PROFILE)
+    with pytest.raises(PlanningError, match="target_error must be a positive number"):
+        plan(circuit, "ZZZZ", res, profile=PROFILE, target_error=-1)
+    with pytest.raises(PlanningError, match="shots must be a positive integer"):
+        plan(circuit, "ZZZZ", res, profile=PROFILE, shots=1.5)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        Resources(workers=0)
+    unbound = QuantumCircuit(2)
+    from qiskit.circuit import Parameter
+
+    unbound.rx(Parameter("theta"), 0)
+    with pytest.raises(PlanningError, match="unbound parameters .*assign_parameters"):
+        plan(unbound, "ZZ", res, profile=PROFILE)
+
+
+def test_mid_circuit_measurement_is_refused_naming_where_and_what_to_do():
+    qc = QuantumCircuit(3, 1)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure(1, 0)
+    qc.cx(1, 2)
+    with pytest.raises(PlanningError, match=r"mid-circuit measurement \(instruction 2 on qubit\(s\) \[1\]\).*defer"):
+        plan(qc, "ZZZ", Resources(workers=2), profile=PROFILE)
+    final = QuantumCircuit(3)
+    final.h(0)
+    final.cx(0, 1)
+    final.measure_all()
+    assert plan(final, "ZZI", Resources(workers=2), profile=PROFILE).best.feasible, "final measurements are fine"
+
+
+def test_a_qpu_narrower_than_the_circuit_gets_the_widest_cut_that_fits(su2_8):
+    circuit, observable = su2_8
+    res = Resources(workers=3, memory_per_rank=GIB, qpus=(QpuInfo("dev", qubits=5, latency_s=2.0),
+                                                          QpuInfo("tiny", qubits=1)))
+    p = plan(circuit, observable, res, profile=PROFILE, shots=500)
+    dev = p.get("qpu/dev")
+    assert dev.feasible and 0 < dev.params["subcircuit_qubits"] <= 5 and dev.params["cuts"] >= 1
+    assert dev.terms["queue"] >= 2.0
+    tiny = p.get("qpu/tiny")
+    assert not tiny.feasible and tiny.reason.startswith("qubits: the circuit has 8 qubits and the QPU 1")
+
+
+def test_gpu_ranks_add_gpu_variants_within_gpu_memory(su2_8):
+    circuit, observable = su2_8
+    p = plan(circuit, observable, Resources(workers=4, gpu_workers=2, memory_per_rank=GIB, gpu_memory=GIB),
+             profile=PROFILE, shots=500)
+    assert p.get("statevector/2/gpu").feasible
+    assert not p.get("statevector/4/gpu").feasible
+    assert any(s.label.endswith("/gpu") and s.kind == "cutting" for s in p.strategies)
+
+
+def test_count_swaps_and_list_schedule():
+    from pilotq_mpi.statevector import Gate
+
+    eye = np.eye(4)
+    twice = [Gate((0, 3), eye), Gate((0, 3), eye)]
+    assert model.count_swaps(twice, 4, 0) == 0
+    assert model.count_swaps(twice, 4, 1) == 1, "qubit 3 is global on 2 ranks: one swap, then it stays local"
+    # (1, 2) needs qubit 2, swapped out for 3; 3 and 0 are both next used by the last gate, and the
+    # simulator evicts the outer axis (qubit 3), which the last gate then needs again
+    assert model.count_swaps([Gate((0, 3), eye), Gate((1, 2), eye), Gate((0, 3), eye)], 4, 1) == 3
+    assert model.list_schedule([4, 1, 1, 1, 1], 2) == 4
+    assert model.list_schedule([1] * 6, 3, speed=0.5) == 4
+    assert model.batch_costs([(3, 1.0), (2, 10.0)], [2, 2, 1], per_task=0.5) == [2.5, 11.5, 10.5]
+
+
+def _task(value, fail):
+    if fail:
+        raise RuntimeError(f"backend cannot take fragment {value}")
+    return {"results": [value]}
+
+
+def test_run_fragments_moves_only_failed_fragments_and_keeps_the_rest():
+    with ThreadPoolExecutor(2) as pool:
+        first = Route("qpu/x", lambda b, payload: pool.submit(_task, payload, b % 2 == 1))
+        second = Route("aer on CPU ranks", lambda b, payload: pool.submit(_task, payload, False))
+        results, moved = run_fragments(["a", "b", "c", "d"], [3, 3, 3, 1], [first, second])
+        assert [r["results"] for r in results] == [["a"], ["b"], ["c"], ["d"]]
+        assert sorted((m["fragment"], m["subexperiments"], m["from"], m["to"]) for m in moved) == [
+            (1, 3, "qpu/x", "aer on CPU ranks"), (3, 1, "qpu/x", "aer on CPU ranks")]
+        assert all("backend cannot take fragment" in m["why"] for m in moved)
+        with pytest.raises(FailoverError, match="failed on every route: qpu/x: RuntimeError"):
+            run_fragments(["a", "b"], [1, 1], [first])
+
+
+def test_profile_is_saved_and_loaded_per_host_and_defaults_when_absent(tmp_path, monkeypatch):
+    path = tmp_path / "profile.json"
+    a = CostProfile(host="node-a")
+    a.update("numpy", {"amp_gate_s": {"20": 1e-9}})
+    a.save(path)
+    b = CostProfile(host="node-b")
+    b.update("aer", {"setup_s": 0.5})
+    b.save(path)
+    loaded_a = CostProfile.load(path, host="node-a")
+    assert loaded_a.is_calibrated("numpy") and not loaded_a.is_calibrated("aer")
+    assert loaded_a.by_size("numpy", "amp_gate_s", 20) == 1e-9
+    assert CostProfile.load(path, host="node-b").get("aer", "setup_s") == 0.5
+    fresh = CostProfile.load(path, host="node-c")
+    assert fresh.calibrated == {} and fresh.get("aer", "setup_s") == PROFILE.get("aer", "setup_s")
+    assert set(json.loads(path.read_text())["hosts"]) == {"node-a", "node-b"}
+    monkeypatch.setenv("PILOTQ_PROFILE", str(tmp_path / "env.json"))
+    assert default_path("whatever") == tmp_path / "env.json"
+    monkeypatch.delenv("PILOTQ_PROFILE")
+    assert default_path("my/host").name == "profile-my_host.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot be read.*pilotq-mpi calibrate"):
+        CostProfile.load(path, host="node-a")
+
+
+def test_by_size_interpolates_between_calibrated_sizes():
+    p = CostProfile(host="t")
+    p.update("numpy", {"amp_gate_s": {"10": 1e-8, "20": 1e-9}})
+    assert p.by_size("numpy", "amp_gate_s", 5) == 1e-8
+    assert p.by_size("numpy", "amp_gate_s", 30) == 1e-9
+    assert math.isclose(p.by_size("numpy", "amp_gate_s", 15), math.sqrt(1e-8 * 1e-9))
+
+
+def test_report_prints_prediction_next_to_measurement(tmp_path):
+    from pilotq_mpi.report import format_planner, planner_runs
+    from pilotq_mpi.trace import TraceWriter, read_trace
+
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, flush_interval=0) as w:
+        w.write_header([{"rank": 1, "node": "n"}], start=0.0)
+        w.write_record({"type": "plan", "strategy": "cutting/4q", "predicted": 2.0, "measured": 3.0, "moved": []})
+        with pytest.raises(Exception, match="new type"):
+            w.write_record({"type": "task"})
+    runs = planner_runs(read_trace(path))
+    assert [r["strategy"] for r in runs] == ["cutting/4q"]
+    text = format_planner(runs)
+    assert "cutting/4q" in text and "1.50" in text
