@@ -20,6 +20,7 @@ _EXPORTS = {
     "Pilot": "api", "QPU": "api", "TaskFuture": "api",
     "TaskContext": "context", "current_task": "context",
     "Inventory": "core.inventory", "QpuSpec": "core.inventory", "RankInfo": "core.inventory",
+    "Adapt": "core.adapt", "JoinTemplate": "core.adapt",
     "plan": "workflows.planner",
     **{name: "errors" for name in (
         "DependencyError", "PilotError", "PilotNotRunningError", "RemoteError", "RemoteTraceback",
