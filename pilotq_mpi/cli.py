@@ -18,6 +18,8 @@ from . import __version__
 from .platform.launch import default_mpiexec, in_slurm, mpiexec_argv, srun_argv
 
 DEMO = Path(__file__).resolve().parent / "workflows" / "demo.py"
+QML_DEMO = Path(__file__).resolve().parent / "workflows" / "qml" / "demo.py"
+"""``pilotq-mpi demo qml``: the QML mini-app (compression ensemble + data-parallel classifier)."""
 CALIBRATE = Path(__file__).resolve().parent / "workflows" / "planner" / "calibrate_main.py"
 OUTPUT_ROOT = Path("pilotq-out")
 """Where ``pilotq-mpi demo`` writes its trace and plots by default (one folder per run; git-ignored)."""
@@ -121,13 +123,19 @@ def _demo(args: argparse.Namespace) -> int:
 
     app_args = ["--quick"] if args.quick else []
     if args.qubits:
+        if args.workload == "qml":
+            sys.stderr.write("pilotq-mpi demo qml: --qubits is for the mixed demo (the digits need 7 qubits);"
+                             " pass the QML options after `--`, e.g. pilotq-mpi demo qml -- --images 800\n")
+            return 2
         app_args += ["--qubits", str(args.qubits)]
-    app_args += args.app_args
     if args.trace is None:  # trace and plots go to one fresh folder, never loose into the working tree
         folder = Path(args.out) if args.out else demo_output_dir()
         folder.mkdir(parents=True, exist_ok=True)
         args.trace = str(folder / "trace.jsonl")
-    code = launch(str(DEMO), app_args, args)
+    if args.workload == "qml":
+        app_args += ["--out", str(Path(args.trace).parent)]
+    app_args += args.app_args
+    code = launch(str(QML_DEMO if args.workload == "qml" else DEMO), app_args, args)
     if code == 0:
         print("\nWhat the allocation did (pilotq-mpi report):")
         code = run_report(argparse.Namespace(trace=Path(args.trace), gantt=None, utilization=None, chrome=None))
@@ -188,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       " ensemble and fake-QPU calls in one pilot. Its trace and plots go to"
                                       f" {OUTPUT_ROOT}/demo-DATE-TIME/ (or --out DIR); options of the demo"
                                       " program itself (e.g. --shots 500) go after `--`.")
+    demo.add_argument("workload", nargs="?", choices=("mixed", "qml"), default="mixed",
+                      help="mixed (default): state vector + cutting + QPU; qml: the QML mini-app (digits"
+                           " compressed by a task ensemble, a classifier trained data-parallel)")
     _add_launch_options(demo, default_ranks=8)
     demo.add_argument("--quick", action="store_true", help="smaller problem (for tests)")
     demo.add_argument("--qubits", type=int, help="circuit width (default 12)")
