@@ -107,6 +107,11 @@ class Pilot(Executor):
         self._master.post(kind, (what, reply))
         return reply.result()
 
+    def pool(self, name: str) -> "PoolView":
+        """An executor for pool ``name``: its ``submit``/``map`` add ``pool=name`` (e.g. for
+        :func:`~pilotq_mpi.workflows.cutting.run_cutting`, whose batches then size to that pool)."""
+        return PoolView(self, name)
+
     def release(self, name: str) -> list[str]:
         """End joined allocations early on purpose: ``name`` is an allocation (``join-1``) or a pool.
 
@@ -250,6 +255,31 @@ class Pilot(Executor):
                     pass
             if self._owns_journal and self.journal is not None:
                 self.journal.close()
+
+
+class PoolView(Executor):
+    """The tasks of one pool of a :class:`Pilot` (see :meth:`Pilot.pool`)."""
+
+    def __init__(self, pilot: Pilot, name: str):
+        self.pilot = pilot
+        self.name = name
+
+    @property
+    def resources(self) -> Inventory:
+        """The pilot's ranks in this pool (now)."""
+        inventory = self.pilot.resources
+        return Inventory(tuple(r for r in inventory.ranks if r.pool == self.name), inventory.qpus)
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """``Pilot.submit(fn, *args, pool=<this pool>, **kwargs)``."""
+        return self.pilot.submit(fn, *args, pool=self.name, **kwargs)
+
+    def map(self, fn: Callable, *iterables: Iterable, **kwargs: Any) -> Iterator:
+        """``Pilot.map(fn, *iterables, pool=<this pool>, **kwargs)``."""
+        return self.pilot.map(fn, *iterables, pool=self.name, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to do: the pilot's own shutdown ends its tasks."""
 
 
 def _pickle_arguments(fn: Callable, args: tuple, kwargs: dict) -> bytes:

@@ -228,15 +228,17 @@ class Inventory:
     def with_qpu(self, qpu: QpuSpec) -> "Inventory":
         """A new inventory with ``qpu.ranks`` compute ranks pinned to ``qpu``.
 
-        Prefers ranks without GPUs (QPU workers need none), highest world rank first.
+        Prefers ranks without GPUs (QPU workers need none), highest world rank first, and
+        only ranks of the main allocation (joined ones may leave; the QPU session must stay).
         """
         if qpu.name in self.qpus:
             raise ValueError(f"QPU {qpu.name!r} is already declared in this pilot")
-        free = sorted(self.compute_ranks, key=lambda r: (len(r.gpus) > 0, -r.rank))
+        free = sorted((r for r in self.compute_ranks if r.allocation == MAIN_ALLOCATION),
+                      key=lambda r: (len(r.gpus) > 0, -r.rank))
         if qpu.ranks >= len(free):
             raise ResourceError(
                 f"QPU {qpu.name!r} wants {plural(qpu.ranks, 'pinned rank')} but only"
-                f" {plural(len(free), 'compute rank')} {'is' if len(free) == 1 else 'are'} left;"
+                f" {plural(len(free), 'compute rank')} of the main allocation {'is' if len(free) == 1 else 'are'} left;"
                 " at least one must stay for other tasks: start the pilot with more ranks"
             )
         chosen = {r.rank for r in free[: qpu.ranks]}

@@ -150,3 +150,30 @@ def test_join_without_a_live_pilot_fails_fast(tmp_path):
     assert late.wait(timeout=60) == 4, late.tail()
     assert "is not running: its heartbeat was last touched" in late.stderr
     stop_all(tmp_path)
+
+
+def test_cpu_and_gpu_pools_example(run_dir, tmp_path):
+    """The example driver: cutting on the gpu pool (joined), QPU calls and the reference on the cpu pool."""
+    from jobs import PROGRAMS  # noqa: F401  (same folder layout as the other launches)
+    from elastic_launch import Launch
+
+    import pilotq_mpi.workflows.pools_demo as demo
+    from pilotq_mpi.trace import read_trace
+
+    trace = tmp_path / "trace.jsonl"
+    main = Launch(3, ["--run-dir", str(run_dir), "--pool", "cpu", "--trace", str(trace), demo.__file__,
+                      "--qubits", "8", "--shots", "500"])
+    extra = joiner(run_dir, pool="gpu")
+    assert main.wait() == 0, main.tail()
+    assert extra.wait() == 0, extra.tail()
+    records = read_trace(trace)
+    joined = {r["rank"] for rec in records if rec.get("type") == "resources" and rec["event"] == "join"
+              for r in rec["ranks"]}
+    tasks = [rec for rec in records if rec.get("type") == "task"]
+    cutting = [t for t in tasks if "subexperiment" in t["kind"]]
+    assert cutting and all(set(t["ranks"]) <= joined for t in cutting), "subexperiments ran on the gpu pool"
+    others = [t for t in tasks if t["name"] in ("qpu", "reference")]
+    assert len(others) == 3 and all(not set(t["ranks"]) & joined for t in others)
+    estimate, error = (float(x) for x in main.stdout.split("cutting on pool gpu: ")[1].split(" (")[0].split(" ± "))
+    exact = float(main.stdout.split("exact on pool cpu: ")[1].split()[0])
+    assert abs(estimate - exact) <= 5 * error + 1e-9, main.stdout

@@ -92,3 +92,10 @@ def test_a_moved_task_goes_ahead_of_tasks_of_its_priority():
         order.append(placement.task_id)
         scheduler.release(placement.task_id, 1)
     assert order == [8, 9, 1, 2, 3]
+
+
+def test_qpus_pin_ranks_of_the_main_allocation_only():
+    from pilotq_mpi.core.inventory import QpuSpec
+
+    pinned = two_allocations().with_qpu(QpuSpec("q", "m:f"))
+    assert [r.rank for r in pinned.qpu_ranks("q")] == [3]
