@@ -35,12 +35,12 @@ from pilotq_mpi.workflows.qml.ensemble import run_compression
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=400, help="images to compress (default 400)")
+    parser.add_argument("--images", type=int, default=320, help="images to compress (default 320)")
     parser.add_argument("--classes", default="0,1,2,3", help="digits to use, comma-separated (2..7 of 0-9)")
     parser.add_argument("--test-fraction", type=float, default=0.25, help="share of the images held out for testing")
     parser.add_argument("--layers", type=int, default=2, help="gate layers of each compressed circuit")
     parser.add_argument("--sweeps", type=int, default=2, help="stage-1 sweeps")
-    parser.add_argument("--bfgs-maxiter", type=int, default=100, help="stage-2 BFGS iterations at most")
+    parser.add_argument("--bfgs-maxiter", type=int, default=80, help="stage-2 BFGS iterations at most")
     parser.add_argument("--batch-size", type=int, default=8, help="images per compression task")
     parser.add_argument("--train-ranks", type=int, default=2, help="ranks of the data-parallel training task")
     parser.add_argument("--epochs", type=int, default=8, help="classifier training epochs")
