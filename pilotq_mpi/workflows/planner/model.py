@@ -10,7 +10,8 @@ subexperiments, shots, batches) from the problem and the resources. Terms:
   ``2^n`` amplitudes x seconds per amplitude-gate at ``m`` local qubits, over
   ``min(k, cores)`` cores), ``swap`` (index-bit swaps x (latency + ``2^(m-1)`` amplitudes /
   bandwidth)), ``observables`` (one sweep per X-group of Pauli terms);
-- one-rank Aer: ``task``, ``setup``, ``simulate`` (gates x ``2^n`` x seconds per amplitude-gate),
+- one-rank Aer: ``task``, ``setup``, ``simulate`` (fused gates x ``2^n`` x seconds per
+  amplitude-gate: Aer fuses gates too, and is calibrated per fused gate),
   ``observables`` (per Pauli term);
 - cutting (and a QPU's subexperiments): ``generate`` (subexperiments, on the driver),
   ``send`` (QPY of every subexperiment and unpickling every result, on the driver),
@@ -103,13 +104,13 @@ def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fuse
     return out
 
 
-def aer_terms(profile: CostProfile, *, num_qubits: int, gates: int, terms: int) -> dict[str, float]:
-    """Terms of the one-rank Aer exact estimate."""
+def aer_terms(profile: CostProfile, *, num_qubits: int, fused_gates: int, terms: int) -> dict[str, float]:
+    """Terms of the one-rank Aer exact estimate (``fused_gates``: as the state vector fuses them)."""
     amps = float(2**num_qubits)
     return {
         "task": profile.get("pilot", "task_s") + profile.get("pilot", "circuit_s"),
         "setup": profile.get("aer", "setup_s"),
-        "simulate": gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits),
+        "simulate": fused_gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits),
         "observables": terms * amps * profile.get("aer", "observable_amp_s"),
     }
 

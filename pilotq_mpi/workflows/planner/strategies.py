@@ -171,7 +171,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
             k *= 2
 
     # --- one rank, Aer
-    t = model.aer_terms(profile, num_qubits=n, gates=problem.gates, terms=terms)
+    t = model.aer_terms(profile, num_qubits=n, fused_gates=len(stats.fused) or problem.gates, terms=terms)
     mem = 2**n * 16
     s = Strategy("single", {"backend": "aer"}, "single/aer", sum(t.values()), mem, 1, 0.0, terms=t)
     if mids:
