@@ -40,20 +40,21 @@ PROFILE_VERSION = 1
 ENV_VAR = "PILOTQ_PROFILE"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "numpy": {"amp_gate_s": {"10": 2.0e-8, "14": 6.0e-9, "18": 5.0e-9, "22": 6.0e-9}, "observable_amp_s": 8.0e-9,
-              "gate_s": 3.0e-5, "init_amp_s": 1.0e-9},
+    "numpy": {"amp_gate_s": {"16": 1.2e-7, "18": 1.1e-7, "20": 7.3e-8}, "observable_amp_s": 4.3e-8,
+              "gate_s": 3.3e-4, "init_amp_s": 1.2e-8},
     "cupy": {"amp_gate_s": {"10": 2.0e-7, "20": 2.0e-10, "28": 1.0e-11}, "observable_amp_s": 5.0e-11,
              "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
-    "aer": {"amp_gate_s": {"10": 1.0e-8, "16": 2.0e-9, "22": 1.5e-9}, "setup_s": 0.02, "observable_amp_s": 2.0e-9},
-    "aer-sampler": {"circuit_s": 2.0e-3, "gate_s": 6.0e-5, "amp_gate_s": 4.0e-9, "shot_s": 1.5e-5,
-                    "sample_s": 2.0e-7},
-    "aer-sampler-gpu": {"circuit_s": 5.0e-3, "gate_s": 6.0e-5, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
-                        "sample_s": 2.0e-7},
-    "comm": {"latency_s": 2.0e-5, "bytes_per_s": 2.0e9},
-    "pilot": {"task_s": 3.0e-3, "circuit_s": 3.0e-4, "result_s": 1.0e-4},
-    "cutting": {"generate_s": 5.0e-3, "reconstruct_s": 2.0e-5, "stderr_s": 4.0e-5},
+    "aer": {"amp_gate_s": {"18": 3.2e-8}, "setup_s": 0.7, "observable_amp_s": 1.3e-7},
+    "aer-sampler": {"circuit_s": 2.1e-2, "gate_s": 2.6e-3, "amp_gate_s": 6.1e-9, "shot_s": 2.9e-5,
+                    "sample_s": 1.9e-5},
+    "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
+                        "sample_s": 1.0e-6},
+    "comm": {"latency_s": 7.3e-5, "bytes_per_s": 1.2e9},
+    "pilot": {"task_s": 3.3e-3, "circuit_s": 9.0e-4, "result_s": 1.9e-4},
+    "cutting": {"generate_s": 4.7e-3, "reconstruct_s": 2.8e-3, "stderr_s": 1.0e-2},
 }
-"""Built-in constants (rough, from a loaded 2-core machine); replaced by :func:`calibrate`."""
+"""Built-in constants: one ``pilotq-mpi calibrate -n 4`` on the shared 2-core build machine at load
+average ~9 (so slow; GPU entries are rough guesses, never measured); replaced by :func:`calibrate`."""
 
 
 def default_path(host: str | None = None) -> Path:
