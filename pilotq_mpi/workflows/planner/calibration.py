@@ -226,13 +226,18 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
               quick: bool = False) -> CostProfile:
     """Measure this pilot's cost profile (see the module docstring) and save it (``save``: True or a path).
 
-    ``pilot``: a running Pilot (benchmarks run on its worker ranks) or None (in this process).
+    ``pilot``: a running Pilot (benchmarks run on its worker ranks), or None or a
+    :class:`~.resources.Resources` (in this process; communication keeps its default).
     ``quick``: smaller sizes (for tests). Returns the profile.
     """
     import socket
 
     from ..cutting import _standard_errors, to_qpy
 
+    from .resources import Resources
+
+    if isinstance(pilot, Resources):  # a description has no ranks to run on: measure in this process
+        pilot = None
     started = time.perf_counter()
     profile = profile or CostProfile(host=socket.gethostname())
     sv_sizes = (10, 14, 16) if quick else NUMPY_SIZES
