@@ -62,6 +62,8 @@ def test_one_mps_layer_prepares_a_bond_two_state_exactly():
     assert fidelity(state, gates, qubits) == pytest.approx(1.0, abs=1e-10)
     for gate in gates:
         assert np.allclose(gate @ gate.T, np.eye(4)) and np.linalg.det(gate) == pytest.approx(1.0)
+    blank = frqi_state(np.zeros((8, 8)))  # a product state: bond dimension 1 everywhere
+    assert fidelity(blank, *mps_layers(blank, 1)) == pytest.approx(1.0, abs=1e-10)
 
 
 def test_bfgs_gradient_matches_finite_differences():

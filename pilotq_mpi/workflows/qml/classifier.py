@@ -115,7 +115,7 @@ def _layers(qml, config: ClassifierConfig, angles, state) -> None:
             base = 3 * (layer * n + q)
             qml.Rot(angles[base], angles[base + 1], angles[base + 2], wires=q)
         if n > 1:
-            for q in range(n if n > 2 else 1):
+            for q in range(n if n > 2 else 1):  # a ring; on 2 qubits the ring is the one CNOT
                 qml.CNOT(wires=[q, (q + 1) % n])
 
 

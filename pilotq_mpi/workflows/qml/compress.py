@@ -145,12 +145,11 @@ def _left_canonical_mps(state: np.ndarray, n: int, chi: int = 2) -> list[np.ndar
     tensors, rest, bond = [], state.reshape(1, -1), 1
     for _ in range(n - 1):
         u, s, vt = np.linalg.svd(rest.reshape(bond * 2, -1), full_matrices=False)
-        keep = max(1, min(chi, int(np.sum(s > 1e-14 * s[0])) if s[0] > 0 else 1))
+        keep = min(chi, max(1, int(np.sum(s > 1e-14 * s[0]))))  # drop exact zeros: a product state has bond 1
         tensors.append(u[:, :keep].reshape(bond, 2, keep))
         rest, bond = s[:keep, None] * vt[:keep], keep
     last = rest.reshape(bond, 2)
-    norm = np.linalg.norm(last)
-    tensors.append(last / norm if norm > 0 else np.eye(bond, 2)[:, :2] / max(1.0, np.sqrt(bond)))
+    tensors.append(last / np.linalg.norm(last))  # the kept singular values: what truncation left of the norm
     return tensors
 
 
