@@ -59,7 +59,7 @@ SIZES = {
     "tiny": {"qubits": (), "extra": [("hea", 10, 1, "zprod"), ("brick", 10, 4, "zsum")], "repeats": 1, "shots": 100,
              "max_subexperiments": 20, "long_s": 5.0, "batch_timeout": 300, "calibrate": False, "one_batch": True},
     "small": {"qubits": (10, 16, 22), "extra": [("hea", 26, 1, "zprod"), ("qaoa", 26, 1, "zsum")], "repeats": 3,
-              "shots": 200, "max_subexperiments": 150, "long_s": 8.0, "batch_timeout": 1200, "calibrate": True,
+              "shots": 200, "max_subexperiments": 150, "long_s": 8.0, "batch_timeout": 600, "calibrate": True,
               "one_batch": False},
 }
 
