@@ -117,8 +117,37 @@ def mixed(data: dict) -> str:
     return out
 
 
+def planner(data: dict) -> str:
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    sc, meta = data["scores"], data["meta"]
+    p, q = sc["planner"], sc["qdreamer"]
+    test = "+".join(sc["test_families"])
+    rows = []
+    for name, circuits, picks, cut in (
+            ("planner, all families", p["all"], p["all"], p["cutting_only"]),
+            (f"planner, held-out families ({test})", p["held_out_families"], p["held_out_families"],
+             p["cutting_only_held_out"]),
+            (f"Q-Dreamer, fit on {'+'.join(sc['train_families'])}, scored on {test}", q["held_out_families"],
+             q["held_out_families"], q["cutting_only_held_out"])):
+        rows.append([name, circuits["circuits"], f"{pct(picks['fraction_within_tol'])} ({picks['within_tol']})",
+                     picks["unmeasured_picks"], pct(picks["regret_p50"]), pct(picks["regret_p95"]),
+                     pct(picks["regret_max"]), f"{pct(cut['fraction_within_tol'])} of {cut['circuits']}"])
+    mrows = [[label, v["n"], pct(v["mape"]), pct(v["p90_ape"])] for label, v in p["mape_by_label"].items()]
+    qm = q["mape_held_out"].get("cutting")
+    if qm:
+        mrows.append([f"cutting, Q-Dreamer ({test})", qm["n"], pct(qm["mape"]), pct(qm["p90_ape"])])
+    return (f"### Planner: pick vs measured best ({len(data['items'])} circuits, {meta['workers']} workers,"
+            f" {meta['shots']} shots per subexperiment, median of up to {meta['repeats']})\n\n`{meta['command']}`\n\n"
+            + _table(["scorer", "circuits", f"pick within {sc['tolerance']:.0%} of best", "pick not measured",
+                      "regret p50", "p95", "max", "among cutting sizes: pick within tol"], rows)
+            + "\n\nPrediction error of the planner's times (median and 90th percentile absolute % error):\n\n"
+            + _table(["strategy", "runs", "MAPE", "p90"], mrows))
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
-             "scheduler_scale": scheduler_scale, "mixed": mixed}
+             "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner}
 
 
 def render_all() -> str:
