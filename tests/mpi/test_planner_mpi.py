@@ -48,11 +48,12 @@ def test_run_auto_and_two_explicit_strategies_match_the_exact_value_and_land_in_
 
     def driver():
         with Pilot() as pilot:
-            p = plan(circuit, observable, pilot, shots=1000, profile=PROFILE)
+            p = plan(circuit, observable, pilot, shots=1000, profile=PROFILE, search_cuts=True)
             cutting = next(s for s in p.feasible if s.kind == "cutting")
             results = {}
             for strategy in ("auto", "statevector/2", cutting.label):
-                results[strategy] = run(circuit, observable, pilot, strategy, shots=1000, profile=PROFILE)
+                results[strategy] = run(circuit, observable, pilot, strategy, shots=1000, profile=PROFILE,
+                                        search_cuts=True)
         for strategy, result in results.items():
             assert close_enough(result, exact), (strategy, result.values, result.std_errors, exact)
             assert result.measured_time > 0 and result.predicted_time > 0

@@ -31,7 +31,8 @@ def su2_8():
 @pytest.fixture(scope="module")
 def plan_8(su2_8):
     circuit, observable = su2_8
-    return plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000)
+    return plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000,
+                search_cuts=True)
 
 
 def test_every_kind_is_listed_with_unique_labels_and_terms_that_add_up(plan_8):
@@ -68,6 +69,16 @@ def test_exact_strategies_have_no_error_and_cutting_reports_one_from_its_shots(p
             assert s.params["subexperiments"] >= 6 ** s.params["cuts"]
 
 
+def test_auto_skips_the_cut_search_when_an_exact_strategy_beats_any_cut(su2_8):
+    circuit, observable = su2_8
+    p = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000)
+    assert not any(s.kind == "cutting" for s in p.strategies)
+    assert any(n.startswith("cut search skipped: ") and "search_cuts=True" in n for n in p.notes)
+    assert p.timings["cut_search"] == 0.0
+    with pytest.raises(PlanningError, match="search_cuts must be 'auto', True or False"):
+        plan(circuit, observable, Resources(workers=4), profile=PROFILE, search_cuts="yes")
+
+
 def test_cut_options_count_what_the_cutting_workflow_generates(su2_8):
     circuit, _ = su2_8
     from qiskit.quantum_info import PauliList
@@ -96,10 +107,10 @@ def test_memory_makes_narrow_state_vectors_infeasible_and_says_how_many_ranks_fi
 def test_target_error_sets_the_shots_and_too_few_shots_are_refused(su2_8):
     circuit, observable = su2_8
     res = Resources(workers=4, memory_per_rank=GIB, cores=4)
-    p = plan(circuit, observable, res, profile=PROFILE, target_error=0.02)
+    p = plan(circuit, observable, res, profile=PROFILE, target_error=0.02, search_cuts=True)
     cut = next(s for s in p.strategies if s.kind == "cutting")
     assert cut.feasible and cut.std_error <= 0.02
-    few = plan(circuit, observable, res, profile=PROFILE, target_error=0.02, shots=100)
+    few = plan(circuit, observable, res, profile=PROFILE, target_error=0.02, shots=100, search_cuts=True)
     cut = next(s for s in few.strategies if s.kind == "cutting")
     assert not cut.feasible and cut.reason.startswith("target_error:") and "use shots >=" in cut.reason
     assert few.best.kind in ("statevector", "single"), "exact strategies reach any target"
@@ -165,7 +176,7 @@ def test_a_qpu_narrower_than_the_circuit_gets_the_widest_cut_that_fits(su2_8):
 def test_gpu_ranks_add_gpu_variants_within_gpu_memory(su2_8):
     circuit, observable = su2_8
     p = plan(circuit, observable, Resources(workers=4, gpu_workers=2, memory_per_rank=GIB, gpu_memory=GIB),
-             profile=PROFILE, shots=500)
+             profile=PROFILE, shots=500, search_cuts=True)
     assert p.get("statevector/2/gpu").feasible
     assert not p.get("statevector/4/gpu").feasible
     assert any(s.label.endswith("/gpu") and s.kind == "cutting" for s in p.strategies)

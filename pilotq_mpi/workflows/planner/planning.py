@@ -118,7 +118,8 @@ def resources_of(pilot: Any, qpu_info: dict[str, QpuInfo] | None = None) -> Reso
 def plan(circuit, observables, pilot, *, target_error: float | None = None, shots: int | None = None,
          time_budget: float | None = None, profile: CostProfile | str | None = None,
          max_cuts: int = DEFAULT_MAX_CUTS, sizes=None, seed: int = 0,
-         qpu_info: dict[str, QpuInfo] | None = None, cut_search_limit: float = 20.0) -> Plan:
+         qpu_info: dict[str, QpuInfo] | None = None, cut_search_limit: float = 20.0,
+         search_cuts: "str | bool" = "auto") -> Plan:
     """Rank every way to run ``circuit`` for ``observables`` on ``pilot``'s free resources.
 
     Args:
@@ -138,6 +139,9 @@ def plan(circuit, observables, pilot, *, target_error: float | None = None, shot
         qpu_info: planner's view of declared QPUs by name (width, latency), when the declaration
             does not tell.
         cut_search_limit: seconds the cut search may take.
+        search_cuts: ``"auto"`` (skip the cut search, and cutting, when an exact strategy is
+            predicted faster than any cut can be; a note says so), True (always list cutting)
+            or False (never).
 
     Raises:
         PlanningError: bad input (observable width, parameters), or no strategy is feasible
@@ -153,15 +157,22 @@ def plan(circuit, observables, pilot, *, target_error: float | None = None, shot
         profile = CostProfile.load(profile, host=resources.host if profile is None else None)
     problem = circuit if isinstance(circuit, Problem) else make_problem(circuit, observables)
     settings = {"target_error": target_error, "shots": shots, "time_budget": time_budget, "max_cuts": max_cuts,
-                "sizes": sizes, "seed": seed, "qpu_info": qpu_info, "cut_search_limit": cut_search_limit}
-    if problem.mid_measurements:
-        (options, too_many, note), search_s = ([], None, ""), 0.0
+                "sizes": sizes, "seed": seed, "qpu_info": qpu_info, "cut_search_limit": cut_search_limit,
+                "search_cuts": search_cuts}
+    if search_cuts not in ("auto", True, False):
+        raise PlanningError(f"search_cuts must be 'auto', True or False, got {search_cuts!r}")
+    stats = problem_stats(problem)
+    skipped = ""
+    if search_cuts == "auto" and sizes is None and not problem.mid_measurements:
+        skipped = _cut_search_not_worth_it(problem, resources, profile, stats, shots, target_error)
+    if problem.mid_measurements or skipped or search_cuts is False:
+        (options, too_many, note), search_s = ([], None, skipped or ("cut search off (search_cuts=False)"
+                                                                     if search_cuts is False else "")), 0.0
     else:
         (options, too_many, note), search_s = _cuts(problem, max_cuts, sizes, seed, cut_search_limit)
-    stats = problem_stats(problem)
     strategies = enumerate_strategies(problem, resources, profile, options=options, too_many=too_many,
                                       search_note=note, shots=shots, target_error=target_error,
-                                      time_budget=time_budget, stats=stats)
+                                      time_budget=time_budget, stats=stats, cut_placeholder=not skipped)
     strategies.sort(key=lambda s: (not s.feasible, s.predicted_time if math.isfinite(s.predicted_time) else math.inf))
     result = Plan(problem, resources, profile, strategies, settings,
                   timings={"cut_search": search_s, "convert": stats.convert_s, "total": time.perf_counter() - t0})
@@ -170,6 +181,29 @@ def plan(circuit, observables, pilot, *, target_error: float | None = None, shot
     if result.best is None:
         raise PlanningError(_no_strategy_message(result), result)
     return result
+
+
+def cutting_lower_bound(profile: CostProfile, resources: Resources) -> float:
+    """Seconds no cutting strategy can beat: one cut (6 QPD terms) over two partitions is at least
+    12 subexperiments to generate, plus their per-circuit cost spread over the workers."""
+    return 12 * profile.get("cutting", "generate_s") + 12 * profile.get("aer-sampler", "circuit_s") / max(
+        1, min(resources.workers, resources.cpu_cores))
+
+
+def _cut_search_not_worth_it(problem: Problem, resources: Resources, profile: CostProfile, stats, shots,
+                             target_error) -> str:
+    """Why searching cuts is pointless here (an exact strategy beats any cut), or "" to search."""
+    if any(q.qubits is not None and problem.num_qubits > q.qubits for q in resources.qpus):
+        return ""  # a narrower QPU needs the cuts
+    exact = enumerate_strategies(problem, resources, profile, options=[], too_many=None, search_note="",
+                                 shots=shots, target_error=target_error, stats=stats, cut_placeholder=False)
+    fastest = min((s for s in exact if s.feasible and s.kind in ("statevector", "single")),
+                  key=lambda s: s.predicted_time, default=None)
+    bound = cutting_lower_bound(profile, resources)
+    if fastest is None or fastest.predicted_time >= bound:
+        return ""
+    return (f"cut search skipped: {fastest.label} takes {fastest.predicted_time:.3g} s, less than any cut can"
+            f" (>= {bound:.3g} s); pass search_cuts=True to list cutting strategies anyway")
 
 
 def _no_strategy_message(p: Plan) -> str:

@@ -123,8 +123,12 @@ def _infeasible(strategy: Strategy, reason: str) -> None:
 def enumerate_strategies(problem: Problem, resources: Resources, profile: CostProfile, *,
                          options: list[CutOption], too_many: int | None, search_note: str,
                          shots: int | None = None, target_error: float | None = None,
-                         time_budget: float | None = None, stats: Stats | None = None) -> list[Strategy]:
-    """All strategies for ``problem`` on ``resources`` (unranked); see the module docstring."""
+                         time_budget: float | None = None, stats: Stats | None = None,
+                         cut_placeholder: bool = True) -> list[Strategy]:
+    """All strategies for ``problem`` on ``resources`` (unranked); see the module docstring.
+
+    ``cut_placeholder``: list an infeasible ``cutting`` entry saying why when there is no cut option.
+    """
     stats = stats or problem_stats(problem)
     n = problem.num_qubits
     terms = len(problem.terms)
@@ -203,7 +207,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
             out.append(s)
     if mids:
         out.append(Strategy("cutting", {}, "cutting", float("inf"), 0, 0, float("nan"), False, mid_reason))
-    elif not options:
+    elif not options and cut_placeholder:
         why = search_note or (f"no cut with at most the allowed cuts was found (sizes down to {too_many} need more)"
                               if too_many else "no cut found")
         out.append(Strategy("cutting", {}, "cutting", float("inf"), 0, 0, float("nan"), False,
