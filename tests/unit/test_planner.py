@@ -104,6 +104,14 @@ def test_memory_makes_narrow_state_vectors_infeasible_and_says_how_many_ranks_fi
     assert not p.get("single/aer").feasible and p.get("single/aer").reason.startswith("memory:")
 
 
+def test_replan_takes_the_resources_present_now(plan_8):
+    grown = plan_8.replan(Resources(workers=8, memory_per_rank=GIB, cores=8))
+    assert grown.get("statevector/8").feasible and not plan_8.get("statevector/8").feasible
+    assert grown.problem.digest == plan_8.problem.digest and grown.settings["shots"] == 1000
+    shrunk = plan_8.replan(Resources(workers=1, memory_per_rank=GIB, cores=1))
+    assert not shrunk.get("statevector/2").feasible and shrunk.get("statevector/1").feasible
+
+
 def test_target_error_sets_the_shots_and_too_few_shots_are_refused(su2_8):
     circuit, observable = su2_8
     res = Resources(workers=4, memory_per_rank=GIB, cores=4)
