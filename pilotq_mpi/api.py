@@ -56,10 +56,13 @@ class Pilot(Executor):
 
     ``pools`` names pools expected to join later (``python -m pilotq_mpi --join DIR --pool
     NAME``): tasks submitted with ``pool=NAME`` wait for them instead of failing at submit.
+    ``adapt`` (:class:`~pilotq_mpi.core.adapt.Adapt`) submits Slurm jobs that join this pilot
+    when queued work would keep its ranks busy too long, and releases them when idle (the
+    pilot needs ``--run-dir``); its template's pool counts as expected.
     """
 
     def __init__(self, *, qpus: Sequence[QpuSpec] = (), journal: "str | os.PathLike | Journal | None" = None,
-                 pools: Iterable[str] = ()):
+                 pools: Iterable[str] = (), adapt: Any = None):
         self._master = session.current()
         self._owns_journal = journal is not None and not isinstance(journal, Journal)
         self.journal: Journal | None = Journal(journal) if self._owns_journal else journal
@@ -82,6 +85,12 @@ class Pilot(Executor):
             if bad:
                 raise ValueError(f"pools must be non-empty names, got {bad!r}")
             self._ask("expect", frozenset(pools))
+        if adapt is not None:
+            from .core.adapt import Adapt
+
+            if not isinstance(adapt, Adapt):
+                raise TypeError(f"adapt= takes an Adapt(template=JoinTemplate(...), ...), got {adapt!r}")
+            self._ask("adapt", adapt)
 
     # --- resources ------------------------------------------------------------------------
     @property

@@ -54,6 +54,9 @@ class TaskObserver:
     def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
         """Ranks joined (``event`` "join": ``infos`` are the new ranks) or left ("leave", "lost")."""
 
+    def note(self, record: dict) -> None:
+        """A record of another kind than a task (e.g. an adapt decision) for the trace."""
+
     def close(self) -> None:
         """The pilot is done."""
 
@@ -109,7 +112,8 @@ class Master:
         """The joined allocations (:class:`~.elastic.Elastic`), when the pilot has a run directory."""
         self._comms = [world]
         """Communicators results come in on: the world, then each joined allocation's."""
-        self._releases: list[tuple[str, Any]] = []
+        self._adapt = None
+        """The adapt policy's runner (:class:`~.adapting.AdaptRunner`), once the driver set one."""
 
     # --- driver side (any thread) ---------------------------------------------------------
     def start(self) -> None:
@@ -206,6 +210,8 @@ class Master:
                 self._on_abort(payload)
             elif kind == "release":
                 self._on_release(*payload)
+            elif kind == "adapt":
+                self._on_adapt(*payload)
             elif kind == "stop":
                 self._stopping = True
         return worked
@@ -630,6 +636,8 @@ class Master:
                 sys.stderr.write(f"pilotq-mpi: allocation {event.allocation.name} is lost: no heartbeat for"
                                  f" {event.silent:.0f}s; its tasks run again elsewhere\n")
                 self._remove_allocation(event.allocation, "lost", reachable=False)
+        if self._adapt is not None and self._adapt.due(now) and not (self._draining or self._stopping):
+            changed |= self._run_adapt(now)
         for allocation in list(self.elastic.allocations.values()):
             if allocation.leaving_until is not None:
                 holding = any(self.scheduler.load(rank) for rank in allocation.ranks)
@@ -707,6 +715,45 @@ class Master:
         record.reset_attempt()
         record.moves += 1
         self.scheduler.submit(record.task_id, record.spec, front=True)
+
+    def _on_adapt(self, policy, reply) -> None:
+        """The driver set an adapt policy: join jobs are submitted and released from now on."""
+        if self.elastic is None:
+            reply.set_exception(ValueError("Pilot(adapt=...) needs a pilot others can join: start it with"
+                                           " --run-dir DIR (or PILOTQ_RUN_DIR) on a shared file system"))
+            return
+        from ..platform.adapt_jobs import SlurmJobs
+        from .adapting import AdaptRunner
+
+        self._adapt = AdaptRunner(policy, SlurmJobs(self.elastic.run_dir.path), self.observer.note)
+        if policy.template.pool is not None:
+            self._set_inventory(self.inventory.expecting([policy.template.pool]))
+        reply.set_result(None)
+
+    def _run_adapt(self, now: float) -> bool:
+        """One decision of the adapt policy; True if an allocation was released."""
+        from ..core.adapt import Allocation as AdaptAllocation
+
+        pool = self._adapt.policy.template.pool
+        queued = [(self._predict(record.task_id), record.spec.ranks) for record in self.tasks.values()
+                  if record.state is TaskState.QUEUED and record.spec.pool in (None, pool)]
+        ranks = sum(1 for info in self.inventory.compute_ranks if pool is None or info.pool == pool)
+        views = []
+        for allocation in self.elastic.allocations.values():
+            if any(self.scheduler.load(rank) for rank in allocation.ranks):
+                allocation.idle_since = None
+            elif allocation.idle_since is None:
+                allocation.idle_since = now
+            views.append(AdaptAllocation(allocation.name, allocation.job_id, allocation.pool, allocation.size,
+                                         allocation.idle_since, allocation.joined_at,
+                                         allocation.leaving_until is not None))
+        released = False
+        for decision in self._adapt.decide(now, queued=queued, ranks=ranks, allocations=views):
+            allocation = self.elastic.allocations.get(decision.allocation_id)
+            if allocation is not None and allocation.leaving_until is None:
+                self._start_leaving(allocation, now + self.drain_grace)
+                released = True
+        return released
 
     def _set_inventory(self, inventory: Inventory) -> None:
         self.inventory = inventory
