@@ -104,6 +104,21 @@ def test_memory_makes_narrow_state_vectors_infeasible_and_says_how_many_ranks_fi
     assert not p.get("single/aer").feasible and p.get("single/aer").reason.startswith("memory:")
 
 
+def test_first_imports_are_charged_only_to_workers_that_have_not_run_the_library(su2_8):
+    circuit, observable = su2_8
+    cold = plan(circuit, observable, Resources(workers=4, cores=2, memory_per_rank=GIB, warm={}), profile=PROFILE)
+    qiskit_s, aer_s = PROFILE.get("pilot", "import_qiskit_s"), PROFILE.get("pilot", "import_aer_s")
+    assert cold.get("statevector/1").terms["imports"] == qiskit_s
+    assert cold.get("statevector/4").terms["imports"] == 2 * qiskit_s, "4 cold workers importing on 2 cores"
+    assert cold.get("single/aer").terms["imports"] == qiskit_s + aer_s
+    half = plan(circuit, observable, Resources(workers=4, cores=2, memory_per_rank=GIB, warm={"qiskit": 2}),
+                profile=PROFILE)
+    assert "imports" not in half.get("statevector/2").terms
+    assert half.get("statevector/4").terms["imports"] == qiskit_s
+    described = plan(circuit, observable, Resources(workers=4, cores=2, memory_per_rank=GIB), profile=PROFILE)
+    assert all("imports" not in s.terms for s in described.strategies), "warm=None: a description is warm"
+
+
 def test_replan_takes_the_resources_present_now(plan_8):
     grown = plan_8.replan(Resources(workers=8, memory_per_rank=GIB, cores=8))
     assert grown.get("statevector/8").feasible and not plan_8.get("statevector/8").feasible

@@ -10,7 +10,8 @@
 - ``aer-sampler``: real cut subexperiments (an EfficientSU2 cut in two) at 4 and 9 qubits,
   with and without a mid-circuit measurement, at two shot counts (one worker);
 - ``comm``: ``Sendrecv`` latency and bandwidth between two worker ranks (a 2-rank task);
-- ``pilot``: the round trip of a no-op task, QPY of a circuit, unpickling a result;
+- ``pilot``: the round trip of a no-op task, QPY of a circuit, unpickling a result, and the
+  first imports of qiskit and Aer in a fresh interpreter (what a cold worker pays once);
 - ``cutting``: generating subexperiments, reconstruction and standard errors (on the driver,
   with the sampled results of a whole small cut problem).
 
@@ -252,6 +253,21 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
         seconds[name] = time.perf_counter() - t0
         return value
 
+    # first imports in a fresh interpreter (what a cold worker pays once)
+    import subprocess
+    import sys
+
+    probe = ("import time; t = time.perf_counter(); import qiskit; from qiskit import qpy, transpile;"
+             " a = time.perf_counter(); import qiskit_aer.primitives;"
+             " from qiskit.transpiler import generate_preset_pass_manager; print(a - t, time.perf_counter() - a)")
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+        import_qiskit, import_aer = (float(x) for x in out.stdout.split())
+    except (subprocess.SubprocessError, ValueError, OSError):
+        import_qiskit = import_aer = None
+    seconds["imports"] = time.perf_counter() - t0
+
     # pilot round trip (after a warm-up task on every worker)
     if pilot is not None:
         workers = len(pilot.resources.compute_ranks)
@@ -307,7 +323,10 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
     t3 = time.perf_counter()
     profile.update("cutting", {"generate_s": generate_s, "reconstruct_s": (t2 - t1) / (total * len(terms)),
                                "stderr_s": (t3 - t2) / (total * len(terms))})
-    profile.update("pilot", {"task_s": task_s, "circuit_s": qpy_s, "result_s": result_s})
+    pilot_values = {"task_s": task_s, "circuit_s": qpy_s, "result_s": result_s}
+    if import_qiskit is not None:
+        pilot_values.update(import_qiskit_s=import_qiskit, import_aer_s=import_aer)
+    profile.update("pilot", pilot_values)
     seconds["driver"] = time.perf_counter() - t0
     profile.meta = {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                     "loadavg": list(os.getloadavg()), "workers": len(pilot.resources.compute_ranks) if pilot else 0,

@@ -332,6 +332,15 @@ def run(circuit, observables, pilot, strategy: "str | Strategy" = "auto", *, qpu
             moved.append({"what": "whole circuit", "from": current.label, "to": nxt.label, "why": why})
             tried.add(nxt.label)
             p, current = fresh, nxt
+    from .resources import mark_warm
+    from .strategies import LIBRARIES
+
+    done = current
+    used = done.params.get("ranks", 1) if done.kind == "statevector" else (
+        min(done.tasks, p.resources.workers) if done.kind == "cutting" else 1)
+    mark_warm(pilot, LIBRARIES.get(done.kind, ()), used)
+    if moved:  # fragments that moved ran Aer on the compute ranks
+        mark_warm(pilot, LIBRARIES["cutting"], min(len(moved), p.resources.workers))
     values, errors = p.problem.combine(term_values, term_errors)
     result = RunResult(values=values, std_errors=errors, strategy=chosen, predicted_time=chosen.predicted_time,
                        measured_time=time.perf_counter() - started, moved=moved, plan=p, plan_time=plan_time,

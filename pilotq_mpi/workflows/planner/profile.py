@@ -20,7 +20,8 @@ Backends and their constants (all seconds unless said):
   ``sample_s`` per shot sampled from a final state.
 - ``comm``: ``latency_s`` and ``bytes_per_s`` of a ``Sendrecv`` between two worker ranks.
 - ``pilot``: ``task_s`` per task (submit to result, no-op), ``circuit_s`` per circuit sent
-  (QPY both ways), ``result_s`` per subexperiment result received.
+  (QPY both ways), ``result_s`` per subexperiment result received, ``import_qiskit_s`` and
+  ``import_aer_s`` (a fresh interpreter importing qiskit, then Aer: paid once per worker).
 - ``cutting``: ``generate_s`` per subexperiment generated, ``reconstruct_s`` and ``stderr_s``
   per subexperiment and Pauli term.
 """
@@ -50,7 +51,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
                         "sample_s": 1.0e-6},
     "comm": {"latency_s": 7.3e-5, "bytes_per_s": 1.2e9},
-    "pilot": {"task_s": 3.3e-3, "circuit_s": 9.0e-4, "result_s": 1.9e-4},
+    "pilot": {"task_s": 3.3e-3, "circuit_s": 9.0e-4, "result_s": 1.9e-4, "import_qiskit_s": 7.9,
+              "import_aer_s": 1.7},
     "cutting": {"generate_s": 4.7e-3, "reconstruct_s": 2.8e-3, "stderr_s": 1.0e-2},
 }
 """Built-in constants: one ``pilotq-mpi calibrate -n 4`` on the shared 2-core build machine at load

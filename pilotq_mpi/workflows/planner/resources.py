@@ -10,7 +10,7 @@ import functools
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 FAKE_BACKEND_FACTORY = "pilotq_mpi.workflows.qpu:fake_backend"
 
@@ -86,6 +86,9 @@ class Resources:
     nodes: int = 1
     qpus: tuple[QpuInfo, ...] = ()
     host: str = field(default_factory=socket.gethostname)
+    warm: Mapping[str, int] | None = None
+    """Library -> how many workers already imported it (``"qiskit"``, ``"aer"``); None: all are
+    warm (no import term). :meth:`from_pilot` fills it from what ``run()`` did on that pilot."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
@@ -163,7 +166,23 @@ class Resources:
                 info = qpu_from_spec(spec, len(inventory.qpu_ranks(name)))
             qpus.append(info)
         return cls(workers=len(compute), gpu_workers=gpu_ranks, memory_per_rank=min(memories) if memories else None,
-                   nodes=nodes, qpus=tuple(qpus))
+                   nodes=nodes, qpus=tuple(qpus), warm=dict(WARM.get(pilot_key(pilot), {})))
+
+
+WARM: dict[int, dict[str, int]] = {}
+"""Per live pilot (:func:`pilot_key`): library -> workers that have imported it (through ``run()``)."""
+
+
+def pilot_key(pilot: Any) -> int:
+    """Identity of a live pilot's session (its master), shared by every ``Pilot()`` attached to it."""
+    return id(getattr(pilot, "_master", pilot))
+
+
+def mark_warm(pilot: Any, libraries: Sequence[str], workers: int) -> None:
+    """Record that ``workers`` workers of ``pilot`` have imported ``libraries``."""
+    entry = WARM.setdefault(pilot_key(pilot), {})
+    for lib in libraries:
+        entry[lib] = max(entry.get(lib, 0), int(workers))
 
 
 def qpu_from_spec(spec: Any, ranks: int) -> QpuInfo:

@@ -114,6 +114,30 @@ def _error_check(strategy: Strategy, option: CutOption, problem: Problem, shots:
                               f" with shots={shots}; use shots >= {need} (or leave shots unset)")
 
 
+LIBRARIES = {"statevector": ("qiskit",), "single": ("qiskit", "aer"), "cutting": ("qiskit", "aer")}
+"""What each kind of task imports on its workers (paid once per worker: the ``imports`` term)."""
+
+
+def import_seconds(profile: CostProfile, resources: Resources, kind: str, workers: int) -> float:
+    """Seconds of first imports on the workers a strategy uses that have not imported its libraries yet."""
+    if resources.warm is None:
+        return 0.0
+    total = 0.0
+    for lib in LIBRARIES.get(kind, ()):
+        cold = workers - resources.warm.get(lib, 0)
+        if cold > 0:
+            total += profile.get("pilot", f"import_{lib}_s") * max(1.0, cold / resources.cpu_cores)
+    return total
+
+
+def _add_imports(strategy: Strategy, profile: CostProfile, resources: Resources, workers: int) -> None:
+    seconds = import_seconds(profile, resources, strategy.kind, workers)
+    if seconds:
+        strategy.terms["imports"] = seconds
+        strategy.predicted_time += seconds
+        strategy.notes.append(f"includes first imports on {workers} worker(s) (once per pilot)")
+
+
 def _infeasible(strategy: Strategy, reason: str) -> None:
     if strategy.feasible:
         strategy.feasible = False
@@ -158,6 +182,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
             s = Strategy("statevector", {"ranks": k, "backend": backend, "swaps": swaps,
                                          "fused_gates": len(stats.fused)},
                          f"statevector/{k}{suffix}", sum(t.values()), mem, 1, 0.0, terms=t)
+            _add_imports(s, profile, resources, k)
             if not profile.is_calibrated(backend):
                 s.notes.append(f"{backend} constants not calibrated on this host (run `pilotq-mpi calibrate`)")
             if mids:
@@ -178,6 +203,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
     t = model.aer_terms(profile, num_qubits=n, fused_gates=len(stats.fused) or problem.gates, terms=terms)
     mem = 2**n * 16
     s = Strategy("single", {"backend": "aer"}, "single/aer", sum(t.values()), mem, 1, 0.0, terms=t)
+    _add_imports(s, profile, resources, 1)
     if mids:
         _infeasible(s, mid_reason)
     if mem > resources.cpu_memory:
@@ -201,6 +227,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
                                      "shots": shots_used, "workers": workers, "backend": backend},
                          f"cutting/{option.size}q{suffix}", sum(t.values()), mem, tasks, se, terms=t, option=option)
             s.notes.append(f"shots {why}; std error is an upper estimate")
+            _add_imports(s, profile, resources, min(workers, tasks))
             if mem > budget:
                 _infeasible(s, f"memory: a {option.size}-qubit subexperiment needs {_gib(mem)} > {_gib(budget)}")
             _error_check(s, option, problem, shots_used, target_error)
