@@ -2,10 +2,10 @@
 
 :func:`calibrate` runs, in well under a minute on a 2-core machine:
 
-- ``numpy`` state vector: random 2-qubit layers, fused as the simulator fuses them, at 10,
-  14, 18 and 20 qubits (seconds per amplitude per fused gate), one observable sweep, the fixed
+- ``numpy`` state vector: random 2-qubit layers, fused as the simulator fuses them, at 14,
+  18 and 20 qubits (seconds per amplitude per fused gate), one observable sweep, the fixed
   cost per gate, and zeroing the state (on one worker rank);
-- ``aer``: Aer's exact estimator at 10, 14 and 18 qubits (per fused gate, as the state vector
+- ``aer``: Aer's exact estimator at 14 and 18 qubits (per fused gate, as the state vector
   fuses them, since Aer fuses too) and its set-up (one worker);
 - ``aer-sampler``: real cut subexperiments (an EfficientSU2 cut in two) at 4 and 9 qubits,
   with and without a mid-circuit measurement, at two shot counts (one worker);
@@ -33,8 +33,8 @@ import numpy as np
 
 from .profile import CostProfile
 
-NUMPY_SIZES = (10, 14, 18, 20)
-AER_SIZES = (10, 14, 18)
+NUMPY_SIZES = (14, 18, 20)
+AER_SIZES = (14, 18)
 
 
 def _random_layers(n: int, layers: int, seed: int):
@@ -98,15 +98,15 @@ def bench_aer(comm, sizes=AER_SIZES) -> dict[str, Any]:
 
     small = _random_layers(4, 2, 0)
     aer_estimate_task(comm, small, ["ZZZZ"])  # import and warm up
-    setup = best(lambda: aer_estimate_task(comm, small, ["ZZZZ"]))
+    setup = best(lambda: aer_estimate_task(comm, small, ["ZZZZ"]), 2)
     out: dict[str, Any] = {"setup_s": setup, "amp_gate_s": {}}
     for n in sizes:
         qc = _random_layers(n, 4, n)
         # per fused gate (as the state vector fuses them): Aer fuses too, so this tracks its work
         gates = len(fuse_gates(circuit_to_gates(qc)[1], 4))
-        one = best(lambda: aer_estimate_task(comm, qc, ["Z" * n]))
+        one = best(lambda: aer_estimate_task(comm, qc, ["Z" * n]), 2)
         five = best(lambda: aer_estimate_task(
-            comm, qc, ["Z" * n, "X" * n, "Y" * n, "X" + "Z" * (n - 1), "Z" + "X" * (n - 1)]), 2)
+            comm, qc, ["Z" * n, "X" * n, "Y" * n, "X" + "Z" * (n - 1), "Z" + "X" * (n - 1)]), 1)
         per_term = max(0.0, (five - one) / 4)
         work = one - setup - per_term
         if work > 0.5 * one or n == max(sizes):  # sizes where the set-up dominates say nothing about amplitudes
@@ -134,7 +134,7 @@ def _has_mid(circuit) -> bool:
                == "qpd_measurements" for inst in circuit.data)
 
 
-def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(50, 400), per_class: int = 6) -> dict[str, Any]:
+def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(30, 300), per_class: int = 4) -> dict[str, Any]:
     """Task: Aer sampler on real subexperiments, split into the model's constants (see :mod:`.profile`)."""
     from ..cutting import to_qpy
     from .execute import aer_sample_batch
@@ -241,8 +241,8 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
         pilot = None
     started = time.perf_counter()
     profile = profile or CostProfile(host=socket.gethostname())
-    sv_sizes = (10, 14, 16) if quick else NUMPY_SIZES
-    aer_sizes = (10, 14) if quick else AER_SIZES
+    sv_sizes = (12, 16) if quick else NUMPY_SIZES
+    aer_sizes = (12, 14) if quick else AER_SIZES
     halves = (3, 6) if quick else (4, 9)
     gpu = pilot is not None and any(r.gpus for r in pilot.resources.compute_ranks)
     seconds: dict[str, float] = {}
