@@ -71,7 +71,8 @@ def test_exact_strategies_have_no_error_and_cutting_reports_one_from_its_shots(p
 
 def test_auto_skips_the_cut_search_when_an_exact_strategy_beats_any_cut(su2_8):
     circuit, observable = su2_8
-    p = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000)
+    p = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=4), profile=PROFILE, shots=1000,
+             search_cuts="auto")
     assert not any(s.kind == "cutting" for s in p.strategies)
     assert any(n.startswith("cut search skipped: ") and "search_cuts=True" in n for n in p.notes)
     assert p.timings["cut_search"] == 0.0

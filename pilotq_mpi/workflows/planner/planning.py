@@ -119,7 +119,7 @@ def plan(circuit, observables, pilot, *, target_error: float | None = None, shot
          time_budget: float | None = None, profile: CostProfile | str | None = None,
          max_cuts: int = DEFAULT_MAX_CUTS, sizes=None, seed: int = 0,
          qpu_info: dict[str, QpuInfo] | None = None, cut_search_limit: float = 20.0,
-         search_cuts: "str | bool" = "auto") -> Plan:
+         search_cuts: "str | bool" = True) -> Plan:
     """Rank every way to run ``circuit`` for ``observables`` on ``pilot``'s free resources.
 
     Args:
@@ -139,9 +139,9 @@ def plan(circuit, observables, pilot, *, target_error: float | None = None, shot
         qpu_info: planner's view of declared QPUs by name (width, latency), when the declaration
             does not tell.
         cut_search_limit: seconds the cut search may take.
-        search_cuts: ``"auto"`` (skip the cut search, and cutting, when an exact strategy is
-            predicted faster than any cut can be; a note says so), True (always list cutting)
-            or False (never).
+        search_cuts: True (default: list cutting at every size found), ``"auto"`` (skip the cut
+            search, and cutting, when an exact strategy is predicted faster than any cut can be;
+            a note says so: planning takes a fraction of a second instead of seconds) or False.
 
     Raises:
         PlanningError: bad input (observable width, parameters), or no strategy is feasible
