@@ -74,6 +74,8 @@ def marks_of(folder: Path) -> list[tuple[int, int, float]]:
     """(task, rank, start time) of every task start."""
     found = []
     for path in folder.iterdir():
+        if path.suffix == ".tmp":
+            continue
         task, rank = path.name.split("-rank")
         found.append((int(task), int(rank), float(path.read_text())))
     return found
@@ -165,27 +167,32 @@ def main() -> None:
     results: dict = {"command": "python benchmarks/elastic.py" + (" --quick" if args.quick else ""),
                      "host": platform.node(), "cpus": os.cpu_count(), "repeats": repeats, "loadavg_before": os.getloadavg()}
 
+    def once(fn, *extra) -> dict:
+        with tempfile.TemporaryDirectory(prefix="pilotq-elastic-") as work:
+            return fn(Path(work), *extra)
+
     def runs(fn, *extra) -> list[dict]:
-        found = []
+        return [once(fn, *extra) for _ in range(repeats)]
+
+    def interleaved(fn, modes) -> dict:
+        """Each repeat runs every mode once, in turn, so that load changes hit all modes alike."""
+        found: dict = {mode: [] for mode in modes}
         for _ in range(repeats):
-            with tempfile.TemporaryDirectory(prefix="pilotq-elastic-") as work:
-                found.append(fn(Path(work), *extra))
-        return found
+            for mode in modes:
+                found[mode].append(once(fn, mode))
+        return {mode: {"tasks_per_s": median_of(runs_, "tasks_per_s"), "runs": runs_} for mode, runs_ in found.items()}
 
     joins = runs(measure_join)
     results["join"] = {key: median_of(joins, key) for key in joins[0]} | {"runs": joins}
-    print("join", results["join"], flush=True)
-    results["throughput"] = {}
-    for mode in ("one allocation, 3 workers", "two allocations, 3 + 3 workers", "one allocation, 6 workers"):
-        found = runs(measure_throughput, mode)
-        results["throughput"][mode] = {"tasks_per_s": median_of(found, "tasks_per_s"), "runs": found}
-        print(mode, results["throughput"][mode]["tasks_per_s"], flush=True)
-    results["polling"] = {}
-    for with_run_dir in (False, True):
-        found = runs(measure_polling, with_run_dir)
-        label = "with --run-dir" if with_run_dir else "without --run-dir"
-        results["polling"][label] = {"tasks_per_s": median_of(found, "tasks_per_s"), "runs": found}
-        print(label, results["polling"][label]["tasks_per_s"], flush=True)
+    print("join", {key: value for key, value in results["join"].items() if key != "runs"}, flush=True)
+    results["throughput"] = interleaved(measure_throughput, ("one allocation, 3 workers",
+                                                             "two allocations, 3 + 3 workers",
+                                                             "one allocation, 6 workers"))
+    results["polling"] = interleaved(lambda work, mode: measure_polling(work, mode == "with --run-dir"),
+                                     ("without --run-dir", "with --run-dir"))
+    for section in ("throughput", "polling"):
+        for mode, found in results[section].items():
+            print(mode, round(found["tasks_per_s"]), flush=True)
     resumes = runs(measure_resume)
     results["resume"] = {"resume_s": statistics.median(r["resume_s"] for r in resumes if r["resume_s"] is not None),
                          "runs": resumes}

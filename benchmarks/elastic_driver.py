@@ -16,8 +16,12 @@ def nap(comm, seconds, marks=None, i=0):
     if marks:
         from pilotq_mpi import current_task
 
-        with open(f"{marks}/{i}-rank{current_task().world_ranks[0]}", "w") as handle:
+        import os
+
+        path = f"{marks}/{i}-rank{current_task().world_ranks[0]}"
+        with open(path + ".tmp", "w") as handle:
             handle.write(repr(time.time()))
+        os.replace(path + ".tmp", path)  # a reader never sees an empty mark
     time.sleep(seconds)
     return seconds
 

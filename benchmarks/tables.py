@@ -146,8 +146,26 @@ def planner(data: dict) -> str:
             + _table(["strategy", "runs", "MAPE", "p90"], mrows))
 
 
+def elastic(data: dict) -> str:
+    j = data["join"]
+    rows = [["join: launch to the first task on a joined rank", f"{j['launch_to_first_task_s']:.2f} s"],
+            ["of which launch to joined (MPI start-up of the joiner, handshake, Accept)",
+             f"{j['launch_to_joined_s']:.2f} s"],
+            ["of which joined to its first task", f"{j['joined_to_first_task_s'] * 1e3:.0f} ms"],
+            ["the master's loop inside Accept, per join", f"{j['master_in_accept_ms']:.0f} ms"],
+            ["a drained allocation's running task: signal to its start elsewhere (grace 0)",
+             f"{data['resume']['resume_s'] * 1e3:.0f} ms"]]
+    rows += [[f"throughput, {mode} (20 ms tasks)", f"{v['tasks_per_s']:,.0f} tasks/s"]
+             for mode, v in data["throughput"].items()]
+    rows += [[f"no-op tasks, 3 workers, {mode}", f"{v['tasks_per_s']:,.0f} tasks/s"]
+             for mode, v in data["polling"].items()]
+    return (f"### Elastic pilots: joining, two allocations, leaving (median of {data['repeats']})\n\n"
+            f"`{data['command']}`\n\n" + _table(["measure", "value"], rows))
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
-             "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner}
+             "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner,
+             "elastic": elastic}
 
 
 def render_all() -> str:
