@@ -63,6 +63,7 @@ bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/
 	$(PY) benchmarks/cutting.py
 	$(PY) benchmarks/mixed.py
 	$(PY) benchmarks/trace_writer.py
+	$(PY) benchmarks/elastic.py
 	$(PY) benchmarks/planner.py
 
 figures: $(STAMP)  ## the Pilot-Quantum paper's figures at size small (JSON + PNG in benchmarks/results)
