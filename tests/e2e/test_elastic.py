@@ -135,6 +135,24 @@ def test_join_refused_while_the_pilot_drains(run_dir, marks, tmp_path):
     assert main.wait() == 75, main.tail()
 
 
+def test_the_main_allocation_draining_sends_joined_launches_home_and_a_rerun_resumes(run_dir, marks, tmp_path):
+    pidfile, journal = tmp_path / "rank0.pid", tmp_path / "work.sqlite"
+    main = pilot(run_dir, marks, "2", "30", "1", "0", "--journal", str(journal),
+                 PILOTQ_RANK0_PIDFILE=str(pidfile), PILOTQ_DRAIN_GRACE="5")
+    extra = joiner(run_dir)
+    wait_until(lambda: joined_ranks_started(marks, {3, 4, 5}) and joined_ranks_started(marks, MAIN),
+               what="tasks on both allocations")
+    os.kill(int(pidfile.read_text()), signal.SIGUSR1)
+    assert main.wait() == 75, main.tail()
+    assert extra.wait() == 0, extra.tail()
+    assert "WalltimeError" in main.stderr
+    # the rerun (no joiner this time) restores what finished and runs the rest
+    again = pilot(run_dir, marks, "1", "30", "1", "0", "--journal", str(journal))
+    assert again.wait() == 0, again.tail()
+    found = checks(again)
+    assert found["values_right"] is True and 0 < found["restored"] < 30, again.tail()
+
+
 def test_join_without_a_live_pilot_fails_fast(tmp_path):
     empty = tmp_path / "nothing-here"
     lonely = joiner(empty, wait=False)

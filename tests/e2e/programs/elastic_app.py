@@ -20,6 +20,7 @@ parser.add_argument("--pool", default=None, help="submit the single-rank tasks t
 parser.add_argument("--expect", action="append", default=[], help="declare a pool expected to join")
 parser.add_argument("--release", default=None, help="release this allocation or pool once tasks ran there")
 parser.add_argument("--submit-first", action="store_true", help="submit before the allocations joined")
+parser.add_argument("--journal", default=None, help="record finished tasks here (a rerun restores them)")
 args = parser.parse_args()
 
 
@@ -34,7 +35,7 @@ def wait_for_allocations(pilot):
     check("allocations", list(pilot.resources.allocations))
 
 
-with Pilot(pools=args.expect) as pilot:
+with Pilot(pools=args.expect, journal=args.journal) as pilot:
     try:
         pilot.submit(square, 0, 0, args.marks, pool="no-such-pool")
     except ResourceError as exc:
@@ -57,6 +58,7 @@ with Pilot(pools=args.expect) as pilot:
         check("released", pilot.release(args.release))
         futures.update({2000 + i: pilot.submit(square, 2000 + i, args.seconds, args.marks) for i in range(10)})
     results = {i: f.result() for i, f in futures.items()}
+    check("restored", pilot.restored)
     check("values_right", all(value == i * i for i, (value, _, _) in results.items()))
     check("ranks", {str(i): list(ranks) for i, (_, ranks, _) in results.items()})
     check("final_allocations", list(pilot.resources.allocations))
