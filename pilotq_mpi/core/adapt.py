@@ -230,24 +230,6 @@ def queued_work_seconds(tasks: Iterable[tuple[float | None, int]], unknown_secon
                      for seconds, ranks in tasks))
 
 
-@dataclass
-class Durations:
-    """Mean run time of finished tasks per key (e.g. the function's qualified name): the
-    prediction for queued tasks with the same key (None before one has finished)."""
-
-    _sums: dict[str, tuple[float, int]] = field(default_factory=dict)
-
-    def observe(self, key: str, seconds: float) -> None:
-        """Record one finished run of ``key`` that took ``seconds``."""
-        total, count = self._sums.get(key, (0.0, 0))
-        self._sums[key] = (total + seconds, count + 1)
-
-    def predict(self, key: str) -> float | None:
-        """Mean seconds of ``key``'s finished runs, or None if none has finished."""
-        total, count = self._sums.get(key, (0.0, 0))
-        return total / count if count else None
-
-
 def _s(seconds: float) -> str:
     """Seconds for a reason: whole above 1000 or when whole, else one decimal (three digits below 1)."""
     if seconds >= 1000 or seconds == int(seconds):
@@ -343,9 +325,9 @@ class Adapt:
         # longest idle first, busy ones last; leaving ones are going already
         joined = sorted((a for a in managed if not a.leaving),
                         key=lambda a: (a.idle_since is None, a.idle_since or 0.0, a.id))
-        leaving = len(managed) - len(joined)
-        excess = len(managed) + len(pending) - self.max_jobs
-        over = f"{len(managed)} joined + {len(pending)} pending jobs > max_jobs {self.max_jobs}"
+        leaving = len(managed) - len(joined)  # + those released below: they leave, still counted
+        excess = len(joined) + len(pending) - self.max_jobs  # the leaving ones are going already
+        over = f"{len(joined)} joined + {len(pending)} pending jobs > max_jobs {self.max_jobs}"
         for job in sorted(pending, key=lambda p: (p.submitted_at, p.job_id), reverse=True)[:max(excess, 0)]:
             decisions.append(Cancel(job.job_id, reason=(
                 f"{over}: cancelling pending job {job.job_id}, the newest")))
@@ -355,6 +337,7 @@ class Adapt:
             decisions.append(Release(alloc.id, reason=(
                 f"{over}: releasing allocation {alloc.id}, idle for {_s(now - alloc.idle_since)}")))
             joined.remove(alloc)
+            leaving += 1
 
         for alloc in [a for a in joined if a.idle_since is not None]:
             idle = now - alloc.idle_since
@@ -364,6 +347,7 @@ class Adapt:
                     f"for {_s(idle)} > idle_release {_s(self.idle_release)}; "
                     f"{len(joined) - 1} joined left (min_jobs {self.min_jobs})")))
                 joined.remove(alloc)
+                leaving += 1
 
         decisions += self._submits(view, now, joined, leaving, pending, failures, last_failure)
         return decisions
@@ -371,7 +355,7 @@ class Adapt:
     def _submits(self, view: AdaptView, now: float, joined: list[Allocation], leaving: int,
                  pending: list[PendingJob], failures: int, last_failure: float | None) -> list[Submit]:
         room = self.max_jobs - len(joined) - leaving - len(pending)
-        if room <= 0:
+        if room <= 0:  # a leaving allocation's job still runs: no new one before it has gone
             return []
         if failures and last_failure is not None and now - last_failure < self.backoff(failures):
             return []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pilotq_mpi.core.adapt import (
-    Adapt, AdaptView, Allocation, Cancel, Durations, JoinTemplate, PendingJob, Release, Submit,
+    Adapt, AdaptView, Allocation, Cancel, JoinTemplate, PendingJob, Release, Submit,
     queued_work_seconds)
 from pilotq_mpi.platform.adapt_jobs import CancelError, SlurmJobs, sbatch_environment
 from pilotq_mpi.platform.sbatch import SubmitError
@@ -230,14 +230,10 @@ def test_template_ranks_and_view_from_tuples():
         AdaptView(0, -1, 0)
 
 
-def test_queued_work_and_durations():
-    durations = Durations()
-    assert durations.predict("f") is None
-    durations.observe("f", 2.0)
-    durations.observe("f", 4.0)
-    assert durations.predict("f") == 3.0
-    tasks = [(durations.predict("f"), 1), (durations.predict("g"), 1), (10.0, 4)]
+def test_queued_work_counts_unknown_durations_as_given():
+    tasks = [(3.0, 1), (None, 1), (10.0, 4)]  # (predicted seconds or None, ranks)
     assert queued_work_seconds(tasks, unknown_seconds=60.0) == 3.0 + 60.0 + 40.0
+    assert queued_work_seconds([], unknown_seconds=60.0) == 0.0
 
 
 # --- property: a simulated runtime carrying out the decisions --------------------------------
