@@ -148,9 +148,11 @@ def test_timeout_kills_the_child(tmp_path):
     assert out.kind == "timeout" and out.timeout == 1.0 and out.timed_out
     with pytest.raises(TaskTimeoutError):
         out.value()
-    task_pid = int(pidfile.read_text())
-    assert task_pid == out.pid
-    assert not _alive(task_pid)
+    # on a loaded machine the child may not have reached the task within the timeout: the pid
+    # file is then missing, and what matters still holds (the child is gone)
+    if pidfile.exists():
+        assert int(pidfile.read_text()) == out.pid
+    assert not _alive(out.pid)
     err = out.error()
     assert isinstance(err, TaskTimeoutError) and isinstance(err, TimeoutError)
     assert "timeout of 1 s" in str(err) and "raise timeout=" in str(err)
