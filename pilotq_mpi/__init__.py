@@ -19,7 +19,6 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Pilot": "api", "QPU": "api", "TaskFuture": "api",
     "TaskContext": "context", "current_task": "context",
-    "Adapt": "core.adapt", "JoinTemplate": "core.adapt",
     "Inventory": "core.inventory", "QpuSpec": "core.inventory", "RankInfo": "core.inventory",
     "Adapt": "core.adapt", "JoinTemplate": "core.adapt",
     "plan": "workflows.planner",
