@@ -7,7 +7,9 @@ JAX: per-sample gradients without compilation (sequential), ``vmap`` over the ba
 per sample, and ``jit`` of the ``vmap`` (both); lightning.qubit with adjoint gradients (per
 sample) as the non-JAX reference. One process (``drivers/fig7_driver.py``), one thread for
 BLAS/OpenMP; the time of the first call (compilation for the jit modes) is kept apart from
-the steady time (median of repeats). This is the kernel each rank runs in the data-parallel
+the steady time (median of repeats); the uncompiled modes' first calls compile too (eager JAX
+compiles each primitive at its first use), and the first mode measured also pays JAX's warm-up.
+This is the kernel each rank runs in the data-parallel
 training task; the allreduce across ranks is checked by ``tests/mpi/test_qml_mpi.py``.
 """
 from __future__ import annotations
