@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from ..core.adapt import Adapt, AdaptView, Allocation, Cancel, PendingJob, Release, Submit
+from ..core.adapt import Adapt, AdaptView, Allocation, Cancel, PendingJob, Release, Submit, queued_work_seconds
 
 
 class AdaptRunner:
@@ -27,6 +27,8 @@ class AdaptRunner:
         """Submits and cancels join jobs (:class:`~pilotq_mpi.platform.adapt_jobs.SlurmJobs`)."""
         self._note = note
         self.pending: dict[str, float] = {}
+        self.submitted: set[str] = set()
+        """Every job this policy submitted (a lost allocation of one of them is cancelled)."""
         self.failed = 0
         self.last_failure_at: float | None = None
         self.last_submit_at: float | None = None
@@ -54,45 +56,54 @@ class AdaptRunner:
         for job_id in [j for j in self.pending if j in joined_jobs]:
             del self.pending[job_id]  # it joined
             self.failed = 0
-        work = sum((self.policy.unknown_task_seconds if seconds is None else seconds) * width
-                   for seconds, width in queued)
+        work = queued_work_seconds(queued, self.policy.unknown_task_seconds)
         view = AdaptView(work, len(queued), ranks, tuple(allocations),
                          tuple(PendingJob(j, t) for j, t in self.pending.items()), self.failed,
                          self.last_failure_at, self.last_submit_at)
-        releases = []
+        releases, commands = [], []
         for decision in self.policy.decide(view, now):
             self._note({"type": "adapt", "time": now, **decision.record()})
             self.log(f"pilotq-mpi: adapt: {decision.record()['decision']}: {decision.reason}")
             if isinstance(decision, Release):
                 releases.append(decision)
-            elif isinstance(decision, Submit):
-                self._start(self._submit, decision)
-            elif isinstance(decision, Cancel):
-                self.pending.pop(decision.job_id, None)
-                if decision.failed:
-                    self.failed += 1
-                    self.last_failure_at = now
-                self._start(self._cancel, decision)
+            else:
+                if isinstance(decision, Cancel):
+                    self.pending.pop(decision.job_id, None)
+                    if decision.failed:
+                        self.failed += 1
+                        self.last_failure_at = now
+                commands.append(decision)
+        if commands:  # sbatch/scancel of this round, in order, in one helper thread
+            self._working = threading.Thread(target=self._carry_out, args=(commands,), name="pilotq-adapt",
+                                             daemon=True)
+            self._working.start()
         return releases
 
-    def _start(self, work: Callable, decision) -> None:
-        self._working = threading.Thread(target=work, args=(decision,), name="pilotq-adapt", daemon=True)
-        self._working.start()
-        # one at a time: wait for it before the next decision (due() says no meanwhile)
+    def cancel_lost(self, job_id: str | None) -> None:
+        """A joined allocation of a job this policy submitted was lost: make sure its job ends."""
+        if job_id is not None and job_id.isdigit():
+            self.log(f"pilotq-mpi: adapt: cancel: job {job_id} lost its allocation's heartbeat")
+            self._working = threading.Thread(target=self._carry_out, args=([Cancel(job_id, "lost")],),
+                                             name="pilotq-adapt", daemon=True)
+            self._working.start()
 
-    def _submit(self, decision: Submit) -> None:
-        try:
-            job_id = self.jobs.submit(decision.template)
-            self._outcomes.put(("submitted", job_id, time.time(), ""))
-        except Exception as exc:  # sbatch failed: counted, backed off by the policy
-            self._outcomes.put(("failed", None, time.time(), str(exc)))
-
-    def _cancel(self, decision: Cancel) -> None:
-        try:
-            self.jobs.cancel(decision.job_id)
-            self._outcomes.put(("cancelled", decision.job_id, time.time(), ""))
-        except Exception as exc:
-            self._outcomes.put(("cancel failed", decision.job_id, time.time(), str(exc)))
+    def _carry_out(self, commands: list) -> None:
+        """Run the round's submits and cancels in order; the first failed submit ends the round
+        (one failure counted, so the policy's back-off doubles once, not once per job)."""
+        for decision in commands:
+            if isinstance(decision, Submit):
+                try:
+                    job_id = self.jobs.submit(decision.template)
+                except Exception as exc:  # sbatch failed: counted, backed off by the policy
+                    self._outcomes.put(("failed", None, time.time(), str(exc)))
+                    return
+                self._outcomes.put(("submitted", job_id, time.time(), ""))
+            else:
+                try:
+                    self.jobs.cancel(decision.job_id)
+                    self._outcomes.put(("cancelled", decision.job_id, time.time(), ""))
+                except Exception as exc:
+                    self._outcomes.put(("cancel failed", decision.job_id, time.time(), str(exc)))
 
     def _collect(self) -> None:
         while True:
@@ -102,6 +113,7 @@ class AdaptRunner:
                 return
             if what == "submitted":
                 self.pending[job_id] = when
+                self.submitted.add(job_id)
                 self.last_submit_at = when
             elif what == "failed":
                 self.failed += 1

@@ -636,6 +636,8 @@ class Master:
                 sys.stderr.write(f"pilotq-mpi: allocation {event.allocation.name} is lost: no heartbeat for"
                                  f" {event.silent:.0f}s; its tasks run again elsewhere\n")
                 self._remove_allocation(event.allocation, "lost", reachable=False)
+                if self._adapt is not None and event.allocation.job_id in self._adapt.submitted:
+                    self._adapt.cancel_lost(event.allocation.job_id)
         if self._adapt is not None and self._adapt.due(now) and not (self._draining or self._stopping):
             changed |= self._run_adapt(now)
         for allocation in list(self.elastic.allocations.values()):
