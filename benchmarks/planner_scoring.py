@@ -7,7 +7,7 @@ A *record* is one circuit: ``{"id", "family", "measured": {label: seconds or Non
   and the regret ``t(pick) / t(best) - 1`` distribution. A pick that was not measured (the
   benchmark did not run that strategy) counts as a miss with unknown regret.
 - :func:`prediction_errors`: median absolute percentage error ``|pred - meas| / meas`` per
-  strategy group.
+  strategy group, and the median ``meas / pred`` (above 1: the model is optimistic).
 - :class:`QDreamer`: the power-law model of Q-Dreamer (``eta(R) = eta_max / R^p``,
   ``S = 2^(n - n_sub) * eta / R``, ``R = ceil(tasks / workers)``), fitted by log-log least
   squares on measured cutting runs, predicting ``t_cut = t_full / S`` from the measured
@@ -32,7 +32,7 @@ def pick_scores(records: list[dict], tol: float = 0.10, *, only_kind: str | None
     cutting configuration, Q-Dreamer's own question); circuits with no measured strategy of
     that kind are left out.
     """
-    hits, regrets, per_circuit, unmeasured = 0, [], [], 0
+    hits, regrets, per_circuit, unmeasured, choices, choice_hits = 0, [], [], 0, 0, 0
     for rec in records:
         measured = {lab: t for lab, t in rec["measured"].items()
                     if t is not None and (only_kind is None or rec["kinds"].get(lab) == only_kind)}
@@ -50,6 +50,9 @@ def pick_scores(records: list[dict], tol: float = 0.10, *, only_kind: str | None
             regrets.append(regret)
             entry.update(regret=regret, pick_s=measured[pick], hit=regret <= tol)
             hits += entry["hit"]
+        if len(measured) >= 2:  # a real choice: at least two measured candidates
+            choices += 1
+            choice_hits += entry["hit"]
         per_circuit.append(entry)
     n = len(per_circuit)
     return {
@@ -58,6 +61,8 @@ def pick_scores(records: list[dict], tol: float = 0.10, *, only_kind: str | None
         "fraction_within_tol": hits / n if n else None,
         "tolerance": tol,
         "unmeasured_picks": unmeasured,
+        "circuits_with_choice": choices,
+        "within_tol_with_choice": choice_hits,
         "regret_p50": _pct(regrets, 50),
         "regret_p95": _pct(regrets, 95),
         "regret_max": max(regrets) if regrets else None,
@@ -68,13 +73,17 @@ def pick_scores(records: list[dict], tol: float = 0.10, *, only_kind: str | None
 def prediction_errors(records: list[dict], group=lambda label, kind: kind) -> dict:
     """Median absolute percentage error of the predicted times, per group (default: strategy kind)."""
     errs: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
     for rec in records:
         for lab, meas in rec["measured"].items():
             pred = rec["predicted"].get(lab)
-            if meas is None or pred is None or not meas > 0:
+            if meas is None or pred is None or not meas > 0 or not pred > 0:
                 continue
-            errs.setdefault(group(lab, rec["kinds"].get(lab)), []).append(abs(pred - meas) / meas)
-    out = {g: {"mape": float(np.median(v)), "n": len(v), "p90_ape": _pct(v, 90)} for g, v in sorted(errs.items())}
+            key = group(lab, rec["kinds"].get(lab))
+            errs.setdefault(key, []).append(abs(pred - meas) / meas)
+            ratios.setdefault(key, []).append(meas / pred)
+    out = {g: {"mape": float(np.median(v)), "n": len(v), "p90_ape": _pct(v, 90),
+               "median_measured_over_predicted": float(np.median(ratios[g]))} for g, v in sorted(errs.items())}
     every = [e for v in errs.values() for e in v]
     out["all"] = {"mape": float(np.median(every)) if every else None, "n": len(every), "p90_ape": _pct(every, 90)}
     return out
