@@ -1,7 +1,7 @@
 """Planner benchmark (issue 11): does ``plan(...).best`` pick the fastest way to run a circuit here?
 
-    python benchmarks/planner.py                      # default grid (--size small), ~30 min on 2 cores
-    python benchmarks/planner.py --size tiny --out /tmp/x   # 2 circuits, a smoke run (< 1 min)
+    python benchmarks/planner.py                      # default grid (--size small), ~22 min on 2 cores
+    python benchmarks/planner.py --size tiny --out /tmp/x   # 2 circuits, at most 1 cut: a smoke run (< 1 min)
     python benchmarks/planner.py --rescore            # scores and plot again from the stored measurements
     python benchmarks/planner.py --rescore --replan   # ... with the current planner and the stored profile
 
@@ -56,11 +56,12 @@ DEPTHS = {"hea": (1, 2), "qaoa": (1, 2), "brick": (4, 8), "longrange": (2, 4)}
 
 SIZES = {
     # name: grid + run settings
-    "tiny": {"qubits": (), "extra": [("hea", 10, 1, "zprod"), ("brick", 10, 4, "zsum")], "repeats": 1, "shots": 100,
-             "max_subexperiments": 20, "long_s": 5.0, "batch_timeout": 300, "calibrate": False, "one_batch": True},
+    "tiny": {"qubits": (), "extra": [("hea", 10, 1, "zprod"), ("brick", 10, 4, "zsum")], "repeats": 1, "shots": 20,
+             "max_subexperiments": 20, "max_cuts": 1, "long_s": 5.0, "batch_timeout": 300, "calibrate": False,
+             "one_batch": True},
     "small": {"qubits": (10, 16, 22), "extra": [("hea", 26, 1, "zprod"), ("qaoa", 26, 1, "zsum")], "repeats": 3,
-              "shots": 200, "max_subexperiments": 150, "long_s": 8.0, "batch_timeout": 600, "calibrate": True,
-              "one_batch": False},
+              "shots": 200, "max_subexperiments": 150, "max_cuts": 3, "long_s": 8.0, "batch_timeout": 600,
+              "calibrate": True, "one_batch": False},
 }
 
 
@@ -344,7 +345,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, help="runs per strategy (default: per size)")
     ap.add_argument("--shots", type=int, help="shots per cut subexperiment (default: per size)")
     ap.add_argument("--max-subexperiments", type=int, help="cutting strategies with more are not run")
-    ap.add_argument("--max-cuts", type=int, default=3)
+    ap.add_argument("--max-cuts", type=int, help="most cuts of a cutting strategy (default: per size)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", help="use this cost profile file instead of calibrating")
     ap.add_argument("--families", nargs="+", choices=FAMILIES, help="only these families")
@@ -367,7 +368,7 @@ def main(argv=None) -> int:
         return 0
 
     cfg = dict(SIZES[args.size])
-    for key in ("repeats", "shots", "max_subexperiments"):
+    for key in ("repeats", "shots", "max_subexperiments", "max_cuts"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     specs = grid(args.size, 0)
@@ -377,7 +378,7 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="planner-bench-"))
     profile_path = args.profile or (str(workdir / "profile.json") if cfg["calibrate"] else None)
     base = {"repeats": cfg["repeats"], "shots": cfg["shots"], "seed": args.seed, "long_s": cfg["long_s"],
-            "max_volume": cfg["max_subexperiments"] * cfg["shots"], "max_cuts": args.max_cuts,
+            "max_volume": cfg["max_subexperiments"] * cfg["shots"], "max_cuts": cfg["max_cuts"],
             "profile": profile_path, "threads": args.threads, "calibrate": False}
     runs = []
     if cfg["calibrate"] and not args.profile:
@@ -393,7 +394,7 @@ def main(argv=None) -> int:
     meta = {"command": command, "size": args.size, "host": platform.node(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "workers": args.workers, "threads_per_rank": args.threads,
             "repeats": cfg["repeats"], "shots": cfg["shots"], "max_subexperiments": cfg["max_subexperiments"],
-            "max_cuts": args.max_cuts, "seed": args.seed, "long_s": cfg["long_s"],
+            "max_cuts": cfg["max_cuts"], "seed": args.seed, "long_s": cfg["long_s"],
             "profile_source": args.profile or ("calibrated in this run" if cfg["calibrate"] else "planner default"),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "total_s": time.perf_counter() - started,
             "commit": _commit(),

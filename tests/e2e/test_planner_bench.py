@@ -1,9 +1,11 @@
 """Smoke test of the planner benchmark: the tiny grid runs end to end and its JSON has the scores.
 
 Runs ``benchmarks/planner.py --size tiny --out TMP`` (one pilot of 5 ranks, two 10-qubit
-circuits, every feasible strategy once, the planner's built-in profile) under a hard timeout,
-then ``--rescore`` on the result. Asserts structure and values (times measured, a pick, scores
-and regrets present, values of exact strategies agree), never how long anything took.
+circuits, every feasible strategy once, at most one cut, the saved or built-in cost profile)
+under a hard timeout, then ``--rescore`` on the result. Asserts structure and values (every
+whole-circuit strategy measured and agreeing on the value, a cutting run within 5 standard
+errors of it, a feasible pick, scores and regrets present, the same scores after rescoring),
+never how long anything took.
 """
 from __future__ import annotations
 
@@ -45,8 +47,14 @@ def test_tiny_planner_benchmark_scores_and_rescore(tmp_path):
         assert it["pick"] in {s["label"] for s in it["strategies"] if s["feasible"]}
         exact = [m["runs"][0]["values"][0] for lab, m in measured.items() if m["kind"] != "cutting"]
         assert max(exact) - min(exact) < 1e-9, exact  # every exact strategy computes the same value
+        for lab, m in measured.items():  # a cut estimate agrees with the exact value within its error bar
+            if m["kind"] == "cutting":
+                value, se = m["runs"][0]["values"][0], m["runs"][0]["std_errors"][0]
+                assert se > 0 and abs(value - exact[0]) <= 5 * se, (lab, value, se, exact[0])
         for lab, reason in it["not_run"].items():
             assert "max_volume" in reason, (lab, reason)
+    assert any(m["kind"] == "cutting" and m["median_s"] is not None
+               for it in data["items"] for m in it["measured"].values()), "no cutting strategy was run"
     planner = data["scores"]["planner"]
     assert planner["all"]["circuits"] == 2
     assert 0.0 <= planner["all"]["fraction_within_tol"] <= 1.0
