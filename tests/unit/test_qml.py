@@ -52,7 +52,8 @@ def test_bad_images_and_classes_are_refused_with_what_to_change():
 
 def test_one_mps_layer_prepares_a_bond_two_state_exactly():
     rng = np.random.default_rng(3)
-    tensors = [rng.normal(size=(1, 2, 2))] + [rng.normal(size=(2, 2, 2)) for _ in range(3)] + [rng.normal(size=(2, 2, 1))]
+    tensors = [rng.normal(size=(1, 2, 2)), *(rng.normal(size=(2, 2, 2)) for _ in range(3)),
+               rng.normal(size=(2, 2, 1))]
     state = tensors[0]
     for tensor in tensors[1:]:
         state = np.tensordot(state, tensor, axes=([-1], [0]))
