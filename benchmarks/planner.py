@@ -399,7 +399,8 @@ def main(argv=None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "total_s": time.perf_counter() - started,
             "commit": _commit(),
             "batches": [{k: r.get(k) for k in ("name", "batch_s", "loadavg_start", "loadavg_end", "warm_up_s",
-                                                "calibrate_s", "error", "workers")} for r in runs]}
+                                                "calibrate_s", "error", "workers", "workaround_cut_guard")}
+                        for r in runs]}
     data = {"benchmark": "planner", "meta": meta, "profile": profile, "grid": specs, "items": items}
     data["scores"] = score(items, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
