@@ -64,30 +64,6 @@ def warm_up(comm, seconds: float) -> int:
     return os.getpid()
 
 
-def guard_cut_search(max_cuts: int) -> bool:
-    """WORKAROUND (benchmark side, until the planner's cut search checks it itself): drop cut options
-    with more than ``max_cuts`` cuts before their QPD weights are enumerated.
-
-    ``find_cuts`` can return cuts far above ``max_gamma`` (brick, 10 qubits, depth 4, size 3:
-    8 cuts, overhead 4.3e7), and ``cutplan._option`` then enumerates 6^8 QPD weights, which
-    did not finish in minutes: ``plan()`` hung. Such an option is what the search reports as
-    "needs more than max_cuts" anyway, so returning None here changes no other result.
-    Returns True when the guard was installed.
-    """
-    from pilotq_mpi.workflows.planner import cutplan
-
-    original = getattr(cutplan._option, "__wrapped__", cutplan._option)
-
-    def _option(problem_part, size, cuts, seconds):
-        if len(cuts) > max_cuts:
-            return None
-        return original(problem_part, size, cuts, seconds)
-
-    _option.__wrapped__ = original
-    cutplan._option = _option
-    return True
-
-
 def _finite(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -198,7 +174,6 @@ def main(argv=None) -> int:
             calibrate(pilot, save=cfg["profile"], quick=bool(cfg.get("quick_calibrate")))
             result["calibrate_s"] = time.perf_counter() - t0
             print(f"[planner-bench] calibrated in {result['calibrate_s']:.1f}s -> {cfg['profile']}", flush=True)
-        result["workaround_cut_guard"] = guard_cut_search(int(cfg["max_cuts"]))
         profile = CostProfile.load(cfg["profile"]) if cfg.get("profile") else None
         result["profile"] = profile.to_dict() if profile is not None else None
         for spec in cfg["items"]:

@@ -5,7 +5,8 @@ circuits, every feasible strategy once, at most one cut, the saved or built-in c
 under a hard timeout, then ``--rescore`` on the result. Asserts structure and values (every
 whole-circuit strategy measured and agreeing on the value, a cutting run within 5 standard
 errors of it, a feasible pick, scores and regrets present, the same scores after rescoring),
-never how long anything took.
+then ``--rescore --replan`` (the current model's plans, stored apart from the measured
+data and the original scores), never how long anything took.
 """
 from __future__ import annotations
 
@@ -72,3 +73,16 @@ def test_tiny_planner_benchmark_scores_and_rescore(tmp_path):
     again = json.loads((tmp_path / "planner.json").read_text())
     assert again["scores"]["planner"]["all"] == before["planner"]["all"]  # same measurements, same scores
     assert "rescored" in again["meta"]
+
+    # --replan: the current model's plans and scores go into a separate entry; nothing measured changes
+    proc = _run("--rescore", "--replan", "--out", str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    third = json.loads((tmp_path / "planner.json").read_text())
+    assert third["items"] == again["items"] and third["scores"] == again["scores"]
+    entry = next(v for k, v in third.items() if k.startswith("rescored_model_v"))
+    assert entry["model_version"] >= 2 and "after" in entry["note"]
+    assert entry["batch_loads"]["batch0"]["external_load"] >= 0.0
+    for cid, rec in entry["plans"].items():
+        assert rec["external_load"] == entry["batch_loads"]["batch0"]["external_load"]
+        assert rec["pick"] in {s["label"] for s in rec["strategies"] if s["feasible"]}
+    assert entry["scores"]["planner"]["all"]["circuits"] == 2

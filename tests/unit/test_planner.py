@@ -286,3 +286,85 @@ def test_report_prints_prediction_next_to_measurement(tmp_path):
     assert [r["strategy"] for r in runs] == ["cutting/4q"]
     text = format_planner(runs)
     assert "cutting/4q" in text and "1.50" in text
+
+
+# --- model v2: the load-aware CPU share, convert from gate counts, the max_cuts guard
+
+
+def test_cpu_share_is_the_fair_share_of_the_cores_capped_at_ranks_and_cores():
+    assert model.cpu_share(1, 2) == 1.0 and model.cpu_share(2, 2) == 2.0 and model.cpu_share(4, 2) == 2.0
+    assert model.cpu_share(4, 2, 1.0) == pytest.approx(2 * 4 / 5)  # 5 runnable on 2 cores
+    assert model.cpu_share(1, 4, 1.0) == 1.0  # fewer runnable than cores: one core each
+    shares = [model.cpu_share(k, 2, 10.0) for k in (1, 2, 4)]
+    assert shares == pytest.approx([2 / 11, 4 / 12, 8 / 14])  # more ranks, a bigger share of a loaded machine
+    assert shares[0] < shares[1] < shares[2] < 2
+    with pytest.raises(ValueError, match="external_load must be a finite number >= 0"):
+        model.cpu_share(2, 2, -1.0)
+    with pytest.raises(ValueError, match="external_load must be a finite number >= 0"):
+        Resources(workers=4, external_load=-0.5)
+    assert Resources(workers=4).external_load == 0.0
+
+
+def test_state_vector_amplitude_work_is_divided_by_the_cpu_share():
+    def terms(k, load):
+        return model.statevector_terms(PROFILE, num_qubits=20, ranks=k, fused_gates=100, swaps=0, x_groups=1,
+                                       terms=1, cores=2, convert_s=0.0, external_load=load)
+
+    gate_s = PROFILE.get("numpy", "gate_s")
+    for load in (0.0, 3.0, 10.0):
+        for k in (1, 2, 4):
+            m = 20 - (k.bit_length() - 1)
+            work = 100 * 2**20 * PROFILE.by_size("numpy", "amp_gate_s", m)
+            assert terms(k, load)["apply"] == pytest.approx(work / model.cpu_share(k, 2, load) + 100 * gate_s)
+    # idle 2 cores: 4 ranks are no faster than 2 (v1); at load 10: 4 ranks are predicted faster than 2
+    assert terms(4, 0.0)["apply"] >= terms(2, 0.0)["apply"] * 0.99
+    assert terms(4, 10.0)["apply"] < terms(2, 10.0)["apply"] < terms(1, 10.0)["apply"]
+    aer0 = model.aer_terms(PROFILE, num_qubits=20, fused_gates=100, terms=1, cores=2)
+    aer10 = model.aer_terms(PROFILE, num_qubits=20, fused_gates=100, terms=1, cores=2, external_load=10.0)
+    assert aer10["simulate"] == pytest.approx(aer0["simulate"] * 11 / 2) and aer10["setup"] == aer0["setup"]
+
+
+def test_plan_under_external_load_explains_the_share_and_convert_comes_from_gate_counts(su2_8):
+    circuit, observable = su2_8
+    idle = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=2), profile=PROFILE,
+                search_cuts=False)
+    loaded = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=2, external_load=10.0),
+                  profile=PROFILE, search_cuts=False)
+    assert "external load 10" in loaded.table()
+    for label in ("statevector/1", "statevector/4"):
+        s = loaded.get(label)
+        assert "CPU share" in s.explain() and "external load 10" in s.explain()
+        assert s.terms["apply"] > idle.get(label).terms["apply"]
+        convert = idle.problem.gates * PROFILE.get("numpy", "convert_gate_s")
+        assert s.terms["convert"] == pytest.approx(convert) == idle.get(label).terms["convert"]
+
+
+def _brick(n: int, depth: int, seed: int = 0):
+    """The planner benchmark's random brickwork (benchmarks/planner_circuits.py, family index 2)."""
+    rng = np.random.default_rng([seed, n, depth, 2])
+    qc = QuantumCircuit(n)
+    for layer in range(depth):
+        for q in range(n):
+            a, b, c = rng.uniform(-np.pi, np.pi, 3)
+            qc.rz(a, q)
+            qc.ry(b, q)
+            qc.rz(c, q)
+        for q in range(layer % 2, n - 1, 2):
+            qc.cx(q, q + 1)
+    return qc
+
+
+def test_cut_search_returns_none_when_find_cuts_exceeds_max_cuts():
+    from qiskit_addon_cutting import DeviceConstraints, OptimizationParameters, find_cuts
+
+    from pilotq_mpi.workflows.planner.cutplan import MAX_BACKJUMPS, search
+
+    qc = _brick(10, 4)
+    terms = SparsePauliOp("Z" * 10).paulis
+    # the case exists: find_cuts ignores max_gamma = 3^3 here and returns more than 3 cuts
+    _, meta = find_cuts(qc, OptimizationParameters(seed=0, max_backjumps=MAX_BACKJUMPS, max_gamma=27.0027),
+                        DeviceConstraints(qubits_per_subcircuit=3))
+    assert len(meta["cuts"]) > 3
+    assert search(qc, terms, 3, 0, 3) is None  # refused before enumerating 6^cuts QPD weights
+    found = search(qc, terms, 8, 0, 3)  # a size that needs few cuts still gets its option
+    assert found is not None and 1 <= found.num_cuts <= 3

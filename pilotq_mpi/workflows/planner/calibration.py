@@ -13,7 +13,8 @@
 - ``pilot``: the round trip of a no-op task, QPY of a circuit, unpickling a result, and the
   first imports of qiskit and Aer in a fresh interpreter (what a cold worker pays once);
 - ``cutting``: generating subexperiments, reconstruction and standard errors (on the driver,
-  with the sampled results of a whole small cut problem).
+  with the sampled results of a whole small cut problem);
+- ``numpy.convert_gate_s``: converting a circuit to fused gates, per gate (on the driver).
 
 Each timing is the best of two or three runs (the machine may be shared: the load average
 is stored with the profile).
@@ -198,6 +199,19 @@ def bench_comm(comm, sizes=(1 << 8, 1 << 22), reps: int = 5) -> dict[str, float]
     return {"latency_s": latency, "bytes_per_s": big / max(1e-9, out[big] - latency)}
 
 
+def convert_gate_seconds(circuit, repeats: int = 5) -> float:
+    """Seconds per gate to convert ``circuit`` to the state vector's fused gates (best of ``repeats``)."""
+    from ...statevector import circuit_to_gates, fuse_gates
+
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _, gates, _ = circuit_to_gates(circuit)
+        fuse_gates(gates, 4)
+        best = min(best, time.perf_counter() - t0)
+    return best / max(1, len(gates))
+
+
 def sample_whole_problem(comm, half: int = 4, shots: int = 100, device: str = "CPU"):
     """Task: sample every subexperiment of a small cut problem (for the reconstruction benchmark)."""
     from ..cutting import to_qpy
@@ -297,6 +311,7 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
     # driver-side costs: QPY, results, generation, reconstruction
     t0 = time.perf_counter()
     plan, terms = cut_problem(halves[0], observables=4)
+    profile.update("numpy", {"convert_gate_s": convert_gate_seconds(plan.circuit)})
     total = plan.num_subexperiments
     circuits = [c for subs in plan.subexperiments.values() for c in subs]
     generate_s = plan.timings["generate"] / total

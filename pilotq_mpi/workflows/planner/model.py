@@ -5,14 +5,15 @@ constants come from a :class:`~.profile.CostProfile`; the counts (fused gates, s
 subexperiments, shots, batches) from the problem and the resources. Terms:
 
 - distributed state vector on ``k`` ranks (``n`` qubits, ``m = n - log2 k`` local):
-  ``task`` (pilot round trip + sending the circuit), ``convert`` (circuit to fused gates,
-  measured while planning), ``init`` (zeroing ``2^m`` amplitudes), ``apply`` (fused gates x
-  ``2^n`` amplitudes x seconds per amplitude-gate at ``m`` local qubits, over
-  ``min(k, cores)`` cores), ``swap`` (index-bit swaps x (latency + ``2^(m-1)`` amplitudes /
-  bandwidth)), ``observables`` (one sweep per X-group of Pauli terms);
+  ``task`` (pilot round trip + sending the circuit), ``convert`` (circuit to fused gates:
+  the circuit's gates x a calibrated seconds-per-gate constant), ``init`` (zeroing ``2^m``
+  amplitudes), ``apply`` (fused gates x ``2^n`` amplitudes x seconds per amplitude-gate at
+  ``m`` local qubits, over the ``k`` ranks' CPU share, see below), ``swap`` (index-bit swaps x
+  (latency + ``2^(m-1)`` amplitudes / bandwidth)), ``observables`` (one sweep per X-group of
+  Pauli terms);
 - one-rank Aer: ``task``, ``setup``, ``simulate`` (fused gates x ``2^n`` x seconds per
-  amplitude-gate: Aer fuses gates too, and is calibrated per fused gate),
-  ``observables`` (per Pauli term);
+  amplitude-gate: Aer fuses gates too, and is calibrated per fused gate; over one rank's
+  CPU share), ``observables`` (per Pauli term);
 - cutting (and a QPU's subexperiments): ``generate`` (subexperiments, on the driver),
   ``send`` (QPY of every subexperiment and unpickling every result, on the driver),
   ``sample`` (the makespan of the guided batches over the workers, each batch a pilot task
@@ -20,6 +21,17 @@ subexperiments, shots, batches) from the problem and the resources. Terms:
   measurement, else one simulation plus sampling), ``reconstruct`` and ``stderr``;
 - QPU: ``queue`` (latency per job, jobs over the pinned slots), ``device`` (per circuit and
   per shot), plus the cutting terms above when the circuit is cut.
+
+CPU share (:func:`cpu_share`, model v2): the amplitude work of CPU ranks (state vector
+``init``/``apply``/``observables``, Aer's ``simulate``/``observables``, the cut
+subexperiments' ``sample``) runs at the CPU share its busy ranks get. Under fair-share
+scheduling, ``k`` busy ranks on ``C`` cores with ``L`` runnable processes of others (the
+*external load*) get ``C * k / (k + L)`` cores, and never more than ``k`` (one core each) or
+``C``; with ``L = 0`` that is ``min(k, C)``, the v1 model. So on a loaded machine more ranks get
+a bigger share of it, and 4 ranks can beat 2 on 2 cores. The constants of the profile are
+taken as what one rank gets on a core of its own (the calibration keeps the best of a few
+short runs to strip the load). Fixed costs (task round trips, driver-side generation and
+reconstruction, communication) are not scaled.
 """
 from __future__ import annotations
 
@@ -30,6 +42,24 @@ from typing import Sequence
 
 from ..cutting import guided_batch_sizes
 from .profile import CostProfile
+
+MODEL_VERSION = 2
+"""1: parallel speed ``min(ranks, cores)``, ``convert`` timed while planning (the planner
+benchmark's measured run); 2: the load-aware :func:`cpu_share` and ``convert`` from gate counts."""
+
+
+def cpu_share(ranks: int, cores: int, external_load: float = 0.0) -> float:
+    """Cores ``ranks`` busy ranks get on ``cores`` cores with ``external_load`` runnable processes of others.
+
+    Fair share: ``cores * ranks / (ranks + external_load)`` when the ``ranks + external_load``
+    runnable processes outnumber the cores, capped at ``ranks`` (one core each) and ``cores``.
+    ``external_load = 0`` gives ``min(ranks, cores)``.
+    """
+    if ranks < 1 or cores < 1:
+        raise ValueError(f"ranks and cores must be >= 1, got ranks={ranks!r}, cores={cores!r}")
+    if not external_load >= 0 or not math.isfinite(external_load):
+        raise ValueError(f"external_load must be a finite number >= 0, got {external_load!r}")
+    return min(float(ranks), float(cores), cores * ranks / (ranks + external_load))
 
 
 def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
@@ -82,12 +112,16 @@ def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
 
 def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fused_gates: int, swaps: int,
                       x_groups: int, terms: int, cores: int, convert_s: float, backend: str = "numpy",
-                      itemsize: int = 16) -> dict[str, float]:
-    """Terms of the distributed state vector on ``ranks`` ranks (see the module docstring)."""
+                      itemsize: int = 16, external_load: float = 0.0) -> dict[str, float]:
+    """Terms of the distributed state vector on ``ranks`` ranks (see the module docstring).
+
+    ``external_load``: runnable processes of others on the ``cores`` (see :func:`cpu_share`;
+    GPU ranks are not scaled by it).
+    """
     g = int(ranks).bit_length() - 1
     m = num_qubits - g
     amps = float(2**num_qubits)
-    parallel = max(1, min(ranks, cores)) if backend == "numpy" else ranks
+    parallel = cpu_share(ranks, cores, external_load) if backend == "numpy" else ranks
     per_amp_gate = profile.by_size(backend, "amp_gate_s", m)
     latency = profile.get("comm", "latency_s")
     bandwidth = profile.get("comm", "bytes_per_s")
@@ -104,14 +138,19 @@ def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fuse
     return out
 
 
-def aer_terms(profile: CostProfile, *, num_qubits: int, fused_gates: int, terms: int) -> dict[str, float]:
-    """Terms of the one-rank Aer exact estimate (``fused_gates``: as the state vector fuses them)."""
+def aer_terms(profile: CostProfile, *, num_qubits: int, fused_gates: int, terms: int, cores: int = 1,
+              external_load: float = 0.0) -> dict[str, float]:
+    """Terms of the one-rank Aer exact estimate (``fused_gates``: as the state vector fuses them).
+
+    The amplitude work runs at one rank's :func:`cpu_share` of ``cores`` under ``external_load``.
+    """
     amps = float(2**num_qubits)
+    share = cpu_share(1, cores, external_load)
     return {
         "task": profile.get("pilot", "task_s") + profile.get("pilot", "circuit_s"),
         "setup": profile.get("aer", "setup_s"),
-        "simulate": fused_gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits),
-        "observables": terms * amps * profile.get("aer", "observable_amp_s"),
+        "simulate": fused_gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits) / share,
+        "observables": terms * amps * profile.get("aer", "observable_amp_s") / share,
     }
 
 
@@ -161,8 +200,11 @@ def batch_costs(per_partition: Sequence[tuple[int, float]], sizes: Sequence[int]
 
 
 def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cores: int, terms: int,
-                  backend: str = "aer-sampler") -> tuple[dict[str, float], int]:
-    """Terms of cutting with ``option`` sampled on ``workers`` single-rank tasks; also the number of tasks."""
+                  backend: str = "aer-sampler", external_load: float = 0.0) -> tuple[dict[str, float], int]:
+    """Terms of cutting with ``option`` sampled on ``workers`` single-rank tasks; also the number of tasks.
+
+    Each CPU worker samples at ``cpu_share(workers, cores, external_load) / workers`` of a core.
+    """
     total = option.subexperiments()
     sizes = guided_batch_sizes(total, workers)
     per_partition = []
@@ -170,7 +212,7 @@ def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cor
         each = subexperiment_seconds(profile, backend, width=width, gates=option.gates[label] + width, shots=shots,
                                      mid_fraction=option.mid_fraction[label])
         per_partition.append((option.subexperiments(label), each))
-    speed = min(1.0, cores / workers) if backend == "aer-sampler" else 1.0
+    speed = cpu_share(workers, cores, external_load) / workers if backend == "aer-sampler" else 1.0
     costs = batch_costs(per_partition, sizes, profile.get("pilot", "task_s"))
     out = {
         "generate": total * profile.get("cutting", "generate_s"),

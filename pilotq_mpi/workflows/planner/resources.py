@@ -89,6 +89,11 @@ class Resources:
     warm: Mapping[str, int] | None = None
     """Library -> how many workers already imported it (``"qiskit"``, ``"aer"``); None: all are
     warm (no import term). :meth:`from_pilot` fills it from what ``run()`` did on that pilot."""
+    external_load: float = 0.0
+    """Runnable processes of others competing for the workers' cores (0: the cores are the
+    pilot's own). The model gives ``k`` busy ranks ``cores * k / (k + external_load)`` cores,
+    at most ``k`` and ``cores`` (:func:`~.model.cpu_share`). :meth:`from_pilot` reads it from
+    the load average now (:func:`external_load_now`); a benchmark passes the load it recorded."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
@@ -101,6 +106,11 @@ class Resources:
             value = getattr(self, attr)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{attr} must be a positive integer or None, got {value!r}")
+        load = self.external_load
+        if isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load < float("inf"):
+            raise ValueError(f"external_load must be a finite number >= 0 (runnable processes of others on the"
+                             f" cores, e.g. os.getloadavg()[0] minus this pilot's busy ranks), got {load!r}")
+        object.__setattr__(self, "external_load", float(load))
         object.__setattr__(self, "qpus", tuple(self.qpus))
         names = [q.name for q in self.qpus]
         if len(set(names)) != len(names):
@@ -139,6 +149,8 @@ class Resources:
             parts.append(f"{self.gpu_workers} with a GPU ({self.gpu_bytes / 2**30:.0f} GiB)")
         parts.append(f"{self.cpu_memory / 2**30:.2f} GiB per rank")
         parts.append(f"{self.cpu_cores} cores on {self.nodes} node{'s' if self.nodes > 1 else ''}")
+        if self.external_load:
+            parts.append(f"external load {self.external_load:.3g}")
         if self.qpus:
             parts.append("QPUs " + ", ".join(f"{q.name} ({q.qubits or '?'} qubits)" for q in self.qpus))
         return ", ".join(parts) + f" on {self.host}"
@@ -165,8 +177,24 @@ class Resources:
             if info is None:
                 info = qpu_from_spec(spec, len(inventory.qpu_ranks(name)))
             qpus.append(info)
+        busy = sum(1 for f in getattr(pilot, "_futures", ()) if not f.done())
         return cls(workers=len(compute), gpu_workers=gpu_ranks, memory_per_rank=min(memories) if memories else None,
-                   nodes=nodes, qpus=tuple(qpus), warm=dict(WARM.get(pilot_key(pilot), {})))
+                   nodes=nodes, qpus=tuple(qpus), warm=dict(WARM.get(pilot_key(pilot), {})),
+                   external_load=external_load_now(min(busy, len(compute))) if nodes == 1 else 0.0)
+
+
+def external_load_now(own_busy: int = 0) -> float:
+    """Runnable processes of others on this host now: the 1-minute load average minus ``own_busy``.
+
+    ``own_busy``: this pilot's ranks running tasks now (its idle ranks sleep, so they do not
+    count in the load average). 0 where the load average is not available. The load average
+    is a one-minute mean and lags: it is an estimate of the load the run will meet.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 0.0
+    return max(0.0, float(load) - max(0, int(own_busy)))
 
 
 WARM: dict[int, dict[str, int]] = {}

@@ -84,6 +84,8 @@ class Stats:
 
     fused: list
     convert_s: float
+    """Seconds converting took in the planning process (reported in ``Plan.timings``; the
+    ``convert`` term is predicted from gate counts, see :func:`convert_seconds`)."""
 
 
 def problem_stats(problem: Problem) -> Stats:
@@ -96,6 +98,20 @@ def problem_stats(problem: Problem) -> Stats:
     _, gates, _ = circuit_to_gates(problem.circuit)
     fused = fuse_gates(gates, 4) if gates else []
     return Stats(fused, time.perf_counter() - t0)
+
+
+def convert_seconds(profile: CostProfile, problem: Problem) -> float:
+    """Predicted seconds to convert the circuit to fused gates: its gates x ``numpy.convert_gate_s``.
+
+    A model term, not a timing taken while planning (that one varies with the load on the
+    planning process, and is not what the run will pay)."""
+    return problem.gates * profile.get("numpy", "convert_gate_s")
+
+
+def _share_note(ranks: int, cores: int, load: float) -> str:
+    share = model.cpu_share(ranks, cores, load)
+    return (f"CPU share: {ranks} busy rank(s) get {share:.3g} of {cores} cores at external load {load:.3g}"
+            f" (cores*k/(k+load), at most k and cores); amplitude work is divided by it")
 
 
 def _shots_for(option: CutOption, problem: Problem, shots: int | None, target_error: float | None) -> tuple[int, str]:
@@ -157,6 +173,8 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
     n = problem.num_qubits
     terms = len(problem.terms)
     cores = resources.cpu_cores
+    load = resources.external_load
+    convert_s = convert_seconds(profile, problem) if stats.fused else 0.0
     mids = problem.mid_measurements
     mid_reason = ""
     if mids:
@@ -177,12 +195,14 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
             swaps = model.count_swaps(stats.fused, n, g) if stats.fused else 0
             t = model.statevector_terms(profile, num_qubits=n, ranks=k, fused_gates=len(stats.fused), swaps=swaps,
                                         x_groups=problem.x_groups, terms=terms, cores=cores,
-                                        convert_s=stats.convert_s, backend=backend)
+                                        convert_s=convert_s, backend=backend, external_load=load)
             mem = sv_memory(n, k)
             s = Strategy("statevector", {"ranks": k, "backend": backend, "swaps": swaps,
                                          "fused_gates": len(stats.fused)},
                          f"statevector/{k}{suffix}", sum(t.values()), mem, 1, 0.0, terms=t)
             _add_imports(s, profile, resources, k)
+            if backend == "numpy":
+                s.notes.append(_share_note(k, cores, load))
             if not profile.is_calibrated(backend):
                 s.notes.append(f"{backend} constants not calibrated on this host (run `pilotq-mpi calibrate`)")
             if mids:
@@ -200,10 +220,12 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
             k *= 2
 
     # --- one rank, Aer
-    t = model.aer_terms(profile, num_qubits=n, fused_gates=len(stats.fused) or problem.gates, terms=terms)
+    t = model.aer_terms(profile, num_qubits=n, fused_gates=len(stats.fused) or problem.gates, terms=terms,
+                        cores=cores, external_load=load)
     mem = 2**n * 16
     s = Strategy("single", {"backend": "aer"}, "single/aer", sum(t.values()), mem, 1, 0.0, terms=t)
     _add_imports(s, profile, resources, 1)
+    s.notes.append(_share_note(1, cores, load))
     if mids:
         _infeasible(s, mid_reason)
     if mem > resources.cpu_memory:
@@ -219,7 +241,7 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
         for backend, workers, budget, suffix in cut_variants:
             shots_used, why = _shots_for(option, problem, shots, target_error)
             t, tasks = model.cutting_terms(profile, option, shots=shots_used, workers=workers, cores=cores,
-                                           terms=terms, backend=backend)
+                                           terms=terms, backend=backend, external_load=load)
             mem = 2**option.size * 16
             se = option.std_error(shots_used) * problem.abs_weight()
             s = Strategy("cutting", {"subcircuit_qubits": option.size, "cuts": option.num_cuts,
@@ -227,6 +249,8 @@ def enumerate_strategies(problem: Problem, resources: Resources, profile: CostPr
                                      "shots": shots_used, "workers": workers, "backend": backend},
                          f"cutting/{option.size}q{suffix}", sum(t.values()), mem, tasks, se, terms=t, option=option)
             s.notes.append(f"shots {why}; std error is an upper estimate")
+            if backend == "aer-sampler":
+                s.notes.append(_share_note(workers, cores, load))
             _add_imports(s, profile, resources, min(workers, tasks))
             if mem > budget:
                 _infeasible(s, f"memory: a {option.size}-qubit subexperiment needs {_gib(mem)} > {_gib(budget)}")
