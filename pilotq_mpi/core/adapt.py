@@ -378,7 +378,7 @@ class Adapt:
         wanted = view.queued_work_seconds / self.busy_after - capacity
         count = min(max(1, math.ceil(wanted / per_job)), math.ceil(view.queued_tasks / per_job), room)
         coming = f" + {len(pending) * per_job} coming" if pending else ""
-        load = (f"has no ranks to run it" if capacity == 0 else
+        load = ("has no ranks to run it" if capacity == 0 else
                 f"would keep {view.ranks} ranks{coming} busy {_s(busy)} > busy_after "
                 f"{_s(self.busy_after)}")
         return [Submit(self.template, reason=(

@@ -172,7 +172,6 @@ def test_join_without_a_live_pilot_fails_fast(tmp_path):
 
 def test_cpu_and_gpu_pools_example(run_dir, tmp_path):
     """The example driver: cutting on the gpu pool (joined), QPU calls and the reference on the cpu pool."""
-    from jobs import PROGRAMS  # noqa: F401  (same folder layout as the other launches)
     from elastic_launch import Launch
 
     import pilotq_mpi.workflows.pools_demo as demo
