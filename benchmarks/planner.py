@@ -297,7 +297,8 @@ def batch_loads(data: dict) -> dict[str, dict]:
     items = {it["id"]: it for it in data["items"]}
     workers = data["meta"]["workers"]
     out = {}
-    for i, batch in enumerate(batches(data["grid"])):
+    one_batch = SIZES.get(data["meta"].get("size"), {}).get("one_batch", False)
+    for i, batch in enumerate([data["grid"]] if one_batch else batches(data["grid"])):
         name = f"batch{i}"
         rec = next((r for r in data["meta"]["batches"] if r.get("name") == name), None)
         if rec is None or not rec.get("loadavg_start") or not rec.get("loadavg_end"):

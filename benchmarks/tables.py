@@ -146,13 +146,55 @@ def planner(data: dict) -> str:
     qm = q["mape_held_out"].get("cutting")
     if qm:
         mrows.append([f"cutting, Q-Dreamer ({test})", qm["n"], pct(qm["mape"]), pct(qm["p90_ape"]), ratio(qm)])
-    return (f"### Planner: pick vs measured best ({len(data['items'])} circuits, {meta['workers']} workers,"
-            f" {meta['shots']} shots per subexperiment, median of up to {meta['repeats']})\n\n`{meta['command']}`\n\n"
-            + _table(["scorer", "circuits", f"pick within {sc['tolerance']:.0%} of best", "pick not measured",
-                      "regret p50", "p95", "max", "among cutting sizes only: pick within 10%"], rows)
-            + "\n\nPrediction error of the planner's times (median and 90th percentile absolute % error;"
-              " measured/predicted above 1: the model is optimistic):\n\n"
-            + _table(["strategy", "runs", "MAPE", "p90", "median measured/predicted"], mrows))
+    out = (f"### Planner: pick vs measured best ({len(data['items'])} circuits, {meta['workers']} workers,"
+           f" {meta['shots']} shots per subexperiment, median of up to {meta['repeats']})\n\n`{meta['command']}`\n\n"
+           + _table(["scorer", "circuits", f"pick within {sc['tolerance']:.0%} of best", "pick not measured",
+                     "regret p50", "p95", "max", "among cutting sizes only: pick within 10%"], rows)
+           + "\n\nPrediction error of the planner's times (median and 90th percentile absolute % error;"
+             " measured/predicted above 1: the model is optimistic):\n\n"
+           + _table(["strategy", "runs", "MAPE", "p90", "median measured/predicted"], mrows))
+    for key in sorted(k for k in data if k.startswith("rescored_model_v")):
+        out += "\n\n" + planner_rescored(data, data[key])
+    return out
+
+
+def planner_rescored(data: dict, entry: dict) -> str:
+    """The same measurements scored with a later planner model, beside the original (as-measured) scores."""
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    def ratio(v):
+        r = v.get("median_measured_over_predicted") if v else None
+        return "-" if r is None else f"{r:.2f}"
+
+    old, new, nol = data["scores"]["planner"], entry["scores"]["planner"], entry["scores_without_load"]["planner"]
+    test = "+".join(entry["scores"]["test_families"])
+    v = entry["model_version"]
+    rows = []
+    for scope, key in (("all families", "all"), (f"held-out families ({test})", "held_out_families")):
+        for name, sc in (("v1, as measured (original)", old), (f"v{v}, rescored", new),
+                         (f"v{v} without the load term (external load 0)", nol)):
+            s = sc[key]
+            rows.append([f"{scope}: {name}", s["circuits"], f"{pct(s['fraction_within_tol'])} ({s['within_tol']})",
+                         pct(s["regret_p50"]), pct(s["regret_p95"]), pct(s["regret_max"])])
+    mrows = []
+    for label, o in old["mape_by_label"].items():
+        n = new["mape_by_label"].get(label, {})
+        mrows.append([label, o["n"], pct(o["mape"]), pct(n.get("mape")), ratio(o), ratio(n)])
+    loads = ", ".join(f"{b['external_load']:.1f} ({'/'.join(sorted({c.split('-')[0] for c in b['circuits']}))})"
+                      for b in entry["batch_loads"].values())
+    return (f"#### Rescored with planner model v{v} (no new measurements; a model changed after them)\n\n"
+            f"`{entry['command']}` ({entry['date']}). The same measured times, scored against plans made by model"
+            f" v{v}, which was changed after these measurements were taken and after their misses were seen: the"
+            " CPU share of k busy ranks is cores*k/(k+L) (fair-share scheduling), at most k and cores, with L the"
+            " external load each batch recorded, and the convert term comes from gate counts. No constant was"
+            " fitted to these times (same calibrated profile, same hold-out split), but a model revised on the"
+            " same data is not an independent test; a new measured run is. External load L per batch:"
+            f" {loads}.\n\n"
+            + _table(["scorer", "circuits", f"pick within {entry['scores']['tolerance']:.0%} of best", "regret p50",
+                      "p95", "max"], rows)
+            + "\n\n" + _table(["strategy", "runs", "MAPE v1", f"MAPE v{v}", "measured/predicted v1",
+                                 f"measured/predicted v{v}"], mrows))
 
 
 def elastic(data: dict) -> str:
