@@ -233,8 +233,10 @@ def score(items: list[dict], workers: int, tol: float = 0.10) -> dict:
             "qdreamer_predictions_held_out": {r["id"]: r["predicted"] for r in q_test}}
 
 
-def plot(data: dict, path: Path) -> None:
-    """Predicted vs measured time per strategy, log-log: the planner (left), Q-Dreamer held out (right)."""
+def plot(data: dict, path: Path, title: str = "") -> None:
+    """Predicted vs measured time per strategy, log-log: the planner (left), Q-Dreamer held out (right).
+
+    ``title``: appended to the figure's title (e.g. which model made the predictions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,7 +282,8 @@ def plot(data: dict, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("predicted time (s)")
-    fig.suptitle("Planner benchmark: predicted vs measured wall time per strategy (dotted: +-10%)", fontsize=11)
+    fig.suptitle("Planner benchmark: predicted vs measured wall time per strategy (dotted: +-10%)" + title,
+                 fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -438,8 +441,9 @@ def main(argv=None) -> int:
             key = f"rescored_model_v{entry['model_version']}"
             data[key] = entry
             json_path.write_text(json.dumps(data, indent=1))
-            plot({"items": items, "scores": entry["scores"]}, png_path.with_name(f"planner_model_v"
-                                                                                 f"{entry['model_version']}.png"))
+            plot({"items": items, "scores": entry["scores"]},
+                 png_path.with_name(f"planner_model_v{entry['model_version']}.png"),
+                 f"\nrescored: predictions of model v{entry['model_version']}, changed after these measurements")
             print(f"original scores (model v1, as measured):\n{summary(data['scores'])}")
             print(f"{key} (model changed after the measurements; see its note):\n{summary(entry['scores'])}")
             print(f"{key} with no external load:\n{summary(entry['scores_without_load'])}")
