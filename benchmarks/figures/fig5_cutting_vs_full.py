@@ -75,7 +75,8 @@ def _series(configs: dict, runs: list[tuple[str, int, dict]]) -> dict[str, list[
             sv, cut = r["configs"][name]["statevector"], r["configs"][name]["cutting"]
             cut_s = cut["execute_s"] + cut["reconstruct_s"]
             sv_rows.append({"run": label, "workers": workers, "ranks": sv["ranks"], "seconds": sv["seconds"],
-                            "speedup": base_sv / sv["seconds"], "value": sv["value"]})
+                            "task_seconds": sv["task_seconds"], "speedup": base_sv / sv["seconds"],
+                            "value": sv["value"]})
             cut_rows.append({"run": label, "workers": workers, "seconds": cut_s, "execute_s": cut["execute_s"],
                              "reconstruct_s": cut["reconstruct_s"], "speedup": base_cut / cut_s,
                              "execute_speedup": base["cutting"]["execute_s"] / cut["execute_s"],
