@@ -97,3 +97,13 @@ def non_finite(data: Any, path: str = "") -> list[str]:
         for i, value in enumerate(data):
             bad.extend(non_finite(value, f"{path}[{i}]"))
     return bad
+
+
+def run_facts(size: str, command, loadavg_before: list[float], **extra: Any) -> dict[str, Any]:
+    """What every figure's data records about its run: size, command, the load before and
+    after (the machine may be shared), cores and Python; ``extra`` adds figure-specific facts."""
+    import os
+    import sys
+
+    return {"size": size, "command": command, "loadavg": list(os.getloadavg()), "loadavg_before": loadavg_before,
+            "cpus": os.cpu_count(), "python": sys.version.split()[0], **extra}

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 from pathlib import Path
 
+from benchmarks.figures import run_facts
 from benchmarks.figures.drivers import launch_pilot
 
 FIGURE = 3
@@ -86,12 +86,7 @@ def run(size: str, out_dir: Path) -> dict:
                                    timeout=p["timeout"], env=SINGLE_THREAD)
     runs = result["runs"]
     return {
-        "size": size,
-        "command": command,
-        "loadavg": list(os.getloadavg()),
-        "loadavg_before": loadavg_before,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
+        **run_facts(size, command, loadavg_before),
         "params": {k: v for k, v in p.items() if k != "timeout"},
         "ranks": RANKS,
         "threads_per_task": 1,

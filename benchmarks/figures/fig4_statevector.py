@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 from pathlib import Path
 
+from benchmarks.figures import run_facts
 from benchmarks.figures.drivers import launch_pilot
 
 FIGURE = 4
@@ -138,12 +138,7 @@ def run(size: str, out_dir: Path) -> dict:
     for r in runs:  # the gradients are checked here, not shipped in the figure's data
         r["gradient_norm"] = sum(g * g for g in r["gradient"]) ** 0.5
     data = {
-        "size": size,
-        "command": command,
-        "loadavg": list(os.getloadavg()),
-        "loadavg_before": loadavg_before,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
+        **run_facts(size, command, loadavg_before),
         "params": {k: v for k, v in p.items() if k != "timeout"},
         "pilot_ranks": ranks,
         "threads_per_rank": 1,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.figures import run_facts
 from benchmarks.figures.drivers import REPO, launch_pilot
 
 FIGURE = 5
@@ -111,12 +112,7 @@ def run(size: str, out_dir: Path) -> dict:
             row["loadavg_at_start"] = load[0]
     exact = {name: series[f"{name}: full state vector"][0]["value"] for name in p["configs"]}
     return {
-        "size": size,
-        "command": commands,
-        "loadavg": list(os.getloadavg()),
-        "loadavg_before": loadavg_before,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
+        **run_facts(size, commands, loadavg_before),
         "threads_per_rank": 1,
         "configs": {name: {**p["configs"][name], **planned[name], "exact": exact[name]} for name in p["configs"]},
         "workers": p["workers"],

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.figures import run_facts
 from benchmarks.figures.drivers import REPO, launch_pilot
 
 FIGURE = 6
@@ -93,8 +94,7 @@ def run(size: str, out_dir: Path) -> dict:
         rows.append(_row("pilot", k, result, base))
         commands.append(command)
     return {
-        "size": size, "command": commands, "loadavg": list(os.getloadavg()), "loadavg_before": loadavg_before,
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "threads_per_rank": 1,
+        **run_facts(size, commands, loadavg_before), "threads_per_rank": 1,
         "settings": {k: v for k, v in p.items() if k not in ("workers", "timeout")},
         "workers": p["workers"], "runs": rows,
     }
