@@ -238,7 +238,8 @@ class Inventory:
         if qpu.ranks >= len(free):
             raise ResourceError(
                 f"QPU {qpu.name!r} wants {plural(qpu.ranks, 'pinned rank')} but only"
-                f" {plural(len(free), 'compute rank')} of the main allocation {'is' if len(free) == 1 else 'are'} left;"
+                f" {plural(len(free), 'compute rank')}{' of the main allocation' if len(self.allocations) > 1 else ''}"
+                f" {'is' if len(free) == 1 else 'are'} left;"
                 " at least one must stay for other tasks: start the pilot with more ranks"
             )
         chosen = {r.rank for r in free[: qpu.ranks]}
