@@ -186,10 +186,20 @@ def _serve_worker(world, all_facts) -> None:
 
     rank = world.Get_rank()
     gpus = assign_gpus(all_facts)[rank]
-    os.environ.update(pin_env(gpus))  # before any task imports a CUDA library
-    node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
-    Worker(world, node=node, gpus=gpus).serve()
-    quiet_barrier(world)
+    pinned = pin_env(gpus)
+    before = {name: os.environ.get(name) for name in pinned}
+    os.environ.update(pinned)  # before any task imports a CUDA library
+    try:
+        node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
+        Worker(world, node=node, gpus=gpus).serve()
+        quiet_barrier(world)
+    finally:
+        # run_pilot may run again in this process: its next layout must not see this pilot's pins
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _start_master(world, all_facts, options: PilotOptions, *, driver: bool = True):
