@@ -3,8 +3,8 @@
 On a cluster: a CPU job runs this driver with ``--pool cpu`` and publishes itself; a GPU
 job joins it with ``--pool gpu`` (see the README's "Elastic pilots and pools")::
 
-    sbatch -p cpu  --wrap "srun -n 8 python -m pilotq_mpi --run-dir $SCRATCH/run --pool cpu pools_demo.py"
-    sbatch -p gpu  --wrap "srun -n 8 python -m pilotq_mpi --join $SCRATCH/run --pool gpu"
+    pilotq-mpi submit pools_demo.py --run-dir $SCRATCH/run --pool cpu --target perlmutter-cpu --time 01:00:00
+    pilotq-mpi submit --join $SCRATCH/run --pool gpu --target perlmutter-gpu --nodes 1 --time 01:00:00
 
 On a workstation, two launches::
 
