@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from .joiner import join
 
             return join(join_dir, options)
+    if problem is None and options.run_dir and join_dir is None:
+        from .rundir import RunDir
+
+        problem = RunDir(options.run_dir).in_use()
     if problem is None and args.app is None:
         problem = "no driver script: `python -m pilotq_mpi app.py` (or `--join DIR` to join a running pilot)"
     if problem is None and not os.path.isfile(args.app):

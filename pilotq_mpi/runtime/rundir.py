@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -90,12 +91,25 @@ class RunDir:
         return self.path / "allocations" / name
 
     # --- the master's side -------------------------------------------------------------
+    def in_use(self, now: float | None = None) -> str | None:
+        """Why a new pilot may not publish here (another one is alive in it), or None."""
+        data = read_json(self.pilot_file)
+        silent = age(self.heartbeat_file, now)
+        if data is None or silent is None or silent > STALE_AFTER_S:
+            return None
+        return (f"run directory {self.path} is in use by a running pilot (pid {data.get('pid')} on"
+                f" {data.get('host')}, heartbeat {silent:.0f} s ago): choose another --run-dir (if that pilot"
+                f" died, wait {STALE_AFTER_S:g} s or remove {self.pilot_file})")
+
     def publish(self, port: str, **facts: Any) -> None:
-        """Make the pilot joinable: its MPI port and facts, and a fresh heartbeat."""
+        """Make the pilot joinable: its MPI port and facts, and a fresh heartbeat.
+
+        A previous pilot's leftovers (requests, replies, its allocations' files) are removed:
+        a new joiner named ``join-1`` must not find an old ``leave`` or ``exit-by`` file.
+        """
         for sub in ("requests", "replies", "allocations"):
+            shutil.rmtree(self.path / sub, ignore_errors=True)
             (self.path / sub).mkdir(parents=True, exist_ok=True)
-        for old in (self.path / "requests").glob("*.json"):  # a previous pilot's leftovers
-            old.unlink(missing_ok=True)
         (self.path / "draining").unlink(missing_ok=True)
         touch(self.heartbeat_file)
         write_json(self.pilot_file, {"port": port, "pid": os.getpid(), "started": time.time(), **facts})

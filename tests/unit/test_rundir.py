@@ -59,3 +59,17 @@ def test_leave_notice_exit_order_and_allocation_heartbeats(tmp_path):
         (run_dir.allocation_dir("join-1") / f"alive-{rank}").touch()
     os.utime(run_dir.allocation_dir("join-1") / "alive-1", (now - 30, now - 30))
     assert run_dir.allocation_age("join-1", 2, now) == pytest.approx(30, abs=1)
+
+
+def test_a_new_pilot_starts_clean_and_a_live_one_keeps_its_directory(tmp_path):
+    run_dir = RunDir(tmp_path / "run")
+    assert run_dir.in_use() is None
+    run_dir.publish("old-port", host="h1")
+    run_dir.ask_to_leave("join-1", 1.0, "got SIGUSR1")
+    run_dir.order_exit("join-1", 1.0)
+    assert "is in use by a running pilot" in run_dir.in_use() and "choose another --run-dir" in run_dir.in_use()
+    old = time.time() - STALE_AFTER_S - 5
+    os.utime(run_dir.heartbeat_file, (old, old))
+    assert run_dir.in_use() is None  # that pilot died: its directory may be reused
+    run_dir.publish("new-port", host="h2")
+    assert run_dir.leave_notice("join-1") is None and run_dir.exit_by("join-1") is None
