@@ -92,7 +92,7 @@ def test_compression_fidelity_improves_from_stage_one_to_stage_two(digits):
         assert 0.5 < result.fidelity_mps <= result.fidelity_sweep + 1e-12, "sweeps never lower the overlap"
         assert result.fidelity_bfgs > result.fidelity_sweep + 1e-4, "BFGS refines what the sweeps left"
         assert float(np.dot(target, result.state()) ** 2) == pytest.approx(result.fidelity_bfgs)
-        assert result.parameters == 6 * 12 and result.seconds_bfgs > 0 and result.bfgs_iterations > 0
+        assert result.parameters == 6 * 12 and result.bfgs_iterations > 0
         for gate in result.gates:
             assert np.allclose(gate @ gate.T, np.eye(4), atol=1e-10)
 

@@ -375,9 +375,9 @@ def test_gated_prefetch_never_queues_behind_unknown_long_or_overdue_work(workers
             rank = p.ranks[0]
             on_rank = s.tasks_on(rank)
             ahead = on_rank[:on_rank.index(p.task_id)]
-            if ahead:
-                durations = [predictions[t] for t in ahead]
-                assert None not in durations and sum(durations) <= horizon + 1e-12
+            if ahead:  # the rule under test, on the fake predictions above (no clock is read)
+                predicted_ahead = [predictions[t] for t in ahead]
+                assert None not in predicted_ahead and sum(predicted_ahead) <= horizon + 1e-12
                 _, since = started[ahead[0]]
                 assert now <= since + predictions[ahead[0]] + 1e-12, "queued behind an overdue task"
             else:
