@@ -5,7 +5,9 @@ Every plan here uses a fixed :class:`CostProfile` (the built-in constants) and a
 """
 import json
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,18 +342,13 @@ def test_plan_under_external_load_explains_the_share_and_convert_comes_from_gate
 
 
 def _brick(n: int, depth: int, seed: int = 0):
-    """The planner benchmark's random brickwork (benchmarks/planner_circuits.py, family index 2)."""
-    rng = np.random.default_rng([seed, n, depth, 2])
-    qc = QuantumCircuit(n)
-    for layer in range(depth):
-        for q in range(n):
-            a, b, c = rng.uniform(-np.pi, np.pi, 3)
-            qc.rz(a, q)
-            qc.ry(b, q)
-            qc.rz(c, q)
-        for q in range(layer % 2, n - 1, 2):
-            qc.cx(q, q + 1)
-    return qc
+    """The planner benchmark's random brickwork, from the benchmark itself."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        from planner_circuits import circuit
+    finally:
+        sys.path.pop(0)
+    return circuit("brick", n, depth, seed)
 
 
 def test_cut_search_returns_none_when_find_cuts_exceeds_max_cuts():

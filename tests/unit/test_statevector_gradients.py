@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("qiskit")
 from mpi4py import MPI  # noqa: E402
 from qiskit import QuantumCircuit  # noqa: E402
-from qiskit.circuit import Parameter, ParameterVector, library  # noqa: E402
+from qiskit.circuit import Parameter, library  # noqa: E402
 from qiskit.quantum_info import SparsePauliOp, Statevector, random_statevector  # noqa: E402
 
 from pilotq_mpi.statevector import (  # noqa: E402
@@ -24,26 +24,10 @@ from pilotq_mpi.statevector.adjoint import overlap_matrix  # noqa: E402
 from pilotq_mpi.statevector.backends import NumpyBackend  # noqa: E402
 from pilotq_mpi.statevector.observables import apply_observable  # noqa: E402
 from pilotq_mpi.statevector.parameters import FREQUENCIES, gate_angle_derivative  # noqa: E402
+from pilotq_mpi.workflows.families import strongly_entangling_layers as sel_circuit  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 SELF = MPI.COMM_SELF
-
-
-def sel_circuit(n: int, layers: int) -> QuantumCircuit:
-    """PennyLane's StronglyEntanglingLayers in Qiskit: Rot = RZ(w0) RY(w1) RZ(w2) per qubit, then
-    CNOT q -> (q + r) % n with r = layer % (n - 1) + 1. Parameter w[3*(layer*n + q) + j]."""
-    w = ParameterVector("w", 3 * n * layers)
-    qc = QuantumCircuit(n)
-    for layer in range(layers):
-        for q in range(n):
-            i = 3 * (layer * n + q)
-            qc.rz(w[i], q)
-            qc.ry(w[i + 1], q)
-            qc.rz(w[i + 2], q)
-        r = layer % (n - 1) + 1
-        for q in range(n):
-            qc.cx(q, (q + r) % n)
-    return qc
 
 
 def shared_circuit(n: int) -> QuantumCircuit:

@@ -24,27 +24,9 @@ import time
 from pathlib import Path
 
 from pilotq_mpi import Pilot
+from pilotq_mpi.workflows.families import strongly_entangling_layers
 
 SEED = 2024
-
-
-def sel_circuit(num_qubits: int, layers: int):
-    """StronglyEntanglingLayers in Qiskit, parameter ``w[3*(layer*n + q) + j]`` for Rot angle ``j``."""
-    from qiskit import QuantumCircuit
-    from qiskit.circuit import ParameterVector
-
-    w = ParameterVector("w", 3 * num_qubits * layers)
-    qc = QuantumCircuit(num_qubits)
-    for layer in range(layers):
-        for q in range(num_qubits):
-            i = 3 * (layer * num_qubits + q)
-            qc.rz(w[i], q)
-            qc.ry(w[i + 1], q)
-            qc.rz(w[i + 2], q)
-        r = layer % (num_qubits - 1) + 1
-        for q in range(num_qubits):
-            qc.cx(q, (q + r) % num_qubits)
-    return qc
 
 
 def measure(comm, num_qubits: int, layers: int, repeats: int) -> dict:
@@ -54,7 +36,7 @@ def measure(comm, num_qubits: int, layers: int, repeats: int) -> dict:
 
     from pilotq_mpi.statevector import memory_per_rank, simulate
 
-    qc = sel_circuit(num_qubits, layers)
+    qc = strongly_entangling_layers(num_qubits, layers)
     values = np.random.default_rng(SEED).uniform(0, 2 * np.pi, qc.num_parameters)
     obs = [SparsePauliOp("I" * (num_qubits - 1) + "Z")]
     out = {"qubits": num_qubits, "ranks": comm.Get_size(), "layers": layers, "parameters": qc.num_parameters}
