@@ -59,46 +59,62 @@ def expectations(sv: DistributedStatevector, observables: Sequence) -> list[comp
 def _local_group(sv, x: tuple, zs: list[tuple], values: np.ndarray, idx: list[int]) -> None:
     """Add sum_l conj(psi[l ^ x]) * (-1)^{|l & z|} psi[l] of this rank for each z, into ``values[idx]``."""
     xp = sv.backend.xp
-    m = sv.num_local
+    axis, slot, inner, c = _chunking(sv)
+    tensor = sv.state.reshape((1 << c,) + (2,) * inner)
+    gx, xo, flips = _x_plan(x, axis, slot, inner, c)
+    recv = sv.buf[: 1 << inner]
+    plans = [_z_plan(sv, z, axis, slot, c) for z in zs]
+    acc = np.zeros(len(zs), dtype=np.complex128)
+    for o in range(1 << c):
+        w = xp.conj(_flipped_block(sv, tensor, o, gx, xo, flips, recv, 7)) * tensor[o]
+        for j, (gsign, zo, zin) in enumerate(plans):
+            s = -1 if bin(o & zo).count("1") & 1 else 1
+            acc[j] += gsign * s * complex(_signed_sum(xp, w, zin))
+    values[idx] += acc
+
+
+def _chunking(sv) -> tuple[dict, dict, int, int]:
+    """(axis of each local qubit, slot of each global qubit, inner, outer) for a chunked walk:
+    outer axes are walked one chunk of 2**inner amplitudes at a time; a chunk received from a
+    partner lands in the swap buffer, so it must fit there (half the local part; all of it
+    when there is one local qubit)."""
     axis = {q: i for i, q in enumerate(sv.layout)}
     slot = {q: s for s, q in enumerate(sv.global_qubits)}
-    # Outer axes walked one chunk of 2**inner amplitudes at a time: a chunk is received
-    # into the swap buffer, so it must fit there (half the local part; all of it when m == 1).
-    inner = min(m, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
-    c = m - inner
-    tensor = sv.state.reshape((1 << c,) + (2,) * inner)
+    inner = min(sv.num_local, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
+    return axis, slot, inner, sv.num_local - inner
+
+
+def _x_plan(x: tuple, axis: dict, slot: dict, inner: int, outer: int) -> tuple[int, int, list]:
+    """Where the X part ``x`` flips bits: global-bit mask (partner rank), outer-axis mask, inner flips."""
     xo, gx = 0, 0
     flips = [slice(None)] * inner
     for q in x:
         if q in slot:
             gx |= 1 << slot[q]
-        elif axis[q] < c:
-            xo |= 1 << (c - 1 - axis[q])
+        elif axis[q] < outer:
+            xo |= 1 << (outer - 1 - axis[q])
         else:
-            flips[axis[q] - c] = slice(None, None, -1)
-    partner = sv.rank ^ gx
-    recv = sv.buf[: 1 << inner]
-    plans = []  # per z: sign from the rank's global bits, outer-axis mask, inner z axes
-    for z in zs:
-        gsign = (-1) ** sum((sv.rank >> slot[q]) & 1 for q in z if q in slot)
-        zo = sum(1 << (c - 1 - axis[q]) for q in z if q in axis and axis[q] < c)
-        zin = tuple(axis[q] - c for q in z if q in axis and axis[q] >= c)
-        plans.append((gsign, zo, zin))
-    acc = np.zeros(len(zs), dtype=np.complex128)
-    for o in range(1 << c):
-        a_blk = tensor[o]
-        if gx:
-            sv.backend.synchronize()
-            sv.comm.Sendrecv(tensor[o ^ xo].reshape(-1), dest=partner, sendtag=7, recvbuf=recv,
-                             source=partner, recvtag=7)
-            b_blk = recv.reshape((2,) * inner)[tuple(flips)]
-        else:
-            b_blk = tensor[o ^ xo][tuple(flips)]
-        w = xp.conj(b_blk) * a_blk
-        for j, (gsign, zo, zin) in enumerate(plans):
-            s = -1 if bin(o & zo).count("1") & 1 else 1
-            acc[j] += gsign * s * complex(_signed_sum(xp, w, zin))
-    values[idx] += acc
+            flips[axis[q] - outer] = slice(None, None, -1)
+    return gx, xo, flips
+
+
+def _z_plan(sv, z: tuple, axis: dict, slot: dict, outer: int) -> tuple[int, int, tuple]:
+    """The Z part ``z``: sign from this rank's global bits, outer-axis mask, inner axes."""
+    gsign = (-1) ** sum((sv.rank >> slot[q]) & 1 for q in z if q in slot)
+    zo = sum(1 << (outer - 1 - axis[q]) for q in z if q in axis and axis[q] < outer)
+    zin = tuple(axis[q] - outer for q in z if q in axis and axis[q] >= outer)
+    return gsign, zo, zin
+
+
+def _flipped_block(sv, tensor, o: int, gx: int, xo: int, flips: list, recv, tag: int):
+    """Chunk ``o`` of ``X^x psi`` before signs: from the partner rank when x flips global bits."""
+    if gx:
+        sv.backend.synchronize()
+        partner = sv.rank ^ gx
+        sv.comm.Sendrecv(tensor[o ^ xo].reshape(-1), dest=partner, sendtag=tag, recvbuf=recv,
+                         source=partner, recvtag=tag)
+        return recv.reshape(tensor.shape[1:])[tuple(flips)]
+    return tensor[o ^ xo][tuple(flips)]
 
 
 def _signed_sum(xp, w, zaxes: tuple):
@@ -219,12 +235,7 @@ def apply_observable(sv: DistributedStatevector, op, out) -> None:
     a group that flips global qubits receives the partner rank's amplitudes chunk by chunk into
     the swap buffer, as :func:`expectations` does. Temporaries are one chunk.
     """
-    xp = sv.backend.xp
-    m = sv.num_local
-    axis = {q: i for i, q in enumerate(sv.layout)}
-    slot = {q: s for s, q in enumerate(sv.global_qubits)}
-    inner = min(m, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
-    c = m - inner
+    axis, slot, inner, c = _chunking(sv)
     src = sv.state.reshape((1 << c,) + (2,) * inner)
     dst = out.reshape((1 << c,) + (2,) * inner)
     out[...] = 0
@@ -233,30 +244,13 @@ def apply_observable(sv: DistributedStatevector, op, out) -> None:
         groups.setdefault(x, []).append((z, coeff))
     recv = sv.buf[: 1 << inner]
     for x, zs in groups.items():
-        xo, gx = 0, 0
-        flips = [slice(None)] * inner
-        for q in x:
-            if q in slot:
-                gx |= 1 << slot[q]
-            elif axis[q] < c:
-                xo |= 1 << (c - 1 - axis[q])
-            else:
-                flips[axis[q] - c] = slice(None, None, -1)
-        partner = sv.rank ^ gx
+        gx, xo, flips = _x_plan(x, axis, slot, inner, c)
         plans = []  # per term: scalar (coeff, sign of x & z, sign of this rank's global bits), outer mask, inner axes
         for z, coeff in zs:
-            sign = (-1) ** (len(set(x) & set(z)) + sum((sv.rank >> slot[q]) & 1 for q in z if q in slot))
-            zo = sum(1 << (c - 1 - axis[q]) for q in z if q in axis and axis[q] < c)
-            zin = tuple(axis[q] - c for q in z if q in axis and axis[q] >= c)
-            plans.append((coeff * sign, zo, zin))
+            gsign, zo, zin = _z_plan(sv, z, axis, slot, c)
+            plans.append((coeff * gsign * (-1) ** len(set(x) & set(z)), zo, zin))
         for o in range(1 << c):
-            if gx:
-                sv.backend.synchronize()
-                sv.comm.Sendrecv(src[o ^ xo].reshape(-1), dest=partner, sendtag=8, recvbuf=recv,
-                                 source=partner, recvtag=8)
-                b_blk = recv.reshape((2,) * inner)[tuple(flips)]
-            else:
-                b_blk = src[o ^ xo][tuple(flips)]
+            b_blk = _flipped_block(sv, src, o, gx, xo, flips, recv, 8)
             for scale, zo, zin in plans:
                 s = -scale if bin(o & zo).count("1") & 1 else scale
                 term = b_blk * s
