@@ -265,6 +265,17 @@ class Pilot(Executor):
             if self._owns_journal and self.journal is not None:
                 self.journal.close()
 
+    def note(self, record: dict) -> bool:
+        """Write ``record`` (a JSON-able dict with a ``"type"``, e.g. the planner's ``"plan"``) into the
+        pilot's trace; False when the pilot writes no trace (nothing is recorded then)."""
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+            raise ValueError(f"a trace record is a dict with a 'type' string, got {str(record)[:80]}")
+        note = getattr(getattr(self._master, "observer", None), "note", None)
+        if note is None:
+            return False
+        note(record)
+        return True
+
 
 class PoolView(Executor):
     """The tasks of one pool of a :class:`Pilot` (see :meth:`Pilot.pool`)."""
