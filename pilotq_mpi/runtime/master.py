@@ -177,13 +177,17 @@ class Master(JoinedAllocations):
             if worked:
                 backoff.reset()
                 continue
-            # announce the wait before looking at the inbox once more, so post() cannot miss it
-            self._idle = True
-            if not self._inbox:
-                self._wake.wait(backoff.next_delay())
-            self._idle = False
-            self._wake.clear()
+            self._wait_idle(backoff)
         self._shutdown_workers()
+
+    def _wait_idle(self, backoff: Backoff) -> None:
+        """Nothing to do: wait a little, or until the driver posts something."""
+        # announce the wait before looking at the inbox once more, so post() cannot miss it
+        self._idle = True
+        if not self._inbox:
+            self._wake.wait(backoff.next_delay())
+        self._idle = False
+        self._wake.clear()
 
     def _drain_inbox(self) -> bool:
         worked = False
