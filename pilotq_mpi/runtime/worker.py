@@ -42,11 +42,14 @@ class Worker:
     sub-communicators; its rank r is pilot rank ``r + rank_offset``.
     """
 
-    def __init__(self, world, *, node: str, gpus: tuple[int, ...], local_world=None, rank_offset: int = 0):
+    def __init__(self, world, *, node: str, gpus: tuple[int, ...], local_world=None, rank_offset: int = 0,
+                 master: int = MASTER):
         from mpi4py import MPI
 
         self._mpi = MPI
         self.world = world
+        self.master = master
+        """The rank of ``world`` this worker serves: the master, or its group's sub-master."""
         self.local_world = world if local_world is None else local_world
         self.rank_offset = rank_offset
         self.rank = self.local_world.Get_rank() + rank_offset
@@ -82,7 +85,7 @@ class Worker:
             # revoke can only have arrived during the last AWAY_S.
             misses, away = 0, time.monotonic() - probed > AWAY_S
             while misses < 1 + away:
-                message = self.world.improbe(MASTER, self._mpi.ANY_TAG, status)
+                message = self.world.improbe(self.master, self._mpi.ANY_TAG, status)
                 if message is None:
                     misses += 1
                     continue
@@ -138,7 +141,7 @@ class Worker:
             packed = pack_result(result)
         except Exception as exc:  # the value (or exception) would not pickle
             packed = pack_result(self._failure(result, exc, "what the task returned (or raised) could not be pickled"))
-        self.world.send(tuple(packed), dest=MASTER, tag=Tag.RESULT)
+        self.world.send(tuple(packed), dest=self.master, tag=Tag.RESULT)
 
     def _failure(self, result: ResultMessage, exc: BaseException, what: str) -> ResultMessage:
         from ..errors import RemoteError
