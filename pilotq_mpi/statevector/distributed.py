@@ -19,6 +19,10 @@ share the layout, every swap moves them too and every gate is applied to all of 
 adjoint gradient carries its ``<bra|`` state this way, see :mod:`.adjoint`).
 
 Every rank runs the same deterministic plan, so layouts agree on all ranks.
+
+GPU arrays (CuPy backend) go to MPI directly only when the MPI is CUDA-aware; otherwise every
+point-to-point exchange is staged through host buffers (:mod:`.staging`), which take up to
+one local state's worth of host memory per rank (two halves) beside the device arrays.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import numpy as np
 from .backends import get_backend
 from .circuit import Gate
 from .memory import check_layout, check_memory, resolve_dtype, swap_buffer_length
+from .staging import Exchanger, cuda_aware_mpi
 
 _WIDE_TAG = 96
 """Message tag of the exchanges of :meth:`DistributedStatevector._apply_wide`."""
@@ -64,11 +69,13 @@ class DistributedStatevector:
     """A ``num_qubits`` state vector spread over the ranks of ``comm``, initialised to ``|0...0>``.
 
     ``dtype``: ``"complex128"`` (default) or ``"complex64"``. ``backend``: ``"numpy"``,
-    ``"cupy"`` or ``"auto"``. ``memory_budget``: bytes allowed per rank (``None``: no check).
+    ``"cupy"`` or ``"auto"`` (or a backend instance). ``memory_budget``: bytes allowed per rank
+    (``None``: no check). ``host_staging``: pass MPI host copies of the arrays instead of the arrays
+    (``None``: when the arrays are on a GPU and :func:`~.staging.cuda_aware_mpi` is false).
     """
 
     def __init__(self, num_qubits: int, comm=None, dtype="complex128", backend="numpy",
-                 memory_budget: int | None = None):
+                 memory_budget: int | None = None, host_staging: bool | None = None):
         self.comm = comm if comm is not None else _comm_self()
         self.size = self.comm.Get_size()
         self.rank = self.comm.Get_rank()
@@ -78,6 +85,10 @@ class DistributedStatevector:
         self.dtype = resolve_dtype(dtype)
         check_memory(self.num_qubits, self.size, memory_budget, self.dtype)
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
+        if host_staging is None:
+            host_staging = bool(getattr(self.backend, "device", False)) and not cuda_aware_mpi()
+        self.exchanger = Exchanger(self.comm, self.backend, host_staging)
+        """Point-to-point exchanges of local arrays (staged through host memory or not)."""
         m = self.num_local
         self.layout: list[int] = list(range(m - 1, -1, -1))
         self.global_qubits: list[int] = list(range(m, self.num_qubits))
@@ -184,6 +195,11 @@ class DistributedStatevector:
         self.timings["apply"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ swaps
+    def exchange(self, send, recv, partner: int, tag: int) -> None:
+        """``Sendrecv`` of the contiguous local arrays ``send``/``recv`` with ``partner`` (GPU work synced first)."""
+        self.backend.synchronize()
+        self.exchanger.sendrecv(send, recv, partner, tag)
+
     def _make_local(self, qubits: Sequence[int], priority=None) -> None:
         """Swap every global qubit of ``qubits`` with a local qubit not in ``qubits``.
 
@@ -212,8 +228,7 @@ class DistributedStatevector:
             if axis == 0:
                 # Contiguous: send it directly, receive into the buffer, copy back.
                 send = view.reshape(-1)
-                self.comm.Sendrecv(send, dest=partner, sendtag=slot, recvbuf=self.buf[: 1 << (m - 1)],
-                                   source=partner, recvtag=slot)
+                self.exchange(send, self.buf[: 1 << (m - 1)], partner, slot)
                 send[:] = self.buf[: 1 << (m - 1)]
             else:
                 # Strided: two rounds of a quarter each, packed into and received from the buffer.
@@ -222,9 +237,7 @@ class DistributedStatevector:
                 h = 1 << (axis - 1)
                 for part in (view[:h], view[h:]):
                     out.reshape(part.shape)[...] = part
-                    self.backend.synchronize()
-                    self.comm.Sendrecv(out, dest=partner, sendtag=slot, recvbuf=inb,
-                                       source=partner, recvtag=slot)
+                    self.exchange(out, inb, partner, slot)
                     part[...] = inb.reshape(part.shape)
             self.backend.synchronize()
         self.layout[axis], self.global_qubits[slot] = self.global_qubits[slot], self.layout[axis]

@@ -5,6 +5,10 @@ this rank with ``rank ^ flipped_bits``: the two ranks exchange their amplitudes 
 chunk through the swap buffer (uppercase ``Sendrecv``). Each term is then a local sum times
 a sign from the rank's global bits; one ``Allreduce`` finishes all terms of all observables.
 Local sums walk the amplitudes in chunks of at most ``CHUNK`` amplitudes (bounded temporaries).
+
+An observable is a Qiskit ``SparsePauliOp`` (or anything it accepts), or, without Qiskit, a
+Pauli label ``"XIZY"`` or a list of ``(label, coeff)`` pairs (Qiskit's order: the rightmost
+letter is qubit 0); both forms give the same terms.
 """
 from __future__ import annotations
 
@@ -15,10 +19,48 @@ import numpy as np
 from .distributed import DistributedStatevector, to_canonical
 
 CHUNK = 1 << 16
+_LETTERS = frozenset("IXYZ")
+
+
+def label_terms(op) -> list[tuple[str, complex]] | None:
+    """``[(label, coeff), ...]`` of an observable given as a plain Pauli label (``"XIZ"``) or a list
+    of ``(label, coeff)`` pairs; ``None`` for anything else (a Qiskit object, a label with a phase).
+
+    ``ValueError`` for pairs whose labels are not strings of I, X, Y, Z of one length.
+    """
+    if isinstance(op, str):
+        return [(op, 1.0)] if op and set(op) <= _LETTERS else None
+    if not isinstance(op, (list, tuple)) or not op or not all(
+            isinstance(t, tuple) and len(t) == 2 and isinstance(t[0], str) for t in op):
+        return None
+    width = len(op[0][0])
+    for label, coeff in op:
+        if not label or not set(label) <= _LETTERS or len(label) != width:
+            raise ValueError(f"observable term {label!r}: labels must be strings of I, X, Y, Z, all "
+                             f"{width} long (rightmost letter = qubit 0)")
+        if not isinstance(coeff, (int, float, complex, np.number)):
+            raise ValueError(f"observable term {label!r}: coefficient must be a number, got {coeff!r}")
+    return [(label, complex(coeff)) for label, coeff in op]
+
+
+def _label_paulis(pairs, num_qubits: int):
+    """``(x_qubits, z_qubits, coeff)`` of ``(label, coeff)`` pairs, as :func:`_pauli_terms` gives them."""
+    width = len(pairs[0][0])
+    if width != num_qubits:
+        raise ValueError(f"observable acts on {width} qubits but the circuit has {num_qubits}")
+    for label, c in pairs:
+        letters = label[::-1]  # letters[q] acts on qubit q
+        x = tuple(q for q, p in enumerate(letters) if p in "XY")
+        z = tuple(q for q, p in enumerate(letters) if p in "ZY")
+        yield x, z, complex(c) * (1j) ** len(set(x) & set(z))  # each Y = i X Z
 
 
 def _pauli_terms(op, num_qubits: int):
     """Yield ``(x_qubits, z_qubits, coeff)`` with ``P = coeff * X^x Z^z`` (Y phases folded in)."""
+    pairs = label_terms(op)
+    if pairs is not None:
+        yield from _label_paulis(pairs, num_qubits)
+        return
     from qiskit.quantum_info import SparsePauliOp
 
     if not isinstance(op, SparsePauliOp):
@@ -109,10 +151,7 @@ def _z_plan(sv, z: tuple, axis: dict, slot: dict, outer: int) -> tuple[int, int,
 def _flipped_block(sv, tensor, o: int, gx: int, xo: int, flips: list, recv, tag: int):
     """Chunk ``o`` of ``X^x psi`` before signs: from the partner rank when x flips global bits."""
     if gx:
-        sv.backend.synchronize()
-        partner = sv.rank ^ gx
-        sv.comm.Sendrecv(tensor[o ^ xo].reshape(-1), dest=partner, sendtag=tag, recvbuf=recv,
-                         source=partner, recvtag=tag)
+        sv.exchange(tensor[o ^ xo].reshape(-1), recv, sv.rank ^ gx, tag)
         return recv.reshape(tensor.shape[1:])[tuple(flips)]
     return tensor[o ^ xo][tuple(flips)]
 
@@ -209,6 +248,15 @@ def hermitian_terms(op, num_qubits: int) -> list[tuple[tuple, tuple, complex]]:
     ``ValueError`` if ``op`` is not Hermitian (a gradient of ``<psi|O|psi>`` is defined here
     for real expectation values only).
     """
+    pairs = label_terms(op)
+    if pairs is not None:
+        merged: dict[str, complex] = {}
+        for label, c in pairs:  # as SparsePauliOp.simplify(atol=0): first-seen order, exact zeros dropped
+            merged[label] = merged.get(label, 0) + c
+        kept = [(label, c) for label, c in merged.items() if c != 0] or [("I" * len(pairs[0][0]), 0j)]
+        for label, c in kept:
+            _check_hermitian(label, c)
+        return list(_label_paulis(kept, num_qubits))
     from qiskit.quantum_info import SparsePauliOp
 
     if not isinstance(op, SparsePauliOp):
@@ -220,12 +268,15 @@ def hermitian_terms(op, num_qubits: int) -> list[tuple[tuple, tuple, complex]]:
     terms = list(_pauli_terms(op, num_qubits))
     for (x, z, c), label in zip(terms, op.paulis.to_labels()):
         ny = len(set(x) & set(z))
-        real = c * (-1j) ** ny  # the coefficient of the Hermitian Pauli label
-        if abs(real.imag) > 1e-12 * max(1.0, abs(real)):
-            raise ValueError(
-                f"gradients need Hermitian observables (real coefficients); the term {label} has "
-                f"coefficient {real:.6g}: split the observable into Hermitian parts")
+        _check_hermitian(label, c * (-1j) ** ny)  # the coefficient of the Hermitian Pauli label
     return terms
+
+
+def _check_hermitian(label: str, real: complex) -> None:
+    if abs(real.imag) > 1e-12 * max(1.0, abs(real)):
+        raise ValueError(
+            f"gradients need Hermitian observables (real coefficients); the term {label} has "
+            f"coefficient {real:.6g}: split the observable into Hermitian parts")
 
 
 def apply_observable(sv: DistributedStatevector, op, out) -> None:
