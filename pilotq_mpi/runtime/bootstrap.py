@@ -99,15 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     # modules next to the driver script are importable on every rank, as on rank 0
     sys.path.insert(0, os.path.dirname(os.path.abspath(args.app)))
     world, all_facts = _agree_layout(None, options)
+    try:
+        groups = _groups(all_facts, options)
+    except ValueError as exc:
+        return _refuse(str(exc))
     if world.Get_rank() != 0:
         # the master decides when to stop: a walltime signal or a Ctrl-C forwarded to every
         # rank must not kill work (rank 0 gets it too and ends the job in order)
         for sig in (*WALLTIME_SIGNALS, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
-        _serve_worker(world, all_facts)
+        _serve(world, all_facts, groups, options)
         return 0
     clear_exit_code()
-    master = _start_master(world, all_facts, options)
+    master = _start_master(world, all_facts, options, groups)
 
     def drain(signum, frame):
         sys.stderr.write(f"pilotq-mpi: got {signal.Signals(signum).name}: draining (no new tasks;"
@@ -161,10 +165,11 @@ def run_pilot(driver: Callable[[], T], *, world=None, options: PilotOptions | No
     """
     options = options or PilotOptions.from_env(os.environ)
     world, all_facts = _agree_layout(world, options)
+    groups = _groups(all_facts, options)
     if world.Get_rank() != 0:
-        _serve_worker(world, all_facts)
+        _serve(world, all_facts, groups, options)
         return None
-    master = _start_master(world, all_facts, options, driver=False)
+    master = _start_master(world, all_facts, options, groups, driver=False)
     try:
         return driver()
     finally:
@@ -182,20 +187,51 @@ def _agree_layout(world, options: PilotOptions):
     return world, world.allgather(local_facts(world, os.environ, options))
 
 
-def _serve_worker(world, all_facts) -> None:
+def _groups(all_facts, options: PilotOptions) -> list:
+    """Sub-master groups (none: one master). ``PILOTQ_SUBMASTERS`` in the environment forces a
+    count even when ``options`` came from code (``run_pilot``), so a test suite can run in that mode."""
+    from dataclasses import replace
+
+    from .layout import submaster_groups
+
+    if options.submasters == "auto" and os.environ.get("PILOTQ_SUBMASTERS", "auto") != "auto":
+        options = replace(options, submasters=os.environ["PILOTQ_SUBMASTERS"])
+    groups = submaster_groups(all_facts, options)
+    if groups and options.run_dir:
+        raise ValueError("--run-dir (a pilot others can join) needs a single master: start it with"
+                         " PILOTQ_SUBMASTERS=0")
+    return groups
+
+
+def _serve(world, all_facts, groups: list, options: PilotOptions) -> None:
+    """A rank other than 0: its group's sub-master, or a worker (of the master or of its sub-master)."""
+    rank = world.Get_rank()
+    for group in groups:
+        if group.leader == rank:
+            from .hierarchy import SubMaster
+            from .polling import quiet_barrier
+
+            SubMaster(world, group, options).serve()
+            quiet_barrier(world)
+            return
+    master = next((g.leader for g in groups if any(w.rank == rank for w in g.workers)), 0)
+    _serve_worker(world, all_facts, master=master, submasters=frozenset(g.leader for g in groups))
+
+
+def _serve_worker(world, all_facts, *, master: int = 0, submasters: frozenset[int] = frozenset()) -> None:
     from ..platform.discovery import pin_env
     from .layout import assign_gpus
     from .polling import quiet_barrier
     from .worker import Worker
 
     rank = world.Get_rank()
-    gpus = assign_gpus(all_facts)[rank]
+    gpus = assign_gpus(all_facts, others=submasters)[rank]
     pinned = pin_env(gpus)
     before = {name: os.environ.get(name) for name in pinned}
     os.environ.update(pinned)  # before any task imports a CUDA library
     try:
         node = next(f.node for f in all_facts if f.rank == rank).split("#")[0]
-        Worker(world, node=node, gpus=gpus).serve()
+        Worker(world, node=node, gpus=gpus, master=master).serve()
         quiet_barrier(world)
     finally:
         # run_pilot may run again in this process: its next layout must not see this pilot's pins
@@ -206,16 +242,28 @@ def _serve_worker(world, all_facts) -> None:
                 os.environ[name] = value
 
 
-def _start_master(world, all_facts, options: PilotOptions, *, driver: bool = True):
+def _start_master(world, all_facts, options: PilotOptions, groups: list, *, driver: bool = True):
     from . import session
     from .layout import build_inventory
     from .master import Master
     from .observers import build_observer
 
-    inventory = build_inventory(all_facts, options)
+    inventory = build_inventory(all_facts, options, frozenset(g.leader for g in groups))
     if not options.quiet:
         sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
     started = time.time()
+    if groups:
+        from .top_master import TopMaster
+
+        if not options.quiet:
+            sizes = ", ".join(str(len(g.workers)) for g in groups)
+            sys.stderr.write(f"pilotq-mpi: {len(groups)} sub-masters (world ranks"
+                             f" {', '.join(str(g.leader) for g in groups)}) over groups of {sizes} worker ranks\n")
+        master = TopMaster(world, inventory, groups, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                           observer=build_observer(options, inventory, started), drain_grace=options.drain_grace)
+        master.start()
+        session.install(master)
+        return master
     elastic = None
     if options.run_dir:
         from mpi4py import MPI

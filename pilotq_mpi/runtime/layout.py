@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..core.groups import Group, split_groups, submaster_count
 from ..core.inventory import Inventory, RankInfo
 from ..platform.discovery import gpus_for_rank, node_gpus
 from .options import PilotOptions
@@ -36,8 +37,10 @@ def local_facts(world, env: Mapping[str, str], options: PilotOptions) -> RankFac
     return RankFacts(rank, node, node_gpus(env, options.gpus_per_node))
 
 
-def assign_gpus(facts: list[RankFacts], master: int | None = MASTER) -> dict[int, tuple[int, ...]]:
-    """GPUs of each worker rank (rank ``master`` gets none; a joined launch has no master).
+def assign_gpus(facts: list[RankFacts], master: int | None = MASTER,
+                others: frozenset[int] = frozenset()) -> dict[int, tuple[int, ...]]:
+    """GPUs of each worker rank (rank ``master`` and the sub-masters ``others`` get none; a
+    joined launch has no master).
 
     When every rank of a node sees the same GPUs, they are split among the node's worker
     ranks by node-local worker index (one each when counts match). When ranks see
@@ -49,7 +52,7 @@ def assign_gpus(facts: list[RankFacts], master: int | None = MASTER) -> dict[int
         by_node.setdefault(fact.node, []).append(fact)
     owned: dict[int, tuple[int, ...]] = {}
     for members in by_node.values():
-        workers = [f for f in members if f.rank != master]
+        workers = [f for f in members if f.rank != master and f.rank not in others]
         shared_view = len({f.visible_gpus for f in members}) == 1
         for index, fact in enumerate(workers):
             owned[fact.rank] = (gpus_for_rank(index, len(workers), fact.visible_gpus)
@@ -57,12 +60,28 @@ def assign_gpus(facts: list[RankFacts], master: int | None = MASTER) -> dict[int
     return owned
 
 
-def build_inventory(facts: list[RankFacts], options: PilotOptions) -> Inventory:
-    """The inventory of worker ranks from every rank's facts."""
-    gpus = assign_gpus(facts)
+def build_inventory(facts: list[RankFacts], options: PilotOptions,
+                    submasters: frozenset[int] = frozenset()) -> Inventory:
+    """The inventory of worker ranks from every rank's facts (not the master, nor ``submasters``)."""
+    gpus = assign_gpus(facts, others=submasters)
     names = node_names(facts)
     return Inventory(tuple(RankInfo(f.rank, names[f.node], gpus[f.rank], options.memory_per_rank, pool=options.pool)
-                           for f in facts if f.rank != MASTER))
+                           for f in facts if f.rank != MASTER and f.rank not in submasters))
+
+
+def submaster_groups(facts: list[RankFacts], options: PilotOptions) -> list[Group]:
+    """The sub-master groups for ``options.submasters`` (none: a single master); the same on every rank.
+
+    Raises ValueError (naming PILOTQ_SUBMASTERS) when the ranks cannot make that many groups.
+    """
+    ranks = build_inventory(facts, options).ranks
+    count = submaster_count(options.submasters, len(ranks))
+    if not count:
+        return []
+    groups = split_groups(ranks, count)
+    workers = {info.rank: info for info in
+               build_inventory(facts, options, frozenset(g.leader for g in groups)).ranks}  # GPUs of workers only
+    return [Group(g.index, g.leader, tuple(workers[w.rank] for w in g.workers)) for g in groups]
 
 
 def node_names(facts: list[RankFacts]) -> dict[str, str]:

@@ -73,6 +73,8 @@ class PilotOptions:
     """The pool this launch's ranks belong to (``--pool``); tasks may ask for it with ``pool=``."""
     lost_after: float = 10.0
     """Seconds without a heartbeat after which a joined allocation counts as lost."""
+    submasters: str = "auto"
+    """Sub-masters (hierarchical masters): ``auto`` (none below 1,024 worker ranks), or a count; 0: one master."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "PilotOptions":
@@ -105,6 +107,7 @@ class PilotOptions:
             run_dir=env.get("PILOTQ_RUN_DIR") or None,
             pool=env.get("PILOTQ_POOL") or None,
             lost_after=number("PILOTQ_LOST_AFTER", float, 10.0),
+            submasters=(env.get("PILOTQ_SUBMASTERS") or "auto").strip(),
         )
         for name, value in (("PILOTQ_RANKS_PER_NODE", options.ranks_per_node),
                             ("PILOTQ_GPUS_PER_NODE", options.gpus_per_node)):
@@ -114,6 +117,8 @@ class PilotOptions:
             raise ValueError(f"PILOTQ_LOST_AFTER={options.lost_after}: must be > 0 seconds")
         if options.pool is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", options.pool):
             raise ValueError(f"PILOTQ_POOL={options.pool!r}: a pool name is letters, digits, '_', '.', '-'")
+        if options.submasters != "auto" and not (options.submasters.isdigit()):
+            raise ValueError(f"PILOTQ_SUBMASTERS={options.submasters!r}: expected auto or an integer >= 0")
         if options.prefetch < 0:
             raise ValueError(f"PILOTQ_PREFETCH={options.prefetch}: must be >= 0")
         return options

@@ -1,0 +1,153 @@
+"""The top master's queue under hierarchical masters: which group gets each ready task (pure, no MPI).
+
+The top master does not place tasks on ranks: each sub-master does that over its own group
+with the ordinary :class:`~.scheduler.Scheduler`. The top keeps every group fed, no more:
+a group holds at most ``workers * (1 + prefetch)`` rank-slots of tasks handed to it and not
+yet ended (a task of width k takes k slots), so work is never stranded in one group's
+queue while another group idles. Among groups with room, a task goes to the least loaded
+(outstanding slots over capacity), among those that can ever run it.
+
+Order: priority (larger first), then submission, per resource class; a class whose head
+cannot be handed out waits (no task of that class overtakes it), other classes go on.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Sequence
+
+from ..errors import ResourceError
+from .groups import Group
+from .inventory import Inventory, plural
+from .specs import TaskSpec
+
+
+class GroupQueue:
+    """Ready tasks of the top master and the load of each group (see the module notes)."""
+
+    def __init__(self, inventory: Inventory, groups: Sequence[Group], *, prefetch: int = 1,
+                 power_of_two: bool = False):
+        self.inventory = inventory
+        self.groups = list(groups)
+        self.power_of_two = power_of_two
+        self._inventories = [group.inventory for group in self.groups]
+        self._capacity = [len(group.workers) * (1 + prefetch) for group in self.groups]
+        self._outstanding = [0] * len(self.groups)
+        self._fits: dict[tuple, tuple[int, ...]] = {}
+        self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
+        self._queued: dict[int, TaskSpec] = {}
+        self._placed: dict[int, tuple[int, int]] = {}
+        """task -> (group index, slots it holds there)."""
+        self._seq = itertools.count()
+        self._front = itertools.count(1)
+
+    # --- feasibility -------------------------------------------------------------------
+    def check(self, spec: TaskSpec) -> None:
+        """Raise :class:`ResourceError` if no group can ever run ``spec`` (say which sizes exist)."""
+        self.inventory.check(spec, power_of_two=self.power_of_two)
+        if spec.pool is not None and not any(r.pool == spec.pool for r in self.inventory.ranks):
+            raise ResourceError(f"task asks for pool {spec.pool!r}, which has no ranks yet; pools that join later"
+                                " need a single master: start the pilot with PILOTQ_SUBMASTERS=0")
+        if not self._groups_for(spec):
+            sizes = ", ".join(str(len(group.workers)) for group in self.groups)
+            widest = max(len(group.workers) for group in self.groups)
+            raise ResourceError(
+                f"task needs {plural(spec.ranks, 'rank')} of one sub-master group (this pilot runs"
+                f" {len(self.groups)} sub-masters over groups of {sizes} worker ranks); ask for"
+                f" ranks<={widest}, or start it with fewer sub-masters (PILOTQ_SUBMASTERS=0 for one master)")
+
+    def _groups_for(self, spec: TaskSpec) -> tuple[int, ...]:
+        key = spec.resource_class
+        fits = self._fits.get(key)
+        if fits is None:
+            fits = []
+            for index, inventory in enumerate(self._inventories):
+                try:
+                    inventory.check(spec, power_of_two=self.power_of_two)
+                except ResourceError:
+                    continue
+                if len(inventory.eligible(spec)) >= spec.ranks:
+                    fits.append(index)
+            fits = self._fits[key] = tuple(fits)
+        return fits
+
+    # --- queue ---------------------------------------------------------------------------
+    def submit(self, task_id: int, spec: TaskSpec, *, front: bool = False) -> None:
+        """Queue a ready task (``front``: ahead of the tasks of its priority queued so far)."""
+        if task_id in self._queued:
+            raise ValueError(f"task {task_id} is already queued")
+        self._queued[task_id] = spec
+        entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
+        heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
+
+    def cancel(self, task_id: int) -> bool:
+        """Drop a queued task; False if it is not queued (handed to a group, or unknown)."""
+        return self._queued.pop(task_id, None) is not None
+
+    @property
+    def queued(self) -> int:
+        """Tasks waiting here (not yet handed to a group)."""
+        return len(self._queued)
+
+    @property
+    def busy_ranks(self) -> int:
+        """Worker ranks that hold work, as far as the top knows (at most one task per rank counted)."""
+        return sum(min(load, len(group.workers)) for load, group in zip(self._outstanding, self.groups))
+
+    def outstanding(self, group: int) -> int:
+        """Rank-slots of tasks handed to ``group`` and not yet ended."""
+        return self._outstanding[group]
+
+    def group_of(self, task_id: int) -> int | None:
+        """The group a task was handed to (None while it is queued here)."""
+        placed = self._placed.get(task_id)
+        return None if placed is None else placed[0]
+
+    # --- hand-out ------------------------------------------------------------------------
+    def assign(self) -> list[tuple[int, int]]:
+        """Hand out every queued task that has room now: ``[(task_id, group index), ...]``."""
+        heads = []
+        for key, queue in list(self._queues.items()):
+            while queue and queue[0][2] not in self._queued:
+                heapq.heappop(queue)
+            if queue:
+                heads.append((queue[0], key))
+            else:
+                del self._queues[key]
+        heapq.heapify(heads)
+        handed = []
+        while heads:
+            entry, key = heapq.heappop(heads)
+            task_id = entry[2]
+            spec = self._queued[task_id]
+            group = self._least_loaded(self._groups_for(spec), spec.ranks)
+            if group is None:
+                continue  # this class waits for room; others go on
+            queue = self._queues[key]
+            heapq.heappop(queue)
+            del self._queued[task_id]
+            self._outstanding[group] += spec.ranks
+            self._placed[task_id] = (group, spec.ranks)
+            handed.append((task_id, group))
+            while queue and queue[0][2] not in self._queued:
+                heapq.heappop(queue)
+            if queue:
+                heapq.heappush(heads, (queue[0], key))
+        return handed
+
+    def finished(self, task_id: int) -> None:
+        """A task handed to a group ended there: its slots are free."""
+        placed = self._placed.pop(task_id, None)
+        if placed is not None:
+            self._outstanding[placed[0]] -= placed[1]
+
+    def _least_loaded(self, candidates: tuple[int, ...], width: int) -> int | None:
+        best, best_load = None, None
+        for index in candidates:
+            outstanding, capacity = self._outstanding[index], self._capacity[index]
+            if outstanding + width > max(capacity, width):
+                continue
+            load = outstanding / capacity
+            if best_load is None or load < best_load:
+                best, best_load = index, load
+        return best

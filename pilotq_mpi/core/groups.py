@@ -1,0 +1,87 @@
+"""Hierarchical masters: which ranks form each sub-master's group (pure, no MPI).
+
+Past one master's message and bookkeeping rate, the worker ranks are split into groups.
+The first rank of each group becomes its sub-master (it runs no tasks); the others are
+its workers. Groups are whole nodes where the node count allows it, so that multi-rank
+tasks (which stay within one group) can keep to one node.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from .inventory import Inventory, RankInfo
+
+AUTO_MIN_WORKERS = 1024
+"""Below this many worker ranks a single master keeps up (see benchmarks/scale_model.py)."""
+AUTO_GROUP_SIZE = 256
+"""Worker ranks per sub-master in the automatic mode: 64 nodes of 4 GPUs, so the widest task
+of the mission (a 64-GPU state vector) fits in one group."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A sub-master rank and the worker ranks it schedules."""
+
+    index: int
+    leader: int
+    """The world rank of the sub-master."""
+    workers: tuple[RankInfo, ...]
+
+    @property
+    def inventory(self) -> Inventory:
+        return Inventory(self.workers)
+
+
+def submaster_count(setting: str | int | None, workers: int) -> int:
+    """How many sub-masters to run for ``workers`` ranks: ``"auto"``/None, or a number (0: one master).
+
+    Auto: none below :data:`AUTO_MIN_WORKERS`; above it one per :data:`AUTO_GROUP_SIZE` ranks.
+    """
+    if setting in (None, "", "auto"):
+        return 0 if workers < AUTO_MIN_WORKERS else math.ceil(workers / AUTO_GROUP_SIZE)
+    count = int(setting)
+    if count < 0:
+        raise ValueError(f"PILOTQ_SUBMASTERS={setting!r}: must be 'auto' or an integer >= 0")
+    if count and workers < 2 * count:
+        raise ValueError(f"PILOTQ_SUBMASTERS={count}: {workers} worker ranks cannot make {count} groups of a"
+                         f" sub-master and at least one worker; use at most {workers // 2}, or 0 for one master")
+    return count
+
+
+def split_groups(ranks: Sequence[RankInfo], count: int) -> list[Group]:
+    """Split the worker ranks (in rank order) into ``count`` groups of near-equal size.
+
+    Group boundaries fall between nodes when there are at least as many nodes as groups,
+    else within nodes. The lowest rank of each group is its sub-master.
+    """
+    ordered = sorted(ranks, key=lambda info: info.rank)
+    if count < 1 or len(ordered) < 2 * count:
+        raise ValueError(f"cannot split {len(ordered)} ranks into {count} groups of at least 2")
+    nodes: dict[str, list[RankInfo]] = {}
+    for info in ordered:
+        nodes.setdefault(info.node, []).append(info)
+    parts = _split_units(list(nodes.values()), count) if len(nodes) >= count else []
+    if not parts or min(map(len, parts)) < 2:  # too few nodes, or a one-rank node left alone
+        parts = _split_units([[info] for info in ordered], count)
+    return [Group(index, part[0].rank, tuple(part[1:])) for index, part in enumerate(parts)]
+
+
+def _split_units(units: list[list[RankInfo]], count: int) -> list[list[RankInfo]]:
+    """Consecutive runs of ``units`` (nodes, or single ranks) with near-equal rank counts."""
+    total = sum(len(unit) for unit in units)
+    parts: list[list[RankInfo]] = []
+    current: list[RankInfo] = []
+    remaining_units = len(units)
+    for unit in units:
+        current.extend(unit)
+        remaining_units -= 1
+        remaining_groups = count - len(parts) - 1
+        target = total * (len(parts) + 1) / count
+        taken = sum(len(part) for part in parts) + len(current)
+        if remaining_groups and (taken >= target or remaining_units == remaining_groups):
+            parts.append(current)
+            current = []
+    parts.append(current)
+    return parts

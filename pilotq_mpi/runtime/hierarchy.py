@@ -1,0 +1,160 @@
+"""Hierarchical masters: the messages between the top master and the sub-masters, and the sub-master.
+
+A sub-master is the ordinary :class:`~.master.Master` over its group's worker ranks
+(placement, prefetch, retries, timeouts, revokes, drain: all unchanged), whose tasks come
+from the top master instead of a driver and whose outcomes go back up:
+
+* top -> sub-master (:data:`DOWN`): a list of operations per message, one message per top
+  loop pass: ``("task", ...)`` (a ready task; the function's bytes only the first time the
+  group sees it), ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
+* sub-master -> top (:data:`UP`): a list of :class:`EndReport` per message, one message per
+  sub-master loop pass.
+
+The top master keeps futures, dependencies, the journal and the trace (see
+:mod:`.top_master`); its workers never hear from it.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import NamedTuple
+
+from ..core.groups import Group
+from ..core.states import TaskState
+from ..errors import RemoteError
+from .master import Master, TaskObserver
+from .options import PilotOptions
+from .records import Submission, TaskRecord
+from .serialization import dumps
+
+DOWN = 21
+"""MPI tag: operations from the top master to a sub-master."""
+UP = 22
+"""MPI tag: task outcomes from a sub-master to the top master."""
+TOP = 0
+
+
+class EndReport(NamedTuple):
+    """How a task ended in a sub-master's group (what the top's journal, trace and future need)."""
+
+    task_id: int
+    state: str
+    value: bytes | None
+    """The pickled result (state ``done``)."""
+    error: bytes | None
+    """The pickled exception (other states)."""
+    traceback: str
+    timed_out: bool
+    ranks: tuple[int, ...]
+    started: float | None
+    ended: float | None
+    rank_spans: dict
+    attempt: int
+    moves: int
+
+
+def task_operation(sub: Submission, send_function: bool) -> tuple:
+    """The ``("task", ...)`` operation that hands ``sub`` to a group."""
+    return ("task", sub.task_id, sub.fn_id, sub.fn if send_function else None, sub.payload, sub.spec,
+            sub.kind, sub.submitted, sub.chunk)
+
+
+def report_of(record: TaskRecord) -> EndReport:
+    """The report of an ended task; a value or error that will not pickle becomes a :class:`RemoteError`."""
+    value = error = None
+    if record.state is TaskState.DONE:
+        try:
+            value = dumps(record.result)
+        except Exception as exc:  # noqa: BLE001 - said to the driver through its future
+            return _unpicklable(record, exc)
+    else:
+        try:
+            error = dumps(record.error)
+        except Exception:  # noqa: BLE001 - keep the text
+            error = dumps(RemoteError(f"{type(record.error).__name__}: {record.error}"))
+    return EndReport(record.task_id, record.state.value, value, error, record.traceback, record.timed_out,
+                     tuple(record.ranks), record.started, record.ended, dict(record.rank_spans), record.attempt,
+                     record.moves)
+
+
+def _unpicklable(record: TaskRecord, exc: Exception) -> EndReport:
+    error = RemoteError(f"task {record.name!r} (id {record.task_id}) returned a value its sub-master could not"
+                        f" send on: {type(exc).__name__}: {exc}")
+    return EndReport(record.task_id, TaskState.FAILED.value, None, dumps(error), "", False, tuple(record.ranks),
+                     record.started, record.ended, dict(record.rank_spans), record.attempt, record.moves)
+
+
+class Uplink(TaskObserver):
+    """The sub-master's observer: collects ended tasks and sends them up once per loop pass."""
+
+    def __init__(self, world):
+        self.world = world
+        self._pending: list[EndReport] = []
+        self._sends: list = []
+
+    def task_ended(self, record: TaskRecord) -> None:
+        self._pending.append(report_of(record))
+
+    def flush(self) -> None:
+        """Send what ended since the last flush (one message)."""
+        if self._pending:
+            self._sends.append(self.world.isend(self._pending, dest=TOP, tag=UP))
+            self._pending = []
+        if self._sends:
+            self._sends = [request for request in self._sends if not request.Test()]
+
+    def close(self) -> None:
+        self.flush()
+        from .polling import Backoff
+
+        backoff = Backoff()
+        while not all(request.Test() for request in self._sends):
+            backoff.sleep()
+
+
+class SubMaster(Master):
+    """A :class:`Master` over one group, fed by the top master (runs in the sub-master rank's main thread)."""
+
+    def __init__(self, world, group: Group, options: PilotOptions):
+        super().__init__(world, group.inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                         stuck_grace=options.stuck_grace, observer=Uplink(world),
+                         prefetch_horizon=options.prefetch_horizon, drain_grace=options.drain_grace)
+        self.group = group
+        self._functions: dict[int, bytes] = {}
+
+    def serve(self) -> None:
+        """Run the loop until the top master says stop and every task handed here has ended."""
+        self._run()
+
+    def _drain_inbox(self) -> bool:
+        from_top = self._read_top()
+        return super()._drain_inbox() or from_top
+
+    def _dispatch(self) -> None:
+        super()._dispatch()
+        self.observer.flush()  # once per loop pass that did something: what ended goes up together
+
+    def _read_top(self) -> bool:
+        status = self._mpi.Status()
+        got = False
+        while (message := self.world.improbe(TOP, DOWN, status)) is not None:
+            got = True
+            for operation in message.recv():
+                self._apply(operation)
+        return got
+
+    def _apply(self, operation: tuple) -> None:
+        kind = operation[0]
+        if kind == "task":
+            _, task_id, fn_id, fn, payload, spec, name, submitted, chunk = operation
+            if fn is not None:
+                self._functions[fn_id] = fn
+            self._on_submit(Submission(task_id, fn_id, self._functions[fn_id], payload, spec, Future(),
+                                       frozenset(), name, submitted, chunk))
+        elif kind == "drain":
+            self._on_drain(operation[1])
+        elif kind == "abort":
+            self._on_abort(operation[1])
+        elif kind == "stop":
+            self._stopping = True
+        else:
+            raise ValueError(f"unknown operation from the top master: {kind!r}")

@@ -1,0 +1,151 @@
+"""The top master of the hierarchical mode (rank 0): futures, dependencies, journal and trace.
+
+It hands ready tasks to the groups' sub-masters (:class:`~pilotq_mpi.core.group_queue.GroupQueue`
+decides which group, keeping each one fed but never over-full), one message per group per
+loop pass, and applies the outcomes they send back, in batches. What the driver sees is
+unchanged: the same ``Pilot`` API, results, errors with the worker's traceback, timeouts,
+retries, drain, journal and trace. Differences, said where they apply:
+
+* a task counts as running (``cancel()`` returns False) once it is handed to a group;
+* QPUs, pools and joined allocations need a single master (``PILOTQ_SUBMASTERS=0``);
+* a multi-rank task must fit in one group.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from ..core.group_queue import GroupQueue
+from ..core.groups import Group
+from ..core.inventory import Inventory
+from ..core.states import TaskEvent, TaskState
+from ..errors import RemoteError, RemoteTraceback, ResourceError
+from .hierarchy import DOWN, UP, EndReport, task_operation
+from .master import Master, TaskObserver
+from .polling import Backoff
+from .serialization import loads
+
+E = TaskEvent
+_EVENTS = {TaskState.DONE: E.SUCCEEDED, TaskState.FAILED: E.RAISED, TaskState.TIMED_OUT: E.TIMED_OUT,
+           TaskState.CANCELLED: E.CANCEL}
+SINGLE_MASTER_ONLY = "{what} needs a single master: start the pilot with PILOTQ_SUBMASTERS=0"
+
+
+class TopMaster(Master):
+    """The master of a pilot whose worker ranks are split into sub-master groups."""
+
+    def __init__(self, world, inventory: Inventory, groups: list[Group], *, prefetch: int = 1,
+                 power_of_two: bool = False, observer: TaskObserver | None = None, drain_grace: float = 30.0):
+        super().__init__(world, inventory, prefetch=prefetch, power_of_two=power_of_two, observer=observer,
+                         drain_grace=drain_grace)
+        self.groups = groups
+        self.scheduler = GroupQueue(inventory, groups, prefetch=prefetch, power_of_two=power_of_two)
+        self._outgoing: dict[int, list[tuple]] = defaultdict(list)
+        self._group_functions: list[set[int]] = [set() for _ in groups]
+
+    # --- loop ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        backoff = Backoff()
+        status = self._mpi.Status()
+        while True:
+            worked = self._drain_inbox()
+            while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
+                for report in message.recv():
+                    self._on_report(EndReport._make(report))
+                worked = True
+            if self._draining:
+                worked |= self._check_clocks(time.time())
+            if worked:
+                self._dispatch()
+            self._flush()
+            if self._stopping and self._all_ended():
+                break
+            if worked:
+                backoff.reset()
+                continue
+            self._wait_idle(backoff)
+        self._shutdown_workers()
+
+    def _flush(self) -> None:
+        for group, operations in self._outgoing.items():
+            leader = self.groups[group].leader
+            self._sends.append((self.world.isend(operations, dest=leader, tag=DOWN), self.world))
+        self._outgoing = defaultdict(list)
+        if self._sends:
+            self._sends = [sent for sent in self._sends if not sent[0].Test()]
+
+    def _broadcast(self, *operation) -> None:
+        for group in range(len(self.groups)):
+            self._outgoing[group].append(operation)
+
+    # --- hand-out and outcomes ----------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if self._draining or self._abort_code is not None:
+            return
+        for task_id, group in self.scheduler.assign():
+            record = self.tasks[task_id]
+            if not record.sub.future.set_running_or_notify_cancel():  # cancelled by the driver meanwhile
+                self.scheduler.finished(task_id)
+                self.deps.forget(task_id)
+                self._end(record, E.CANCEL, already_resolved=True)
+                continue
+            self._move(record, E.PLACED)
+            known = self._group_functions[group]
+            self._outgoing[group].append(task_operation(record.sub, record.sub.fn_id not in known))
+            known.add(record.sub.fn_id)
+
+    def _on_report(self, report: EndReport) -> None:
+        self.scheduler.finished(report.task_id)
+        record = self.tasks.get(report.task_id)
+        if record is None or record.state is not TaskState.RUNNING:
+            return  # ended here already (drain deadline, abort)
+        record.ranks, record.started, record.ended = report.ranks, report.started, report.ended
+        record.rank_spans, record.attempt, record.moves = report.rank_spans, report.attempt, report.moves
+        record.traceback, record.timed_out = report.traceback, report.timed_out
+        state = TaskState(report.state)
+        value = error = None
+        try:
+            if state is TaskState.DONE:
+                value = loads(report.value)
+            else:
+                error = loads(report.error)
+        except Exception as exc:  # noqa: BLE001 - the driver learns it through the future
+            state, error = TaskState.FAILED, RemoteError(
+                f"the driver could not load what task {record.name!r} (id {record.task_id}) sent back:"
+                f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)")
+        if error is not None and report.traceback:
+            error.__cause__ = RemoteTraceback(report.traceback)
+        self._end(record, _EVENTS[state], value=value, error=error,
+                  already_resolved=record.sub.future.cancelled())
+
+    # --- commands that change what the groups do -------------------------------------------------
+    def _on_drain(self, grace: float) -> None:
+        if not self._draining:
+            self._broadcast("drain", grace)
+        super()._on_drain(grace)
+
+    def _on_abort(self, code: int) -> None:
+        self._broadcast("abort", code)
+        super()._on_abort(code)
+
+    def _revoke_unstarted(self, error_for) -> None:
+        """The sub-masters revoke their own groups' unstarted tasks (on the drain or abort they are sent)."""
+
+    def _on_qpu(self, qpu, reply) -> None:
+        reply.set_exception(ResourceError(SINGLE_MASTER_ONLY.format(what=f"declaring QPU {qpu.name!r}")))
+
+    def _set_inventory(self, inventory: Inventory) -> None:
+        """Only expected pools can change here (no rank joins or leaves under sub-masters)."""
+        if inventory.ranks != self.inventory.ranks:
+            raise ResourceError(SINGLE_MASTER_ONLY.format(what="changing the pilot's ranks"))
+        self.inventory = inventory
+        self.scheduler.inventory = inventory
+
+    def _shutdown_workers(self) -> None:
+        """Every task has ended: tell the sub-masters to stop (each stops its own workers)."""
+        self._broadcast("stop")
+        self._flush()
+        backoff = Backoff()
+        while not all(request.Test() for request, _ in self._sends):
+            backoff.sleep()
+        self.observer.close()
