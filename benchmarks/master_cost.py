@@ -1,0 +1,465 @@
+"""The master's CPU cost per task under real MPI, and where it goes.
+
+    python benchmarks/master_cost.py                  # 4 and 8 ranks, 10,000 tasks, 3 repeats
+    python benchmarks/master_cost.py --quick          # 4 ranks, 2,000 tasks, 1 repeat
+
+Each run is a fresh ``mpiexec -n R python benchmarks/master_cost.py --inner ...`` job running
+``run_pilot`` with no-op tasks, in one of these workloads:
+
+* ``submit``: N ``Pilot.submit`` calls one by one, then wait for all;
+* ``submit+journal``: the same with ``Pilot(journal=...)`` (a SQLite file in a temporary folder);
+* ``submit+trace``: the same with ``PILOTQ_TRACE`` set (the task trace);
+* ``map``: ``Pilot.map(noop, range(N), chunksize=64)`` (figures per chunk and per item).
+
+Every run is done twice, interleaved: *plain* (only the master thread's total CPU time is read,
+from its POSIX thread clock, before and after the loop) and *instrumented*: the benchmark wraps
+the master's methods (and the scheduler's, the futures', the dependency tracker's, the
+observers', the pickler and the communicator) with meters that charge the master thread's CPU
+time (``time.thread_time``) to the innermost running part (exclusive time). The meters' own
+cost is calibrated in the same process (a nested pair of metered no-op calls, minus the same
+loop unmetered) and subtracted per call; the instrumented total minus the plain total says how
+well that worked. CPU time, not wall time: the machine's 2 cores are shared.
+
+Parts of the master's time:
+    messages   ``improbe``/``recv`` of results, ``isend`` of task batches, ``Test`` of sends (MPI);
+    pickle     pickling inside ``isend`` and unpickling inside ``recv`` and of result values;
+    scheduler  ``Scheduler.submit/schedule/release``;
+    bookkeeping records and counters (``_on_submit``, ``_dispatch``, ``_on_result``, ``_end``,
+               ``_release``, ``_observe``, building task messages), the state machine (``_move``),
+               futures (``set_result``, ``set_running_or_notify_cancel``), dependencies;
+    observers  the journal and the trace (``task_ended``, and a pass-end hook if there is one);
+    loop       the rest: the loop itself, the inbox, polling and back-off while idle.
+Multi-process modes (sub-masters, env ``PILOTQ_SUBMASTERS``) are metered on every rank that runs
+a ``Master``: each writes its own report.
+
+Results: ``benchmarks/results/master_cost.json`` (medians over repeats, and every run).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE.parent))
+
+WORKLOADS = ("submit", "submit+journal", "submit+trace", "map")
+CHUNKSIZE = 64
+WARMUP = 200
+
+
+def noop(comm, x):
+    """The task: nothing."""
+    return x
+
+
+# --- meters ------------------------------------------------------------------------------
+
+class Meter:
+    """Exclusive CPU time of the metered calls made by one thread (the master's)."""
+
+    def __init__(self) -> None:
+        self.owner: int | None = None
+        self.stack = ["loop"]
+        self.mark = 0.0
+        self.cpu: collections.Counter = collections.Counter()
+        self.calls: collections.Counter = collections.Counter()
+        self.children: collections.Counter = collections.Counter()
+        """Metered calls made while each part was the innermost one (for the calibration)."""
+
+    def wrap(self, part: str, fn):
+        clock = time.thread_time
+        get_ident = threading.get_ident
+        meter = self
+
+        def metered(*args, **kwargs):
+            if get_ident() != meter.owner:
+                return fn(*args, **kwargs)
+            stack = meter.stack
+            now = clock()
+            parent = stack[-1]
+            meter.cpu[parent] += now - meter.mark
+            meter.children[parent] += 1
+            meter.calls[part] += 1
+            stack.append(part)
+            meter.mark = now
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                now = clock()
+                meter.cpu[part] += now - meter.mark
+                stack.pop()
+                meter.mark = now
+
+        metered.__wrapped__ = fn
+        return metered
+
+    def start(self) -> None:
+        self.owner = threading.get_ident()
+        self.mark = time.thread_time()
+
+    def stop(self) -> None:
+        self.cpu[self.stack[-1]] += time.thread_time() - self.mark
+        self.owner = None
+
+
+def calibrate(rounds: int = 20000, repeats: int = 5) -> dict:
+    """Per metered call: the meter's CPU charged to the called part and to its caller (best of repeats)."""
+    def noop_call():
+        return None
+
+    own, parent = [], []
+    for _ in range(repeats):
+        meter = Meter()
+        inner = meter.wrap("inner", noop_call)
+
+        def loop(call):
+            for _ in range(rounds):
+                call()
+
+        outer = meter.wrap("outer", loop)
+        bare = time.thread_time()
+        loop(noop_call)
+        bare = time.thread_time() - bare
+        meter.start()
+        outer(inner)
+        meter.stop()
+        own.append(meter.cpu["inner"] / rounds)
+        parent.append(max(0.0, meter.cpu["outer"] - bare) / rounds)
+    return {"own_s": min(own), "parent_s": min(parent)}
+
+
+class MeteredMessage:
+    """A matched message whose ``recv`` is metered."""
+
+    __slots__ = ("_message", "recv")
+
+    def __init__(self, message, recv):
+        self._message = message
+        self.recv = recv
+
+
+class MeteredRequest:
+    __slots__ = ("_request", "Test")
+
+    def __init__(self, request, test):
+        self._request = request
+        self.Test = test
+
+
+class MeteredComm:
+    """The world communicator seen by the master: ``improbe``/``recv``/``isend``/``Test`` metered."""
+
+    def __init__(self, comm, meter: Meter):
+        self._comm = comm
+        self._meter = meter
+        self.improbe = meter.wrap("messages", self._improbe)
+        self.isend = meter.wrap("messages", self._isend)
+
+    def _improbe(self, *args):
+        message = self._comm.improbe(*args)
+        if message is None:
+            return None
+        return MeteredMessage(message, self._meter.wrap("messages", message.recv))
+
+    def _isend(self, *args, **kwargs):
+        request = self._comm.isend(*args, **kwargs)
+        return MeteredRequest(request, self._meter.wrap("messages", request.Test))
+
+    def __getattr__(self, name):
+        return getattr(self._comm, name)
+
+
+def install_meters(meter: Meter) -> None:
+    """Wrap the master-side code paths (class attributes: every Master of this process)."""
+    from pilotq_mpi.api import TaskFuture
+    from pilotq_mpi.core import dependencies, scheduler
+    from pilotq_mpi.runtime import master, messages, observers, serialization
+
+    def wrap(owner, name, part):
+        if hasattr(owner, name):
+            setattr(owner, name, meter.wrap(part, getattr(owner, name)))
+
+    for name in ("submit", "schedule", "release"):
+        wrap(scheduler.Scheduler, name, "scheduler")
+    for name in ("add", "finished", "forget"):
+        wrap(dependencies.DependencyTracker, name, "bookkeeping: dependencies")
+    for name in ("set_result", "set_exception", "set_running_or_notify_cancel"):
+        wrap(TaskFuture, name, "bookkeeping: futures")
+    M = master.Master
+    # the entry points of each kind of work; smaller helpers (_queue, _message, _send, _release,
+    # _observe, _forget_if_finished) count in their caller's part, to keep the meters' calls few
+    for name, part in (("_on_submit", "bookkeeping: submit"), ("_dispatch", "bookkeeping: dispatch"),
+                       ("_on_result", "bookkeeping: result"), ("_end", "bookkeeping: end"),
+                       ("_move", "bookkeeping: state machine")):
+        wrap(M, name, part)
+    wrap(observers.JournalObserver, "task_ended", "observers: journal")
+    wrap(observers.JournalObserver, "pass_ended", "observers: journal")
+    wrap(observers.TraceObserver, "task_ended", "observers: trace")
+    # pickling inside isend/recv goes through serialization.dumps/loads (installed into MPI.pickle
+    # by run_pilot); result values are loaded by messages.unpack_result
+    serialization.dumps = meter.wrap("pickle", serialization.dumps)
+    serialization.loads = meter.wrap("pickle", serialization.loads)
+    messages.loads = meter.wrap("pickle", messages.loads)
+
+
+def group_parts(cpu: dict) -> dict:
+    """Sum sub-parts ("bookkeeping: x") into their part."""
+    out: dict = collections.Counter()
+    for part, seconds in cpu.items():
+        out[part.split(":")[0]] += seconds
+    return dict(out)
+
+
+# --- one MPI job -------------------------------------------------------------------------
+
+def _copy(counter) -> dict:
+    while True:  # the master thread may add a key meanwhile (it is idle here, so rarely)
+        try:
+            return dict(counter)
+        except RuntimeError:
+            continue
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+class Window:
+    """What a Master's thread spent between two moments: its CPU clock and (if metered) its parts."""
+
+    def __init__(self, m, meter: Meter | None):
+        self._clock = time.pthread_getcpuclockid(m._thread.ident)
+        self._meter = meter
+        self._counts = m.counts
+
+    def snapshot(self) -> dict:
+        snap = {"cpu_s": time.clock_gettime(self._clock),
+                "ended": sum(c.get(s, 0) for c in list(self._counts.values())
+                             for s in ("done", "failed", "cancelled", "timed_out"))}
+        if self._meter is not None:
+            snap.update(parts=_copy(self._meter.cpu), calls=_copy(self._meter.calls),
+                        children=_copy(self._meter.children))
+        return snap
+
+    @staticmethod
+    def between(before: dict, after: dict) -> dict:
+        out = {"cpu_s": after["cpu_s"] - before["cpu_s"], "ended": after["ended"] - before["ended"]}
+        for key in ("parts", "calls", "children"):
+            if key in after:
+                out[key] = _diff(after[key], before[key])
+        return out
+
+
+def inner(args) -> None:
+    """Run inside the MPI job (every rank); rank 0 writes the report of its master's window."""
+    from mpi4py import MPI
+
+    from pilotq_mpi.api import Pilot
+    from pilotq_mpi.runtime import bootstrap, master, session
+
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    meter = Meter() if args.instrument else None
+    calibration = calibrate() if meter else None
+    if meter:
+        original_loop = master.Master._loop
+
+        def loop(self):
+            if threading.current_thread() is self._thread:
+                meter.start()  # meters the pilot's (top) master thread only
+            try:
+                original_loop(self)
+            finally:
+                if meter.owner == threading.get_ident():
+                    meter.stop()
+
+        master.Master._loop = loop
+        install_meters(meter)
+    report: dict = {"rank": rank}
+
+    def driver():
+        window = Window(session.current(), meter)
+        with tempfile.TemporaryDirectory() as tmp:
+            journal = str(Path(tmp) / "journal.sqlite") if args.workload == "submit+journal" else None
+            with Pilot(journal=journal) as pilot:
+                warm = [pilot.submit(noop, -i - 1, key=f"warm-{i}") for i in range(WARMUP)]
+                for f in warm:
+                    f.result()
+                time.sleep(0.05)  # the master goes idle
+                before = window.snapshot()
+                cpu = time.thread_time()
+                wall = time.perf_counter()
+                if args.workload == "map":
+                    total = sum(pilot.map(noop, range(args.tasks), chunksize=CHUNKSIZE))
+                    submit_cpu = None
+                else:
+                    futures = [pilot.submit(noop, i) for i in range(args.tasks)]
+                    submit_cpu = time.thread_time() - cpu
+                    total = sum(f.result() for f in futures)
+                wall = time.perf_counter() - wall
+                driver_cpu = time.thread_time() - cpu
+                time.sleep(0.05)  # the master finishes its last pass
+                after = window.snapshot()
+                assert total == args.tasks * (args.tasks - 1) // 2
+        report.update(Window.between(before, after), wall_s=wall, driver_submit_cpu_s=submit_cpu,
+                      driver_cpu_s=driver_cpu, calibration=calibration)
+
+    bootstrap.run_pilot(driver, world=MeteredComm(world, meter) if meter and rank == 0 else None)
+    if rank == 0:
+        report["trace"] = bool(os.environ.get("PILOTQ_TRACE"))
+        (Path(args.out_dir) / "rank0.json").write_text(json.dumps(report))
+
+
+def launch(workload: str, ranks: int, tasks: int, instrument: bool, extra_env: dict) -> dict:
+    """One fresh MPI job; its rank 0 report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [str(BIN / "mpiexec"), "-n", str(ranks), sys.executable, str(Path(__file__).resolve()),
+                "--inner", "--workload", workload, "--tasks", str(tasks), "--out-dir", tmp]
+        if instrument:
+            argv.append("--instrument")
+        env = dict(os.environ, PILOTQ_QUIET="1", PILOTQ_PROGRESS="off", **extra_env)
+        env.pop("PILOTQ_TRACE", None)
+        if workload == "submit+trace":
+            env["PILOTQ_TRACE"] = str(Path(tmp) / "trace.jsonl")
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        return json.loads((Path(tmp) / "rank0.json").read_text())
+
+
+def per_task(report: dict, workload: str, tasks: int) -> dict:
+    """Per-task figures of one run (a task is one message each way: one chunk for map)."""
+    ended = report["ended"]
+    row = {"tasks": tasks, "ended": ended,
+           "loop_cpu_per_task_us": report["cpu_s"] / ended * 1e6,
+           "wall_tasks_per_s": tasks / report["wall_s"],
+           "driver_submit_cpu_per_task_us": None if report["driver_submit_cpu_s"] is None
+           else report["driver_submit_cpu_s"] / tasks * 1e6,
+           "driver_cpu_per_task_us": report["driver_cpu_s"] / ended * 1e6}
+    if workload == "map":
+        row["loop_cpu_per_item_us"] = report["cpu_s"] / tasks * 1e6
+    if "parts" in report:
+        cal = report["calibration"]
+        parts = dict(report["parts"])
+        overhead: collections.Counter = collections.Counter()
+        for part, n in report["calls"].items():
+            overhead[part] += n * cal["own_s"]
+        for part, n in report["children"].items():
+            overhead[part] += n * cal["parent_s"]
+        for part, seconds in overhead.items():
+            parts[part] = parts.get(part, 0.0) - seconds
+        row["meter_overhead_us"] = {p: s / ended * 1e6 for p, s in sorted(overhead.items())}
+        parts["loop"] = parts.get("loop", 0.0) + report["cpu_s"] - sum(report["parts"].values())
+        row["parts_us"] = {p: s / ended * 1e6 for p, s in sorted(parts.items())}
+        row["grouped_us"] = {p: s / ended * 1e6 for p, s in sorted(group_parts(parts).items())}
+        row["calibrated_total_us"] = sum(parts.values()) / ended * 1e6
+        row["meter_calls_per_task"] = sum(report["calls"].values()) / ended
+        row["calls_per_task"] = {p: n / ended for p, n in sorted(report["calls"].items())}
+        row["calibration"] = cal
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--instrument", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=WORKLOADS, default="submit")
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--tasks", type=int, default=10000)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--submasters", type=int, default=None,
+                        help="run with PILOTQ_SUBMASTERS=<groups> (hierarchical masters, when available)")
+    parser.add_argument("--quick", action="store_true", help="4 ranks, 2,000 tasks, one repeat")
+    parser.add_argument("--label", default=None, help="store the rows under this label (default: the mode)")
+    parser.add_argument("--out", default=str(HERE / "results" / "master_cost.json"))
+    args = parser.parse_args(argv)
+    if args.inner:
+        inner(args)
+        return 0
+    if args.quick:
+        args.ranks, args.tasks, args.repeats = [4], 2000, 1
+    extra_env = {} if args.submasters is None else {"PILOTQ_SUBMASTERS": str(args.submasters)}
+    label = args.label or ("single" if args.submasters is None else f"submasters={args.submasters}")
+    load_before = os.getloadavg()
+    rows = []
+    for ranks in args.ranks:
+        runs: dict[tuple[str, bool], list[dict]] = collections.defaultdict(list)
+        for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every kind alike
+            for workload in args.workloads:
+                for instrument in (False, True):
+                    load = os.getloadavg()[0]
+                    result = per_task(launch(workload, ranks, args.tasks, instrument, extra_env), workload,
+                                      args.tasks)
+                    result["load_1min"] = load
+                    runs[(workload, instrument)].append(result)
+                    print(f"ranks={ranks} {workload:15s} {'metered' if instrument else 'plain  '}"
+                          f" loop {result['loop_cpu_per_task_us']:6.1f} us/task"
+                          + (f" (calibrated parts {result['calibrated_total_us']:6.1f})" if instrument else "")
+                          + f"  {result['wall_tasks_per_s']:8,.0f} tasks/s  load {load:.1f}", flush=True)
+        for workload in args.workloads:
+            plain, metered = runs[(workload, False)], runs[(workload, True)]
+            row = {"ranks": ranks, "workload": workload, "repeats": args.repeats,
+                   "loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in plain),
+                   "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain),
+                   "metered_loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in metered),
+                   "calibrated_total_us": statistics.median(r["calibrated_total_us"] for r in metered)}
+            if workload != "map":
+                row["driver_submit_cpu_per_task_us"] = statistics.median(
+                    r["driver_submit_cpu_per_task_us"] for r in plain)
+            else:
+                row["loop_cpu_per_item_us"] = statistics.median(r["loop_cpu_per_item_us"] for r in plain)
+            keys = sorted({k for r in metered for k in r["parts_us"]})
+            calibrated = {k: statistics.median(r["parts_us"].get(k, 0.0) for r in metered) for k in keys}
+            overhead = {k: statistics.median(r["meter_overhead_us"].get(k, 0.0) for r in metered) for k in keys}
+            # what the calibration left over (or took too much), spread over the parts by their meters'
+            # cost, so that the parts add up to the unmetered runs' total
+            residual = sum(calibrated.values()) - row["loop_cpu_per_task_us"]
+            weight = sum(overhead.values()) or 1.0
+            row["parts_calibrated_us"] = calibrated
+            row["meter_overhead_us"] = overhead
+            row["meter_residual_us"] = residual
+            row["parts_us"] = {k: v - residual * overhead[k] / weight for k, v in calibrated.items()}
+            row["grouped_us"] = group_parts(row["parts_us"])
+            row["runs"] = {"plain": plain, "metered": metered}
+            rows.append(row)
+    path = Path(args.out)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update({"benchmark": "master_cost", "chunksize": CHUNKSIZE, "warmup_tasks": WARMUP})
+    data.setdefault("modes", {})[label] = {
+        "command": "python benchmarks/master_cost.py" + (" --quick" if args.quick else "")
+        + (f" --submasters {args.submasters}" if args.submasters is not None else "")
+        + (f" --label {args.label}" if args.label else ""),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git_commit(), "load_before": load_before, "load_after": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "tasks": args.tasks, "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    print(f"wrote {path} ({label})")
+    return 0
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
