@@ -50,6 +50,9 @@ class TaskObserver:
     def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
         """Ranks joined (``event`` "join": ``infos`` are the new ranks) or left ("leave", "lost")."""
 
+    def pass_ended(self) -> None:
+        """The loop finished a pass; records kept since the last pass are committed (journal)."""
+
     def note(self, record: dict) -> None:
         """A record of another kind than a task (e.g. an adapt decision) for the trace."""
 
@@ -170,6 +173,7 @@ class Master(JoinedAllocations):
                 worked |= self._check_allocations(now)
             if worked:
                 self._dispatch()
+            self.observer.pass_ended()  # group commit of the journal; held futures resolve here
             if self._sends:
                 self._sends = [sent for sent in self._sends if not sent[0].Test()]
             if self._stopping and self._all_ended():

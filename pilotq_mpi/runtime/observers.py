@@ -58,26 +58,99 @@ def _rank_entry(info) -> dict:
 
 
 class JournalObserver(TaskObserver):
-    """Records every finished task of a journaled submission in its journal, before its future resolves."""
+    """Records every finished task of a journaled submission in its journal, before its future resolves.
+
+    Group commit: the records of one pass of the master's loop go into one transaction per
+    journal, committed in :meth:`pass_ended` (one commit costs ~45-60 us here, a record in a
+    group ~15 us). The journal contract holds: a journaled task's future is held back while
+    its record is uncommitted (the master's ``set_result``/``set_exception`` reach a stand-in,
+    :class:`HeldFuture`) and resolved only after the commit, so a result the driver can see
+    is on disk; a crash inside a pass loses only results nobody has seen.
+    """
 
     def __init__(self) -> None:
         self._warned = False
+        self._groups: dict[int, tuple] = {}
+        """id(journal) -> (journal, its open batch() context): journals with uncommitted records."""
+        self._held: list[tuple[TaskRecord, HeldFuture]] = []
 
     def task_ended(self, record: TaskRecord) -> None:
+        """Record ``record`` in the open group of its journal; hold its future until the commit."""
         journal, key = record.sub.journal, record.sub.key
         if journal is None or key is None:
             return
         done = record.state is TaskState.DONE
         try:
+            if id(journal) not in self._groups:
+                group = journal.batch()
+                group.__enter__()  # BEGIN; committed by pass_ended
+                self._groups[id(journal)] = (journal, group)
             journal.record(key, name=record.name, state=record.state.value,
                            result=dumps(record.result) if done else None,
                            error=None if done else f"{type(record.error).__name__}: {record.error}",
                            started=record.started, ended=record.ended, ranks=record.spec.ranks)
         except Exception as exc:  # a journal problem must not take the pilot down
-            if not self._warned:
-                self._warned = True
-                sys.stderr.write(f"pilotq-mpi: could not record task {record.name!r} in the journal ({exc});"
-                                 " its result is not saved for a rerun\n")
+            self._warn(record, exc)
+            return
+        held = HeldFuture(record.sub.future)
+        record.sub.future = held
+        self._held.append((record, held))
+
+    def pass_ended(self) -> None:
+        """Commit this pass's records, then resolve the futures held for them."""
+        if not self._groups:
+            return
+        groups = list(self._groups.values())
+        self._groups.clear()
+        for journal, group in groups:
+            try:
+                group.__exit__(None, None, None)  # COMMIT
+            except Exception as exc:
+                self._warn(None, exc)
+        held, self._held = self._held, []
+        for record, future in held:
+            record.sub.future = future.future
+            future.release()
+
+    def close(self) -> None:
+        """Commit what the last pass recorded (and resolve its futures)."""
+        self.pass_ended()
+
+    def _warn(self, record: TaskRecord | None, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            what = "a group of tasks" if record is None else f"task {record.name!r}"
+            sys.stderr.write(f"pilotq-mpi: could not record {what} in the journal ({exc});"
+                             " its result is not saved for a rerun\n")
+
+
+class HeldFuture:
+    """Stands in for a journaled task's future until its journal record is committed.
+
+    The master's ``set_result``/``set_exception`` are kept; :meth:`release` hands them to
+    the real future. Everything else (``running``, ``cancelled``, ...) goes to the real one.
+    """
+
+    __slots__ = ("future", "_outcome")
+
+    def __init__(self, future) -> None:
+        self.future = future
+        self._outcome: tuple | None = None
+
+    def set_result(self, value) -> None:
+        self._outcome = (True, value)
+
+    def set_exception(self, error) -> None:
+        self._outcome = (False, error)
+
+    def release(self) -> None:
+        """Resolve the real future as the master asked (nothing if it did not)."""
+        if self._outcome is not None:
+            ok, value = self._outcome
+            (self.future.set_result if ok else self.future.set_exception)(value)
+
+    def __getattr__(self, name):
+        return getattr(self.future, name)
 
 
 class Observers(TaskObserver):
@@ -95,6 +168,10 @@ class Observers(TaskObserver):
     def task_ended(self, record: TaskRecord) -> None:
         for observer in self._observers:
             observer.task_ended(record)
+
+    def pass_ended(self) -> None:
+        for observer in self._observers:
+            observer.pass_ended()
 
     def resources_changed(self, event: str, allocation: str, infos, inventory: Inventory) -> None:
         for observer in self._observers:
