@@ -212,6 +212,96 @@ def test_record_survives_sigkill(tmp_path):
     assert rec is not None and rec.result == b"payload"
 
 
+
+# -- group commit by the master's journal observer ----------------------------------
+
+_GROUP_CHILD = """
+import os, signal, sys
+from concurrent.futures import Future
+from pilotq_mpi.core.specs import TaskSpec
+from pilotq_mpi.core.states import TaskState
+from pilotq_mpi.journal import Journal
+from pilotq_mpi.runtime.observers import JournalObserver
+from pilotq_mpi.runtime.records import Submission, TaskRecord
+
+journal = Journal(sys.argv[1])
+observer = JournalObserver()
+
+def end(key, value):
+    # what the master does: the future runs since dispatch; at the end the observer sees the
+    # record first, then the master resolves record.sub.future
+    future = Future()
+    future.add_done_callback(lambda f: print("done", key, flush=True))  # what the driver can see
+    future.set_running_or_notify_cancel()
+    sub = Submission(1, 1, b"", b"", TaskSpec(), future, frozenset(), "task", 0.0, key=key, journal=journal)
+    record = TaskRecord(sub, state=TaskState.DONE, result=value, started=1.0, ended=2.0)
+    observer.task_ended(record)
+    record.sub.future.set_result(value)
+
+for key in ("a1", "a2", "a3"):
+    end(key, key.upper())
+observer.pass_ended()
+print("pass 1 ended", flush=True)
+for key in ("b1", "b2"):
+    end(key, key.upper())
+print("crash", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _ended_record(journal, key, *, ok=True):
+    from concurrent.futures import Future
+
+    from pilotq_mpi.core.specs import TaskSpec
+    from pilotq_mpi.core.states import TaskState
+    from pilotq_mpi.runtime.records import Submission, TaskRecord
+
+    future = Future()
+    future.set_running_or_notify_cancel()
+    sub = Submission(1, 1, b"", b"", TaskSpec(), future, frozenset(), "task", 0.0, key=key, journal=journal)
+    state = TaskState.DONE if ok else TaskState.FAILED
+    return TaskRecord(sub, state=state, result=7 if ok else None, error=None if ok else ValueError("boom"),
+                      started=1.0, ended=2.0), future
+
+
+def test_group_commit_holds_futures_until_the_pass_is_committed(tmp_path):
+    from pilotq_mpi.runtime.observers import JournalObserver
+
+    path = tmp_path / "j.db"
+    observer = JournalObserver()
+    with Journal(path) as journal:
+        ended = [_ended_record(journal, "ok"), _ended_record(journal, "bad", ok=False)]
+        for record, _ in ended:
+            observer.task_ended(record)  # then the master resolves record.sub.future, as in Master._end
+        ended[0][0].sub.future.set_result(7)
+        ended[1][0].sub.future.set_exception(ValueError("boom"))
+        assert not any(future.done() for _, future in ended), "no result is visible before its commit"
+        outside = sqlite3.connect(path)
+        assert outside.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+        observer.pass_ended()
+        assert outside.execute("SELECT key, state FROM tasks ORDER BY key").fetchall() == [
+            ("bad", "failed"), ("ok", "done")]
+        outside.close()
+        assert ended[0][1].result() == 7 and str(ended[1][1].exception()) == "boom"
+        assert all(record.sub.future is future for record, future in ended), "the real futures are back"
+        observer.pass_ended()  # a pass without records commits nothing and resolves nothing twice
+
+
+def test_a_crash_loses_no_result_a_future_reported(tmp_path):
+    path = tmp_path / "j.db"
+    run = subprocess.run([sys.executable, "-c", _GROUP_CHILD, str(path)], capture_output=True, text=True,
+                         env=_env(), timeout=30)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines == ["done a1", "done a2", "done a3", "pass 1 ended", "crash"], run.stdout
+    seen = {line.split()[1] for line in lines if line.startswith("done")}
+    with Journal(path) as journal:
+        stored = {r.key for r in journal.results()}
+        # every result the driver saw is on disk; the crashed pass's records, never seen, are not
+        assert seen <= stored and stored == {"a1", "a2", "a3"}
+        assert journal.lookup("a2").result is not None
+
+
 # -- schema ----------------------------------------------------------------------
 
 def test_schema_version_mismatch(tmp_path):
