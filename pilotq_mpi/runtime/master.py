@@ -24,7 +24,7 @@ from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, AbandonedError, Depende
                       ResourceError, TaskTimeoutError, WalltimeError)
 from .abort import abort_job
 from .joined import MOVE, JoinedAllocations
-from .messages import ResultMessage, Tag, TaskMessage, unpack_result
+from .messages import ResultMessage, Tag, unpack_result
 from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
 from .records import Submission, TaskRecord
@@ -165,7 +165,7 @@ class Master(JoinedAllocations):
             worked = self._drain_inbox()
             for comm in self._comms:
                 while (message := comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                    self._on_result(unpack_result(ResultMessage._make(message.recv())))
+                    self._on_result(unpack_result(message.recv()))
                     worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
@@ -277,7 +277,7 @@ class Master(JoinedAllocations):
     def _dispatch(self) -> None:
         if self._draining or self._abort_code is not None:
             return
-        outgoing: dict[int, list[TaskMessage]] = defaultdict(list)
+        outgoing: dict[int, list[tuple]] = defaultdict(list)
         now = time.time()
         for placement in self.scheduler.schedule(now):
             record = self.tasks[placement.task_id]
@@ -305,7 +305,7 @@ class Master(JoinedAllocations):
             for rank in placement.ranks:
                 outgoing[rank].append(self._message(record, rank))
         for rank, messages in outgoing.items():
-            self._send(rank, [tuple(m) for m in messages], Tag.TASKS)
+            self._send(rank, messages, Tag.TASKS)
 
     def _send(self, rank: int, body: Any, tag: Tag) -> None:
         """Send ``body`` to worker ``rank`` (of the main allocation, or of a joined one)."""
@@ -313,15 +313,16 @@ class Master(JoinedAllocations):
         comm, dest = (self.world, rank) if route is None else route
         self._sends.append((comm.isend(body, dest=dest, tag=tag), comm))
 
-    def _message(self, record: TaskRecord, rank: int) -> TaskMessage:
+    def _message(self, record: TaskRecord, rank: int) -> tuple:
+        """The wire form of a :class:`TaskMessage` for ``rank`` (a plain tuple in its field order)."""
         sub = record.sub
         known = self._known_fns[rank]
         fn = None if sub.fn_id in known else sub.fn
         known.add(sub.fn_id)
         spec = sub.spec
         qpu = self.inventory.qpus[spec.qpu] if spec.qpu else None
-        return TaskMessage(sub.task_id, record.attempt, record.name, sub.fn_id, fn, sub.payload,
-                           record.ranks, sub.chunk, spec.gather, spec.timeout, spec.isolate, qpu)
+        return (sub.task_id, record.attempt, spec.name or sub.kind, sub.fn_id, fn, sub.payload,
+                record.ranks, sub.chunk, spec.gather, spec.timeout, spec.isolate, qpu)
 
     def _predict(self, task_id: int) -> float | None:
         """The scheduler's prediction of a task's run time (None: never seen, i.e. long)."""
@@ -652,7 +653,7 @@ class Master(JoinedAllocations):
             for comm in self._comms:
                 message = comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
                 if message is not None:
-                    self._on_result(unpack_result(ResultMessage._make(message.recv())))
+                    self._on_result(unpack_result(message.recv()))
                     got = True
             if not got:
                 backoff.sleep()

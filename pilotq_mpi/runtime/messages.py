@@ -70,18 +70,26 @@ class ResultMessage(NamedTuple):
     """The task was dropped unstarted after a :attr:`Tag.REVOKE` (it did not run)."""
 
 
-def pack_result(result: ResultMessage) -> ResultMessage:
-    """Pickle ``value`` and ``error`` (raises if they cannot be pickled)."""
-    return result._replace(value=dumps(result.value),
-                           error=None if result.error is None else dumps(result.error))
+def pack_result(result: ResultMessage) -> tuple:
+    """The wire form of ``result``: a plain tuple with ``value`` and ``error`` pickled.
+
+    Raises if they cannot be pickled. A tuple built by hand in this field order is
+    equally valid (the worker builds one directly on its hot path: ~3 us less per task
+    than ``_replace``).
+    """
+    value = dumps(result.value)
+    error = None if result.error is None else dumps(result.error)
+    return (result[0], result[1], result[2], result[3], value, error) + tuple(result[6:])
 
 
-def unpack_result(result: ResultMessage) -> ResultMessage:
-    """Load ``value`` and ``error``; what cannot be loaded becomes a :class:`RemoteError`."""
+def unpack_result(body: tuple) -> ResultMessage:
+    """Load ``value`` and ``error`` of a received result (a :func:`pack_result` tuple, or a
+    :class:`ResultMessage` with pickled fields); what cannot be loaded becomes a :class:`RemoteError`."""
     try:
-        return result._replace(value=loads(result.value),
-                               error=None if result.error is None else loads(result.error))
+        value = loads(body[4])
+        error = None if body[5] is None else loads(body[5])
     except Exception as exc:
-        return result._replace(ok=False, value=None, error=RemoteError(
-            f"the driver could not load what task {result.task_id} sent back from world rank {result.rank}:"
-            f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)"))
+        return ResultMessage(body[0], body[1], body[2], False, None, RemoteError(
+            f"the driver could not load what task {body[0]} sent back from world rank {body[2]}:"
+            f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)"), *body[6:])
+    return ResultMessage._make((*body[:4], value, error, *body[6:]))
