@@ -46,11 +46,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+from ..errors import ResourceError
 from .inventory import Inventory
 from .scheduler import Scheduler
 from .specs import TaskSpec
 
-__all__ = ["SimTask", "TaskRecord", "SimulationResult", "simulate", "mixed_workload", "lower_bound", "percentile"]
+__all__ = ["SimTask", "TaskRecord", "SimulationResult", "MasterModel", "GroupRouter", "simulate",
+           "simulate_hierarchical", "mixed_workload", "lower_bound", "percentile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,10 @@ class SimulationResult:
     schedule_seconds: float
     release_seconds: float
     submit_seconds: float
+    masters: tuple[dict, ...] = ()
+    """Per master (the top one first): simulated seconds busy, passes, busy fraction of the makespan."""
+    results_seen: float = 0.0
+    """When the master the driver talks to had handled the last result (from the first submission)."""
 
     @property
     def scheduler_seconds(self) -> float:
@@ -142,7 +148,8 @@ class SimulationResult:
             "placements": self.placements, "schedule_seconds": self.schedule_seconds,
             "release_seconds": self.release_seconds, "submit_seconds": self.submit_seconds,
             "scheduler_seconds": self.scheduler_seconds, "seconds_per_decision": self.seconds_per_decision,
-            "decisions_per_second": self.decisions_per_second,
+            "decisions_per_second": self.decisions_per_second, "masters": list(self.masters),
+            "results_seen": self.results_seen,
         }
 
 
@@ -179,14 +186,155 @@ def lower_bound(inventory: Inventory, tasks: Iterable) -> float:
     return max(work / len(inventory.ranks), latest)
 
 
+@dataclass(frozen=True)
+class MasterModel:
+    """A master as a single server: the CPU seconds it spends on each piece of work, one at a time.
+
+    ``submit``: per task it receives (from the driver, or for a sub-master from the top master);
+    ``place``: per task it hands out (to a worker, or for the top master to a sub-master);
+    ``result``: per result it receives. With ``scheduler=True`` the time measured inside the
+    scheduler's calls (``simulate``'s ``timer``) is charged too, so the fixed costs should then
+    exclude the scheduler. A master works in passes, as the real loop does: it takes every
+    submission and result that has arrived, hands them to its scheduler, schedules once, and
+    sends the placements one after another; what arrives meanwhile waits for the next pass.
+    """
+
+    submit: float = 0.0
+    place: float = 0.0
+    result: float = 0.0
+    scheduler: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("submit", "place", "result"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"MasterModel.{name} must be a finite number of seconds >= 0, got {value!r}")
+
+    @property
+    def per_task(self) -> float:
+        """Fixed seconds per task that goes through this master (submit + place + result)."""
+        return self.submit + self.place + self.result
+
+
+class _Server:
+    """One master in the simulation: its inbox, its clock, and what it has spent."""
+
+    __slots__ = ("name", "model", "scheduler", "router", "tasks", "results", "free", "busy", "passes", "woken")
+
+    def __init__(self, name: str, model: MasterModel, scheduler=None, router=None):
+        self.name = name
+        self.model = model
+        self.scheduler = scheduler
+        self.router = router
+        self.tasks: deque = deque()
+        """Tasks received and not yet handled."""
+        self.results: deque = deque()
+        """Results received and not yet handled: (task, rank) for a leaf, task for the top."""
+        self.free = 0.0
+        self.busy = 0.0
+        self.passes = 0
+        self.woken: float | None = None
+
+    def summary(self, makespan: float) -> dict:
+        return {"name": self.name, "busy_seconds": self.busy, "passes": self.passes,
+                "utilization": self.busy / makespan if makespan > 0 else 0.0}
+
+
+class GroupRouter:
+    """The top master's hand-out rule: keep every group fed, no more.
+
+    A group holds at most ``workers x (1 + prefetch)`` rank-slots of tasks handed to it and
+    not yet ended; a task goes to the least loaded group (outstanding over capacity) with
+    room among those that can run it. Tasks leave in priority order, then submission order;
+    the first one without room stops the hand-out (simpler than the runtime's per-class rule;
+    the same for workloads of one resource class). Same interface as a runtime group queue:
+    ``submit``, ``assign``, ``finished``.
+    """
+
+    def __init__(self, groups: Sequence[Inventory], *, prefetch: int = 1):
+        self._groups = list(groups)
+        self._capacity = [len(g.ranks) * (1 + prefetch) for g in self._groups]
+        self._outstanding = [0] * len(self._groups)
+        self._fits: dict = {}
+        self._queue: list = []
+        self._seq = 0
+        self._placed: dict[int, tuple[int, int]] = {}
+
+    def fits(self, spec: TaskSpec) -> tuple[int, ...]:
+        """Groups that can ever run ``spec``."""
+        key = spec.resource_class
+        fits = self._fits.get(key)
+        if fits is None:
+            fits = []
+            for index, inventory in enumerate(self._groups):
+                try:
+                    inventory.check(spec)
+                except ValueError:
+                    continue
+                fits.append(index)
+            fits = self._fits[key] = tuple(fits)
+        return fits
+
+    def submit(self, task_id: int, spec: TaskSpec) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (-spec.priority, self._seq, task_id, spec))
+
+    def assign(self) -> list[tuple[int, int]]:
+        """Hand out queued tasks while the next one has room: ``[(task, group), ...]``."""
+        handed = []
+        while self._queue:
+            _, _, task_id, spec = self._queue[0]
+            best, best_load = None, None
+            for index in self.fits(spec):
+                outstanding, capacity = self._outstanding[index], self._capacity[index]
+                if outstanding + spec.ranks > max(capacity, spec.ranks):
+                    continue
+                load = outstanding / capacity
+                if best_load is None or load < best_load:
+                    best, best_load = index, load
+            if best is None:
+                break
+            heapq.heappop(self._queue)
+            self._outstanding[best] += spec.ranks
+            self._placed[task_id] = (best, spec.ranks)
+            handed.append((task_id, best))
+        return handed
+
+    def finished(self, task_id: int) -> None:
+        group, width = self._placed.pop(task_id)
+        self._outstanding[group] -= width
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+
 # event kinds, in the order they are handled within one instant (any order gives the same result)
-_COMPLETE, _ARRIVE = 0, 1
+_COMPLETE, _ARRIVE, _DELIVER, _WAKE = 0, 1, 2, 3
+
+
+def _validated(tasks: Iterable) -> list[SimTask]:
+    work = [_as_task(t) for t in tasks]
+    for index, t in enumerate(work):
+        if not (t.duration >= 0 and math.isfinite(t.duration)):
+            raise ValueError(f"task {index}: duration must be a finite number >= 0, got {t.duration!r}")
+        if not math.isfinite(t.submit_time):
+            raise ValueError(f"task {index}: submit_time must be finite, got {t.submit_time!r}")
+    return work
+
+
+def _scheduler(inventory, work, prefetch, scheduler_factory, horizon, predict):
+    if horizon is None:
+        return scheduler_factory(inventory, prefetch=prefetch)
+    return scheduler_factory(inventory, prefetch=prefetch, horizon=horizon,
+                             predict=predict or (lambda task: work[task].duration))
 
 
 def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispatch_latency: float = 0.0,
              timer: Callable[[], float] = time.perf_counter,
              scheduler_factory: Callable[..., Scheduler] = Scheduler, horizon: float | None = None,
-             predict: Callable[[int], float | None] | None = None) -> SimulationResult:
+             predict: Callable[[int], float | None] | None = None,
+             master: MasterModel | None = None) -> SimulationResult:
     """Run ``tasks`` (``(spec, duration, submit_time)`` or :class:`SimTask`) through a ``Scheduler``.
 
     Task ids are the indices in ``tasks``. Every spec must fit the inventory
@@ -197,155 +345,316 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
     leaves tasks queued with nothing left to happen. With ``horizon`` set, the factory also
     gets ``horizon=`` and ``predict=`` (default: each task's true duration), and
     ``schedule``/``release`` get the simulated time as ``now``.
+
+    ``master`` (a :class:`MasterModel`) makes the master a single server with a cost per
+    task: placements leave it one after another, results wait until it gets to them (the
+    scheduler learns that a rank is free only then; a worker still starts its prefetched
+    task at once). Without it the master is free (the scheduler's view is always current).
     """
     if dispatch_latency < 0:
         raise ValueError(f"dispatch_latency must be >= 0, got {dispatch_latency!r}")
-    work = [_as_task(t) for t in tasks]
-    for index, t in enumerate(work):
-        if not (t.duration >= 0 and math.isfinite(t.duration)):
-            raise ValueError(f"task {index}: duration must be a finite number >= 0, got {t.duration!r}")
-        if not math.isfinite(t.submit_time):
-            raise ValueError(f"task {index}: submit_time must be finite, got {t.submit_time!r}")
-    if horizon is None:
-        scheduler = scheduler_factory(inventory, prefetch=prefetch)
-        clock: dict = {}
-    else:
-        scheduler = scheduler_factory(inventory, prefetch=prefetch, horizon=horizon,
-                                      predict=predict or (lambda task: work[task].duration))
-        clock = {"now": 0.0}
+    work = _validated(tasks)
+    scheduler = _scheduler(inventory, work, prefetch, scheduler_factory, horizon, predict)
+    _check_fits(work, [scheduler])
+    server = _Server("master", master or MasterModel(), scheduler=scheduler)
+    return _Engine(inventory, work, [server], None, [[r.rank for r in inventory.ranks]], prefetch=prefetch, dispatch_latency=dispatch_latency,
+                   group_latency=0.0, timer=timer, clocked=horizon is not None).run()
+
+
+def simulate_hierarchical(inventory: Inventory, tasks: Iterable, groups: "int | Sequence[Sequence[int]]", *,
+                          top: MasterModel, sub: MasterModel, prefetch: int = 1, dispatch_latency: float = 0.0,
+                          group_latency: float = 0.0, timer: Callable[[], float] = time.perf_counter,
+                          scheduler_factory: Callable[..., Scheduler] = Scheduler, horizon: float | None = None,
+                          predict: Callable[[int], float | None] | None = None,
+                          router_factory: Callable[..., GroupRouter] = GroupRouter) -> SimulationResult:
+    """Like :func:`simulate`, with a top master over ``groups`` of worker ranks, each with a sub-master.
+
+    ``inventory`` holds the worker ranks only (the top master and the sub-masters run on
+    ranks of their own, which do no tasks). ``groups`` is a number (consecutive ranks in
+    near-equal groups) or the worker rank ids of each group. The top master (``top``) gets
+    the submissions and hands tasks to sub-masters by ``router_factory(group_inventories,
+    prefetch=)`` (:class:`GroupRouter`: keep each group fed with ``workers x (1 + prefetch)``
+    rank-slots of work), in one message per group and pass, which arrives ``group_latency``
+    later. Each sub-master (``sub``) runs its own ``Scheduler`` over its group, as the single
+    master does over all ranks, and sends the results of each pass to the top in one message.
+    A task must fit within one group (``ResourceError`` otherwise, naming the task).
+    """
+    for name, value in (("dispatch_latency", dispatch_latency), ("group_latency", group_latency)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    work = _validated(tasks)
+    ranks = [r.rank for r in inventory.ranks]
+    if isinstance(groups, int):
+        if not 1 <= groups <= len(ranks):
+            raise ValueError(f"groups must be between 1 and the {len(ranks)} worker ranks, got {groups}")
+        bounds = [round(i * len(ranks) / groups) for i in range(groups + 1)]
+        groups = [ranks[bounds[i]:bounds[i + 1]] for i in range(groups)]
+    members = [rank for group in groups for rank in group]
+    if sorted(members) != sorted(ranks):
+        raise ValueError("groups must split the inventory's worker ranks, each rank in exactly one group")
+    inventories = [Inventory(tuple(inventory.rank(r) for r in group), inventory.qpus) for group in groups]
+    subs = [_Server(f"sub-master {i}", sub, scheduler=_scheduler(inv, work, prefetch, scheduler_factory,
+                                                                   horizon, predict))
+            for i, inv in enumerate(inventories)]
+    router = router_factory(inventories, prefetch=prefetch)
+    _check_fits(work, [s.scheduler for s in subs], router)
+    head = _Server("top master", top, router=router)
+    return _Engine(inventory, work, subs, head, groups, prefetch=prefetch, dispatch_latency=dispatch_latency,
+                   group_latency=group_latency, timer=timer, clocked=horizon is not None).run()
+
+
+def _check_fits(work: list[SimTask], schedulers: list, router=None) -> None:
     checked: set = set()
     for index, t in enumerate(work):
         key = (t.spec.resource_class, t.spec.timeout is None)
-        if key not in checked:
+        if key in checked:
+            continue
+        if router is None:
             try:
-                scheduler.check(t.spec)
+                schedulers[0].check(t.spec)
             except ValueError as error:
                 raise type(error)(f"task {index}: {error}") from error
-            checked.add(key)
+        elif not router.fits(t.spec):
+            try:  # the reason of the first group, or a plain "fits no group"
+                schedulers[0].check(t.spec)
+            except ValueError as error:
+                raise type(error)(f"task {index}: no group can run it: {error}") from error
+            raise ResourceError(f"task {index}: no group can run it ({t.spec.ranks} ranks)")
+        checked.add(key)
 
-    n = len(work)
-    slots = {r.rank: (inventory.qpus[r.qpu].concurrency if r.qpu else 1) for r in inventory.ranks}
-    running = dict.fromkeys(slots, 0)          # tasks running on each rank now
-    wide_on: dict[int, int] = {}               # rank -> multi-rank task running there
-    pending: dict[int, deque] = {rank: deque() for rank in slots}   # arrived, not started (FIFO)
-    busy_since: dict[int, float] = {}
-    busy_total = 0.0
-    placed_at = [math.nan] * n
-    start_at = [math.nan] * n
-    end_at = [math.nan] * n
-    ranks_of: list[tuple[int, ...]] = [()] * n
 
-    events: list[tuple[float, int, int, int, int]] = []   # (time, kind, seq, task, rank)
-    seq = 0
-    order = sorted(range(n), key=lambda i: (work[i].submit_time, i))
-    next_submit = 0
-    schedule_s = release_s = submit_s = 0.0
-    schedule_calls = release_calls = placements = handled = 0
+class _Engine:
+    """The event loop shared by the single-master and the hierarchical simulations."""
 
-    def begin(task: int, now: float, ranks: tuple[int, ...]) -> None:
-        nonlocal seq
-        start_at[task] = now
-        end = now + work[task].duration
-        end_at[task] = end
+    def __init__(self, inventory: Inventory, work: list[SimTask], leaves: list[_Server], top: _Server | None,
+                 leaf_ranks: list, *, prefetch: int, dispatch_latency: float, group_latency: float, timer, clocked: bool):
+        self.inventory = inventory
+        self.work = work
+        self.leaves = leaves
+        self.top = top
+        self.servers = ([top] if top else []) + leaves
+        self.prefetch = prefetch
+        self.latency = dispatch_latency
+        self.group_latency = group_latency
+        self.timer = timer
+        self.clocked = clocked
+        n = len(work)
+        self.leaf_of: dict[int, _Server] = {}
+        for leaf, ranks in zip(leaves, leaf_ranks):
+            self.leaf_of.update(dict.fromkeys(ranks, leaf))
+        self.slots = {r.rank: (inventory.qpus[r.qpu].concurrency if r.qpu else 1) for r in inventory.ranks}
+        self.running = dict.fromkeys(self.slots, 0)
+        self.wide_on: dict[int, int] = {}
+        self.pending: dict[int, deque] = {rank: deque() for rank in self.slots}
+        self.busy_since: dict[int, float] = {}
+        self.busy_total = 0.0
+        self.placed_at = [math.nan] * n
+        self.start_at = [math.nan] * n
+        self.end_at = [math.nan] * n
+        self.ranks_of: list[tuple[int, ...]] = [()] * n
+        self.reported = [0] * n
+        self.group_of: dict[int, _Server] = {}
+        self.seen_at = 0.0
+        self.events: list = []
+        self.seq = 0
+        self.payloads: dict[int, tuple] = {}
+        self.schedule_s = self.release_s = self.submit_s = 0.0
+        self.schedule_calls = self.release_calls = self.placements = self.handled = 0
+
+    # --- workers ---------------------------------------------------------------------------
+    def push(self, when: float, kind: int, a: int, b: int = 0) -> int:
+        self.seq += 1
+        heapq.heappush(self.events, (when, kind, self.seq, a, b))
+        return self.seq
+
+    def begin(self, task: int, now: float, ranks: tuple[int, ...]) -> None:
+        self.start_at[task] = now
+        end = now + self.work[task].duration
+        self.end_at[task] = end
         for rank in ranks:
-            if running[rank] == 0:
-                busy_since[rank] = now
-            running[rank] += 1
-            seq += 1
-            heapq.heappush(events, (end, _COMPLETE, seq, task, rank))
+            if self.running[rank] == 0:
+                self.busy_since[rank] = now
+            self.running[rank] += 1
+            self.push(end, _COMPLETE, task, rank)
 
-    def arrive(task: int, rank: int, now: float) -> None:
-        spec = work[task].spec
+    def arrive(self, task: int, rank: int, now: float) -> None:
+        spec = self.work[task].spec
+        running, pending, wide_on = self.running, self.pending, self.wide_on
         if spec.ranks > 1:
-            ranks = ranks_of[task]
+            ranks = self.ranks_of[task]
             for r in ranks:
                 if running[r] or pending[r] or r in wide_on:
                     raise RuntimeError(f"task {task} ({spec.ranks} ranks) was placed on busy rank {r} at t={now}")
                 wide_on[r] = task
-            begin(task, now, ranks)
+            self.begin(task, now, ranks)
             return
         if rank in wide_on:
             raise RuntimeError(f"task {task} was queued on rank {rank}, which runs multi-rank task {wide_on[rank]}")
-        if running[rank] < slots[rank] and not pending[rank]:
-            begin(task, now, (rank,))
+        if running[rank] < self.slots[rank] and not pending[rank]:
+            self.begin(task, now, (rank,))
         else:
             pending[rank].append(task)
 
-    while next_submit < n or events:
-        now = events[0][0] if events else math.inf
-        if next_submit < n and work[order[next_submit]].submit_time <= now:
-            now = work[order[next_submit]].submit_time
-        changed = False
-        # submissions at `now`
-        while next_submit < n and work[order[next_submit]].submit_time == now:
-            task = order[next_submit]
-            next_submit += 1
-            handled += 1
+    def complete(self, task: int, rank: int, now: float) -> None:
+        self.running[rank] -= 1
+        if self.running[rank] == 0:
+            self.busy_total += now - self.busy_since.pop(rank)
+        self.wide_on.pop(rank, None)
+        queue = self.pending[rank]
+        while queue and self.running[rank] < self.slots[rank]:
+            self.begin(queue.popleft(), now, (rank,))
+
+    # --- masters ---------------------------------------------------------------------------
+    def deliver(self, when: float, now: float, target: _Server, tasks: tuple, results: tuple) -> None:
+        if when == now:
+            target.tasks.extend(tasks)
+            target.results.extend(results)
+            return
+        self.payloads[self.push(when, _DELIVER, self.servers.index(target))] = (tasks, results)
+
+    def leaf_pass(self, server: _Server, now: float) -> None:
+        model, scheduler, timer = server.model, server.scheduler, self.timer
+        charge = model.scheduler
+        cost = 0.0
+        while server.tasks:
+            task = server.tasks.popleft()
             t0 = timer()
-            scheduler.submit(task, work[task].spec)
-            submit_s += timer() - t0
-            changed = True
-        # completions and arrivals at `now`
-        while events and events[0][0] == now:
-            _, kind, _, task, rank = heapq.heappop(events)
-            handled += 1
-            if kind == _ARRIVE:
-                arrive(task, rank, now)
-                continue
-            running[rank] -= 1
-            if running[rank] == 0:
-                busy_total += now - busy_since.pop(rank)
-            wide_on.pop(rank, None)
-            if clock:
-                clock["now"] = now
+            scheduler.submit(task, self.work[task].spec)
+            spent = timer() - t0
+            self.submit_s += spent
+            cost += model.submit + (spent if charge else 0.0)
+        finished = []
+        while server.results:
+            task, rank = server.results.popleft()
+            clock = {"now": now + cost} if self.clocked else {}
             t0 = timer()
             scheduler.release(task, rank, **clock)
-            release_s += timer() - t0
-            release_calls += 1
-            changed = True
-            queue = pending[rank]
-            while queue and running[rank] < slots[rank]:
-                begin(queue.popleft(), now, (rank,))
-        if not changed:
-            continue
-        if clock:
-            clock["now"] = now
+            spent = timer() - t0
+            self.release_s += spent
+            self.release_calls += 1
+            cost += model.result + (spent if charge else 0.0)
+            self.reported[task] += 1
+            if self.reported[task] == self.work[task].spec.ranks:
+                finished.append(task)
+        clock = {"now": now + cost} if self.clocked else {}
         t0 = timer()
         chosen = scheduler.schedule(**clock)
-        schedule_s += timer() - t0
-        schedule_calls += 1
-        placements += len(chosen)
+        spent = timer() - t0
+        self.schedule_s += spent
+        self.schedule_calls += 1
+        cost += spent if charge else 0.0
+        self.placements += len(chosen)
         for placement in chosen:
             task = placement.task_id
-            if not math.isnan(placed_at[task]):
+            if not math.isnan(self.placed_at[task]):
                 raise RuntimeError(f"task {task} was placed twice")
-            placed_at[task] = now
-            ranks_of[task] = tuple(placement.ranks)
-            if dispatch_latency:
-                seq += 1
-                heapq.heappush(events, (now + dispatch_latency, _ARRIVE, seq, task, placement.ranks[0]))
+            cost += model.place
+            sent = now + cost
+            self.placed_at[task] = sent
+            self.ranks_of[task] = tuple(placement.ranks)
+            arrival = sent + self.latency
+            if arrival == now:
+                self.arrive(task, placement.ranks[0], now)
             else:
-                arrive(task, placement.ranks[0], now)
+                self.push(arrival, _ARRIVE, task, placement.ranks[0])
+        self.finish_pass(server, now, cost)
+        if finished:
+            if self.top is None:
+                self.seen_at = max(self.seen_at, now + cost)
+            else:
+                self.deliver(now + cost + self.group_latency, now, self.top, (), tuple(finished))
 
-    if scheduler.queued:
-        raise RuntimeError(f"{scheduler.queued} task(s) were left queued with every rank idle")
-    records = tuple(
-        TaskRecord(i, work[i].spec, work[i].submit_time, placed_at[i], start_at[i], end_at[i], ranks_of[i])
-        for i in range(n)
-    )
-    first = min((t.submit_time for t in work), default=0.0)
-    makespan = max((end - first for end in end_at), default=0.0)
-    waits = [start_at[i] - work[i].submit_time for i in range(n)]
-    n_ranks = len(inventory.ranks)
-    return SimulationResult(
-        records=records, ranks=n_ranks, prefetch=prefetch, dispatch_latency=dispatch_latency,
-        makespan=makespan, busy_rank_seconds=busy_total,
-        utilization=busy_total / (makespan * n_ranks) if makespan > 0 else 0.0,
-        lower_bound=lower_bound(inventory, work),
-        wait_p50=percentile(waits, 50), wait_p95=percentile(waits, 95), wait_max=max(waits, default=0.0),
-        events=handled, schedule_calls=schedule_calls, release_calls=release_calls, placements=placements,
-        schedule_seconds=schedule_s, release_seconds=release_s, submit_seconds=submit_s,
-    )
+    def top_pass(self, server: _Server, now: float) -> None:
+        model, router = server.model, server.router
+        cost = 0.0
+        while server.results:
+            router.finished(server.results.popleft())
+            cost += model.result
+        self.seen_at = max(self.seen_at, now + cost)
+        while server.tasks:
+            task = server.tasks.popleft()
+            router.submit(task, self.work[task].spec)
+            cost += model.submit
+        batches: dict[int, list[int]] = {}
+        sent_at: dict[int, float] = {}
+        for task, group in router.assign():
+            cost += model.place
+            batches.setdefault(group, []).append(task)
+            sent_at[group] = now + cost
+        self.finish_pass(server, now, cost)
+        for group, tasks in batches.items():
+            self.deliver(sent_at[group] + self.group_latency, now, self.leaves[group], tuple(tasks), ())
+
+    def finish_pass(self, server: _Server, now: float, cost: float) -> None:
+        server.free = now + cost
+        server.busy += cost
+        server.passes += 1
+        if cost > 0 and server.woken != server.free:
+            server.woken = server.free
+            self.push(server.free, _WAKE, self.servers.index(server))
+
+    # --- loop --------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        work, events = self.work, self.events
+        n = len(work)
+        order = sorted(range(n), key=lambda i: (work[i].submit_time, i))
+        entry = self.top or self.leaves[0]
+        next_submit = 0
+        while next_submit < n or events:
+            now = events[0][0] if events else math.inf
+            if next_submit < n and work[order[next_submit]].submit_time <= now:
+                now = work[order[next_submit]].submit_time
+            while next_submit < n and work[order[next_submit]].submit_time == now:
+                entry.tasks.append(order[next_submit])
+                next_submit += 1
+                self.handled += 1
+            while events and events[0][0] == now:
+                _, kind, seq, a, b = heapq.heappop(events)
+                if kind == _COMPLETE:
+                    self.handled += 1
+                    self.complete(a, b, now)
+                    self.leaf_of[b].results.append((a, b))
+                elif kind == _ARRIVE:
+                    self.handled += 1
+                    self.arrive(a, b, now)
+                elif kind == _DELIVER:
+                    tasks, results = self.payloads.pop(seq)
+                    self.servers[a].tasks.extend(tasks)
+                    self.servers[a].results.extend(results)
+            ran = True
+            while ran:  # a pass may hand work to another master at this same instant
+                ran = False
+                for server in self.servers:
+                    if server.free <= now and (server.tasks or server.results):
+                        (self.leaf_pass if server.scheduler is not None else self.top_pass)(server, now)
+                        ran = True
+        queued = sum(s.scheduler.queued for s in self.leaves) + (self.top.router.queued if self.top else 0)
+        if queued:
+            raise RuntimeError(f"{queued} task(s) were left queued with every rank idle")
+        return self.result()
+
+    def result(self) -> SimulationResult:
+        work, n = self.work, len(self.work)
+        records = tuple(
+            TaskRecord(i, work[i].spec, work[i].submit_time, self.placed_at[i], self.start_at[i], self.end_at[i],
+                       self.ranks_of[i])
+            for i in range(n)
+        )
+        first = min((t.submit_time for t in work), default=0.0)
+        makespan = max((end - first for end in self.end_at), default=0.0)
+        waits = [self.start_at[i] - work[i].submit_time for i in range(n)]
+        n_ranks = len(self.inventory.ranks)
+        return SimulationResult(
+            records=records, ranks=n_ranks, prefetch=self.prefetch, dispatch_latency=self.latency,
+            makespan=makespan, busy_rank_seconds=self.busy_total,
+            utilization=self.busy_total / (makespan * n_ranks) if makespan > 0 else 0.0,
+            lower_bound=lower_bound(self.inventory, work),
+            wait_p50=percentile(waits, 50), wait_p95=percentile(waits, 95), wait_max=max(waits, default=0.0),
+            events=self.handled, schedule_calls=self.schedule_calls, release_calls=self.release_calls,
+            placements=self.placements, schedule_seconds=self.schedule_s, release_seconds=self.release_s,
+            submit_seconds=self.submit_s, masters=tuple(s.summary(makespan) for s in self.servers),
+            results_seen=(self.seen_at - first) if n else 0.0,
+        )
 
 
 def mixed_workload(n_tasks: int, *, wide_fraction: float = 0.05, widths: Sequence[int] = (2, 4, 8, 16),

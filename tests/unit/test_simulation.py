@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pilotq_mpi.core.inventory import Inventory, QpuSpec, RankInfo
-from pilotq_mpi.core.simulation import SimTask, lower_bound, mixed_workload, percentile, simulate
+from pilotq_mpi.core.simulation import (MasterModel, SimTask, lower_bound, mixed_workload, percentile, simulate,
+                                        simulate_hierarchical)
 from pilotq_mpi.core.specs import TaskSpec
 from pilotq_mpi.errors import ResourceError
 
@@ -317,3 +318,93 @@ def test_prefetch_horizon_with_unknown_predictions_falls_back_to_no_prefetch():
     inventory = Inventory.from_layout(2)
     unknown = simulate(inventory, tasks, prefetch=1, dispatch_latency=0.001, horizon=0.05, predict=lambda t: None)
     assert unknown.makespan == simulate(inventory, tasks, prefetch=0, dispatch_latency=0.001).makespan
+
+
+# --- the master as a single server (MasterModel), and hierarchical masters ----------------
+# (seconds here are simulated costs given to the model, not measured times)
+
+def test_a_free_master_model_changes_nothing():
+    inventory = Inventory.from_layout(16, ranks_per_node=4, gpus_per_rank=1)
+    tasks = mixed_workload(300, wide_fraction=0.1, gpu_fraction=0.5, seed=5)
+    for prefetch, latency in ((0, 0.0), (1, 0.01)):
+        plain = simulate(inventory, tasks, prefetch=prefetch, dispatch_latency=latency)
+        free = simulate(inventory, tasks, prefetch=prefetch, dispatch_latency=latency, master=MasterModel())
+        assert free.records == plain.records and free.makespan == plain.makespan
+
+
+def test_an_expensive_master_bounds_the_makespan():
+    n, cost = 200, MasterModel(place=0.01, result=0.02)
+    result = simulate(Inventory.from_layout(4), unit_tasks(n, duration=0.001), master=cost)
+    # placements leave one after another; every result is handled once, one at a time
+    assert result.makespan >= n * cost.place
+    assert result.results_seen >= n * cost.per_task - 1e-9
+    (master,) = result.masters
+    assert master["busy_seconds"] == pytest.approx(n * cost.per_task)
+    assert result.utilization < 0.05 < simulate(Inventory.from_layout(4), unit_tasks(n, duration=0.001)).utilization
+
+
+@pytest.mark.parametrize("prefetch, spans_expected", [
+    (0, [(0.25, 1.25, (1,)), (2.0, 3.0, (1,))]),   # the second task waits for the result to be handled
+    (1, [(0.25, 1.25, (1,)), (1.25, 2.25, (1,))]),  # prefetched: the worker starts it at once
+])
+def test_results_wait_for_the_master(prefetch, spans_expected):
+    result = simulate(Inventory.from_layout(1), unit_tasks(2), prefetch=prefetch,
+                      master=MasterModel(place=0.25, result=0.5))
+    assert spans(result) == spans_expected
+    assert result.results_seen == spans_expected[-1][1] + 0.5
+    assert result.masters[0]["busy_seconds"] == pytest.approx(2 * 0.75)
+
+
+def test_master_model_refuses_bad_costs():
+    with pytest.raises(ValueError, match=r"MasterModel.place must be a finite number of seconds >= 0, got -1"):
+        MasterModel(place=-1)
+
+
+def test_hierarchical_masters_split_the_work_and_the_master_cost():
+    inventory = Inventory.from_layout(8)
+    n = 400
+    top, sub = MasterModel(place=0.001, result=0.001), MasterModel(place=0.004, result=0.004)
+    # 8 ranks want 400 tasks/s; one master of the sub-masters' cost places 125/s, two 250/s
+    tasks = unit_tasks(n, duration=0.02)
+    result = simulate_hierarchical(inventory, tasks, 2, top=top, sub=sub)
+    check_schedule(inventory, tasks, result)
+    head, *subs = result.masters
+    assert head["busy_seconds"] == pytest.approx(n * top.per_task)
+    assert sum(s["busy_seconds"] for s in subs) == pytest.approx(n * sub.per_task)
+    assert {r.ranks[0] <= 4 for r in result.records} == {True, False}  # both groups ran tasks
+    assert result.results_seen >= n * top.per_task
+    single = simulate(inventory, tasks, master=sub)
+    assert single.makespan >= n * sub.place and result.makespan < 0.6 * single.makespan
+
+
+def test_hierarchical_with_free_masters_keeps_ranks_busy():
+    result = simulate_hierarchical(Inventory.from_layout(6), unit_tasks(60), [[1, 2, 3], [4, 5, 6]],
+                                   top=MasterModel(), sub=MasterModel())
+    assert result.makespan == 10.0 and result.utilization == pytest.approx(1.0)
+
+
+def test_hierarchical_refuses_bad_groups_and_tasks_wider_than_a_group():
+    inventory = Inventory.from_layout(4)
+    free = MasterModel()
+    with pytest.raises(ValueError, match="each rank in exactly one group"):
+        simulate_hierarchical(inventory, unit_tasks(1), [[1, 2], [2, 3, 4]], top=free, sub=free)
+    with pytest.raises(ResourceError, match=r"task 1: no group can run it"):
+        simulate_hierarchical(inventory, [(ONE, 1.0, 0.0), (TaskSpec(ranks=3), 1.0, 0.0)], 2, top=free, sub=free)
+
+
+@settings(max_examples=40, deadline=None)
+@given(workloads(), st.sampled_from([0.0, 0.05, 0.3]), st.sampled_from([0.0, 0.1, 0.5]), st.integers(1, 2))
+def test_master_models_keep_every_rule(workload, place, result_cost, groups):
+    inventory, tasks, prefetch, latency = workload
+    model = MasterModel(place=place, result=result_cost, submit=place / 2)
+    result = simulate(inventory, tasks, prefetch=prefetch, dispatch_latency=latency, master=model)
+    check_schedule(inventory, tasks, result)
+    assert result.placements == len(tasks)
+    narrow = [t for t in tasks if t[0].ranks == 1 and t[0].qpu is None]
+    if len(inventory.ranks) >= 2 * groups and narrow:
+        compute = Inventory(inventory.compute_ranks)
+        narrow = [t for t in narrow if t[0].gpus_per_rank == 0 or all(r.gpus for r in compute.ranks)]
+        if narrow:
+            hier = simulate_hierarchical(compute, narrow, groups, top=model, sub=model, prefetch=prefetch,
+                                         dispatch_latency=latency, group_latency=latency)
+            check_schedule(compute, narrow, hier)
