@@ -133,6 +133,8 @@ class CupyBackend(ArrayBackend):
 
     name = "cupy"
     device = True
+    chunk = 1 << 22
+    """Amplitudes per chunk of the observables' walks (fewer, larger kernels than on CPU)."""
 
     def __init__(self, engine: str = "auto"):
         if engine not in ENGINES:

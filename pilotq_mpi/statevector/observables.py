@@ -4,7 +4,8 @@ Pauli terms are grouped by their X part. A group whose X part flips global qubit
 this rank with ``rank ^ flipped_bits``: the two ranks exchange their amplitudes chunk by
 chunk through the swap buffer (uppercase ``Sendrecv``). Each term is then a local sum times
 a sign from the rank's global bits; one ``Allreduce`` finishes all terms of all observables.
-Local sums walk the amplitudes in chunks of at most ``CHUNK`` amplitudes (bounded temporaries).
+Local sums walk the amplitudes in chunks of at most ``CHUNK`` amplitudes (bounded temporaries;
+a backend's ``chunk`` attribute overrides it: larger on a GPU, where each chunk costs kernel launches).
 
 An observable is a Qiskit ``SparsePauliOp`` (or anything it accepts), or, without Qiskit, a
 Pauli label ``"XIZY"`` or a list of ``(label, coeff)`` pairs (Qiskit's order: the rightmost
@@ -111,7 +112,7 @@ def _local_group(sv, x: tuple, zs: list[tuple], values: np.ndarray, idx: list[in
         w = xp.conj(_flipped_block(sv, tensor, o, gx, xo, flips, recv, 7)) * tensor[o]
         for j, (gsign, zo, zin) in enumerate(plans):
             s = -1 if bin(o & zo).count("1") & 1 else 1
-            acc[j] += gsign * s * complex(_signed_sum(xp, w, zin))
+            acc[j] += gsign * s * complex(_signed_sum(xp, w, zin).item())
     values[idx] += acc
 
 
@@ -122,7 +123,8 @@ def _chunking(sv) -> tuple[dict, dict, int, int]:
     when there is one local qubit)."""
     axis = {q: i for i, q in enumerate(sv.layout)}
     slot = {q: s for s, q in enumerate(sv.global_qubits)}
-    inner = min(sv.num_local, CHUNK.bit_length() - 1, sv.buf.size.bit_length() - 1)
+    chunk = getattr(sv.backend, "chunk", CHUNK)
+    inner = min(sv.num_local, chunk.bit_length() - 1, sv.buf.size.bit_length() - 1)
     return axis, slot, inner, sv.num_local - inner
 
 
@@ -171,10 +173,11 @@ def _local_probabilities(sv: DistributedStatevector):
     """|psi|^2 of the local amplitudes, written into the swap buffer's memory (real view)."""
     xp = sv.backend.xp
     real = sv.buf.view(sv.buf.real.dtype)[: 1 << sv.num_local]
-    for lo in range(0, real.size, CHUNK):
-        blk = sv.state[lo: lo + CHUNK]
-        xp.multiply(blk.real, blk.real, out=real[lo: lo + CHUNK])
-        real[lo: lo + CHUNK] += blk.imag * blk.imag
+    chunk = getattr(sv.backend, "chunk", CHUNK)
+    for lo in range(0, real.size, chunk):
+        blk = sv.state[lo: lo + chunk]
+        xp.multiply(blk.real, blk.real, out=real[lo: lo + chunk])
+        real[lo: lo + chunk] += blk.imag * blk.imag
     return real
 
 
