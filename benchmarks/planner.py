@@ -47,10 +47,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from planner_circuits import FAMILIES, OBSERVABLE_SETS, spec_id  # noqa: E402
-from planner_scoring import QDreamer, pick_scores, prediction_errors  # noqa: E402
-
-TRAIN_FAMILIES = ("hea", "qaoa")
-TEST_FAMILIES = ("brick", "longrange")
+from planner_scoring import plot, score, summary  # noqa: E402
 DEPTHS = {"hea": (1, 2), "qaoa": (1, 2), "brick": (4, 8), "longrange": (2, 4)}
 
 SIZES = {
@@ -127,168 +124,6 @@ def launch(batch: dict, workers: int, timeout: float, workdir: Path, name: str) 
     return data
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def _records(items: list[dict]) -> list[dict]:
-    """Scoring records of the planner (see planner_scoring)."""
-    recs = []
-    for it in items:
-        if "strategies" not in it:
-            continue
-        recs.append({"id": it["id"], "family": it["spec"]["family"],
-                     "measured": {lab: m.get("median_s") for lab, m in it.get("measured", {}).items()},
-                     "kinds": {s["label"]: s["kind"] for s in it["strategies"]},
-                     "predicted": {s["label"]: s["predicted_time"] for s in it["strategies"]},
-                     "pick": it.get("pick"),
-                     "cutting_pick": min((s for s in it["strategies"] if s["kind"] == "cutting" and s["feasible"]
-                                          and s["predicted_time"] is not None),
-                                         key=lambda s: s["predicted_time"], default={}).get("label")})
-    return recs
-
-
-def _full_time(item: dict) -> float | None:
-    """The measured full-circuit time Q-Dreamer divides by its speedup (Aer on one rank, else state vector/1)."""
-    for label in ("single/aer", "statevector/1"):
-        m = item.get("measured", {}).get(label)
-        if m and m.get("median_s"):
-            return m["median_s"]
-    return None
-
-
-def qdreamer_samples(items: list[dict], families, workers: int) -> list[dict]:
-    """Measured cutting runs of ``families`` as Q-Dreamer fit samples."""
-    out = []
-    for it in items:
-        if it.get("spec", {}).get("family") not in families:
-            continue
-        t_full = _full_time(it)
-        for lab, m in it.get("measured", {}).items():
-            if m["kind"] == "cutting" and m.get("median_s") and t_full:
-                out.append({"n": it["qubits"], "n_sub": m["params"]["subcircuit_qubits"],
-                            "tasks": m["params"]["subexperiments"], "workers": workers, "t_full": t_full,
-                            "t_cut": m["median_s"]})
-    return out
-
-
-def qdreamer_records(items: list[dict], model: QDreamer, families, workers: int) -> list[dict]:
-    """Scoring records of Q-Dreamer: predictions for the cutting strategies, the pick among them."""
-    recs = []
-    for it in items:
-        if it.get("spec", {}).get("family") not in families or "strategies" not in it:
-            continue
-        t_full = _full_time(it)
-        cands = [s for s in it["strategies"] if s["kind"] == "cutting" and s["feasible"]]
-        pred = {}
-        if t_full:
-            for s in cands:
-                pred[s["label"]] = model.predict(t_full, it["qubits"], s["params"]["subcircuit_qubits"],
-                                                 s["params"]["subexperiments"], workers)
-        pick = min(pred, key=pred.get) if pred else None
-        recs.append({"id": it["id"], "family": it["spec"]["family"],
-                     "measured": {lab: m.get("median_s") for lab, m in it.get("measured", {}).items()},
-                     "kinds": {s["label"]: s["kind"] for s in it["strategies"]},
-                     "predicted": pred, "pick": pick, "cutting_pick": pick})
-    return recs
-
-
-def _brief(s: dict) -> dict:
-    return {k: v for k, v in s.items() if k != "per_circuit"}
-
-
-def score(items: list[dict], workers: int, tol: float = 0.10) -> dict:
-    """Every score of the report (see the module docstring)."""
-    recs = _records(items)
-    test = [r for r in recs if r["family"] in TEST_FAMILIES]
-    cut_recs = [dict(r, pick=r["cutting_pick"]) for r in recs]
-    planner = {
-        "all": pick_scores(recs, tol),
-        "held_out_families": _brief(pick_scores(test, tol)),
-        "cutting_only": _brief(pick_scores(cut_recs, tol, only_kind="cutting")),
-        "cutting_only_held_out": _brief(pick_scores([r for r in cut_recs if r["family"] in TEST_FAMILIES], tol,
-                                                    only_kind="cutting")),
-        "mape": prediction_errors(recs),
-        "mape_held_out": prediction_errors(test),
-        "mape_by_label": prediction_errors(recs, group=lambda label, kind: label.split("/")[0] + (
-            "/" + label.split("/")[1] if kind != "cutting" else "")),
-    }
-    fit_train = QDreamer.fit(qdreamer_samples(items, TRAIN_FAMILIES, workers))
-    fit_all = QDreamer.fit(qdreamer_samples(items, FAMILIES, workers))
-    q_test = qdreamer_records(items, fit_train, TEST_FAMILIES, workers)
-    q_all = qdreamer_records(items, fit_all, FAMILIES, workers)
-    qdreamer = {
-        "fit_train": {"eta_max": fit_train.eta_max, "p": fit_train.p, "points": fit_train.points,
-                      "families": list(TRAIN_FAMILIES)},
-        "fit_all": {"eta_max": fit_all.eta_max, "p": fit_all.p, "points": fit_all.points},
-        "held_out_families": pick_scores(q_test, tol),
-        "cutting_only_held_out": _brief(pick_scores(q_test, tol, only_kind="cutting")),
-        "mape_held_out": prediction_errors(q_test),
-        "in_sample_all": _brief(pick_scores(q_all, tol)),
-        "cutting_only_in_sample": _brief(pick_scores(q_all, tol, only_kind="cutting")),
-        "mape_in_sample": prediction_errors(q_all),
-    }
-    return {"tolerance": tol, "train_families": list(TRAIN_FAMILIES), "test_families": list(TEST_FAMILIES),
-            "planner": planner, "qdreamer": qdreamer,
-            "qdreamer_predictions_held_out": {r["id"]: r["predicted"] for r in q_test}}
-
-
-def plot(data: dict, path: Path, title: str = "") -> None:
-    """Predicted vs measured time per strategy, log-log: the planner (left), Q-Dreamer held out (right).
-
-    ``title``: appended to the figure's title (e.g. which model made the predictions)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"statevector/1": "tab:blue", "statevector/2": "tab:cyan", "statevector/4": "tab:purple",
-              "single/aer": "tab:green", "cutting": "tab:red"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharex=True, sharey=True)
-    points = []
-    for it in data["items"]:
-        strategies = {s["label"]: s for s in it.get("strategies", [])}
-        for lab, m in it.get("measured", {}).items():
-            pred = strategies.get(lab, {}).get("predicted_time")
-            if m.get("median_s") and pred:
-                key = "cutting" if m["kind"] == "cutting" else lab
-                points.append((pred, m["median_s"], key, it["spec"]["family"] in TEST_FAMILIES))
-    for key, color in colors.items():
-        xs = [(p, t) for p, t, k, _ in points if k == key]
-        if xs:
-            axes[0].scatter([t for _, t in xs], [p for p, _ in xs], s=18, c=color, label=key, alpha=0.8)
-    qpred = data["scores"]["qdreamer_predictions_held_out"]
-    qpts = []
-    for it in data["items"]:
-        for lab, pred in qpred.get(it["id"], {}).items():
-            m = it.get("measured", {}).get(lab)
-            if m and m.get("median_s"):
-                qpts.append((pred, m["median_s"]))
-    if qpts:
-        axes[1].scatter([t for _, t in qpts], [p for p, _ in qpts], s=18, c="tab:red", label="cutting (held out)")
-    every = [v for p, t, _, _ in points for v in (p, t)] + [v for p, t in qpts for v in (p, t)]
-    lo, hi = (min(every) / 2, max(every) * 2) if every else (1e-3, 1e3)
-    for ax, title in zip(axes, ("planner (microbenchmark calibration)",
-                                f"Q-Dreamer power law (fit on {'+'.join(TRAIN_FAMILIES)})")):
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        ax.plot([lo, hi], [lo * 1.1, hi * 1.1], "k:", lw=0.6)
-        ax.plot([lo, hi], [lo / 1.1, hi / 1.1], "k:", lw=0.6)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        ax.set_xlabel("measured time (s, median)")
-        ax.set_title(title, fontsize=10)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper left")
-    axes[0].set_ylabel("predicted time (s)")
-    fig.suptitle("Planner benchmark: predicted vs measured wall time per strategy (dotted: +-10%)" + title,
-                 fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def batch_loads(data: dict) -> dict[str, dict]:
     """External load per measured batch: the mean of its 1-minute load averages at start and end,
     minus this benchmark's own busy ranks averaged over the batch (rank-seconds of its measured
@@ -322,21 +157,20 @@ def batch_loads(data: dict) -> dict[str, dict]:
 
 
 def replan(data: dict, profile_path: str | None, command: str) -> dict:
-    """Plans of every stored circuit from the current planner: a separate "rescored with model vN" entry.
+    """Post hoc: the current planner on the stored measurements, as a separate "rescored_model_vN" entry.
 
-    Nothing measured and no original prediction or score is changed: the new strategies and
-    picks go into the returned entry (stored as ``data["rescored_model_v<N>"]``), with their
-    scores. Each circuit is planned with the external load its batch met (:func:`batch_loads`),
-    and again with no external load (``scores_without_load``: what the other v2 change,
-    ``convert`` from gate counts, does alone).
+    Nothing measured and no original prediction or score is changed. The entry holds, from
+    ``benchmarks/planner_posthoc.py``: the current model's plans and scores with the run's
+    recorded profile (``plans``, ``scores``: the model as is) and the hold-out by family both
+    ways (``cross_family``: multipliers of the model's term groups fitted on two families'
+    measured runs, the other two scored). Loads: see :func:`planner_posthoc.replan_items`.
     """
     import copy
 
     sys.path.insert(0, str(HERE.parent))
-    from planner_circuits import build
-    from planner_driver import strategy_record
+    from planner_posthoc import cross_family, replan_items, unfitted_scores
 
-    from pilotq_mpi.workflows.planner import CostProfile, Resources, plan
+    from pilotq_mpi.workflows.planner import CostProfile
     from pilotq_mpi.workflows.planner.model import MODEL_VERSION
 
     meta = data["meta"]
@@ -348,65 +182,33 @@ def replan(data: dict, profile_path: str | None, command: str) -> dict:
         profile = None
     loads = batch_loads(data)
     load_of = {cid: b["external_load"] for b in loads.values() for cid in b["circuits"]}
-    plans, items, items_no_load = {}, [], []
-    for it in data["items"]:
-        if "strategies" not in it:
-            continue
-        circuit, observable = build(it["spec"])
-        load = load_of.get(it["id"], 0.0)
-        kwargs = {"shots": meta["shots"], "profile": profile, "seed": meta["seed"], "max_cuts": meta["max_cuts"]}
-        p = plan(circuit, observable, Resources(workers=meta["workers"], cores=meta["cpus"], external_load=load),
-                 **kwargs)
-        p0 = plan(circuit, observable, Resources(workers=meta["workers"], cores=meta["cpus"]), **kwargs)
-        rec = {"external_load": load, "strategies": [strategy_record(s) for s in p.strategies],
-               "pick": p.best.label if p.best else None, "pick_without_load": p0.best.label if p0.best else None}
-        plans[it["id"]] = rec
-        items.append(dict(copy.deepcopy(it), strategies=rec["strategies"], pick=rec["pick"]))
-        items_no_load.append(dict(copy.deepcopy(it), strategies=[strategy_record(s) for s in p0.strategies],
-                                  pick=rec["pick_without_load"]))
+    replanned = replan_items(data, profile, load_of)
+    items = [dict(copy.deepcopy(it), strategies=replanned[it["id"]]["strategies"], pick=replanned[it["id"]]["pick"])
+             for it in data["items"] if it["id"] in replanned]
+    clock = (profile.meta.get("clock") if profile is not None else None) or "wall"
     return {
         "model_version": MODEL_VERSION,
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "commit": _commit(),
-        "note": ("Predictions and picks of a planner model changed AFTER these measurements were taken (model v1"
-                 " made the original plans and scores, kept in 'scores' and in each item). The changes are"
-                 " justified by mechanism, not fitted to these measurements: (1) the CPU share of k busy ranks"
-                 " under fair-share scheduling, cores*k/(k+L), at most k and cores, with L the external load each"
-                 " batch recorded (1-min load average, mean of batch start and end, minus the benchmark's own busy"
-                 " ranks); (2) the convert term from gate counts x a per-gate constant instead of a timing taken"
-                 " in the loaded planning process. No constant was fitted to these times; the profile is the one"
-                 " calibrated in the measured run (plus the default convert_gate_s). The hold-out split is"
-                 " unchanged. Still, the change was made after seeing the misses, so these scores are not an"
-                 " independent test: a new measured run is."),
+        "post_hoc": True,
+        "note": (f"POST HOC. Plans of model v{MODEL_VERSION} on measurements taken before (the measured run's own"
+                 f" plans and scores are kept in 'scores' and in each item). Profile: the run's, timed on the"
+                 f" {clock} clock. 'scores': the model as is. 'cross_family': hold-out by family, both ways:"
+                 " per strategy kind, multipliers of the model's term groups fitted (NNLS on the relative error)"
+                 " on the measured runs of two families, the other two families planned and scored with them."
+                 " The model was changed after seeing these measurements, so this is not an independent test:"
+                 " a new measured run is."),
         "profile_source": profile_path or ("the measured run's calibrated profile" if data.get("profile")
                                            else "planner defaults"),
+        "profile_clock": clock,
         "batch_loads": loads,
-        "plans": plans,
+        "plans": {cid: {k: v for k, v in rp.items() if k != "run_terms"} for cid, rp in replanned.items()},
         "scores": score(items, meta["workers"]),
-        "scores_without_load": score(items_no_load, meta["workers"]),
+        "model_as_is": unfitted_scores(data, replanned),
+        "cross_family": cross_family(data, replanned),
         "_items": items,
     }
-
-
-def summary(scores: dict) -> str:
-    """A few lines of the headline numbers."""
-    p, q = scores["planner"], scores["qdreamer"]
-
-    def pct(x):
-        return "-" if x is None else f"{x:.0%}"
-
-    lines = [f"planner: pick within {scores['tolerance']:.0%} of the measured best on {p['all']['within_tol']}/"
-             f"{p['all']['circuits']} circuits ({pct(p['all']['fraction_within_tol'])}); regret p50 "
-             f"{pct(p['all']['regret_p50'])} p95 {pct(p['all']['regret_p95'])} max {pct(p['all']['regret_max'])};"
-             f" held-out families {pct(p['held_out_families']['fraction_within_tol'])}",
-             "planner MAPE: " + ", ".join(f"{k} {pct(v['mape'])} (n={v['n']})" for k, v in p["mape_by_label"].items()),
-             f"Q-Dreamer (fit on {'+'.join(scores['train_families'])}, scored on {'+'.join(scores['test_families'])}):"
-             f" within {pct(q['held_out_families']['fraction_within_tol'])} of the best of all strategies,"
-             f" {pct(q['cutting_only_held_out']['fraction_within_tol'])} of the best cutting size;"
-             f" planner on the same circuits: {pct(p['held_out_families']['fraction_within_tol'])} /"
-             f" {pct(p['cutting_only_held_out']['fraction_within_tol'])}"]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -444,8 +246,11 @@ def main(argv=None) -> int:
                  png_path.with_name(f"planner_model_v{entry['model_version']}.png"),
                  f"\nrescored: predictions of model v{entry['model_version']}, changed after these measurements")
             print(f"original scores (model v1, as measured):\n{summary(data['scores'])}")
-            print(f"{key} (model changed after the measurements; see its note):\n{summary(entry['scores'])}")
-            print(f"{key} with no external load:\n{summary(entry['scores_without_load'])}")
+            print(f"{key} (POST HOC, model changed after the measurements; see its note):\n{summary(entry['scores'])}")
+            for name, v in entry["cross_family"].items():
+                b = v.get("scores_brief", v)
+                print(f"{key} cross-family {name}: {b['within_tol']}/{b['circuits']} within 10%,"
+                      f" regret p95 {b['regret_p95']}")
             return 0
         data["scores"] = score(data["items"], data["meta"]["workers"])
         data["meta"]["rescored"] = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -79,6 +79,7 @@ def strategy_record(s) -> dict:
 def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
     """Plan one circuit, then run its feasible strategies (repeats interleaved)."""
     from pilotq_mpi.workflows.planner import plan, run
+    from pilotq_mpi.workflows.planner.resources import runnable_now
 
     circuit, observable = build(spec)
     shots, seed, max_cuts = int(cfg["shots"]), int(cfg["seed"]), int(cfg["max_cuts"])
@@ -91,6 +92,7 @@ def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
         item["plan_error"] = f"{type(exc).__name__}: {exc}"[:2000]
         return item
     item["plan_s"] = time.perf_counter() - t0
+    item["external_load"] = p.resources.external_load  # what the plan assumed (see Resources.from_pilot)
     item["plan_timings"] = dict(p.timings)
     item["plan_notes"] = list(p.notes)
     item["resources"] = p.resources.describe()
@@ -108,7 +110,8 @@ def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
                                 f" {volume:.3g} > max_volume {float(cfg['max_volume']):.3g}")
             continue
         runs.append(s)
-    measured = {s.label: {"kind": s.kind, "params": s.params, "times": [], "walls": [], "runs": []} for s in runs}
+    measured = {s.label: {"kind": s.kind, "params": s.params, "times": [], "walls": [], "runs": [], "loadavg": [],
+                          "runnable": []} for s in runs}
     repeats, long_s = int(cfg["repeats"]), float(cfg["long_s"])
     for rep in range(repeats):
         for s in runs:
@@ -117,6 +120,8 @@ def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
                 continue
             if rec["times"] and rec["times"][0] > (long_s if rep == 1 else long_s / 3):
                 continue  # long runs: fewer repeats (see the module docstring)
+            load = os.getloadavg()[0]
+            runnable = runnable_now()  # other processes runnable now (this pilot's ranks are idle between runs)
             w0 = time.perf_counter()
             try:
                 r = run(circuit, observable, pilot, strategy=s.label, **kwargs)
@@ -130,6 +135,8 @@ def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
                 continue
             rec["times"].append(r.measured_time)
             rec["walls"].append(wall)
+            rec["loadavg"].append(load)
+            rec["runnable"].append(runnable)
             rec["runs"].append({"values": r.values, "std_errors": r.std_errors, "plan_time": r.plan_time,
                                 "details": _jsonable(r.details)})
             print(f"[planner-bench] {item['id']} {s.label} rep {rep}: {r.measured_time:.3f}s"

@@ -307,26 +307,46 @@ def test_cpu_share_is_the_fair_share_of_the_cores_capped_at_ranks_and_cores():
     assert Resources(workers=4).external_load == 0.0
 
 
-def test_state_vector_amplitude_work_is_divided_by_the_cpu_share():
-    def terms(k, load):
-        return model.statevector_terms(PROFILE, num_qubits=20, ranks=k, fused_gates=100, swaps=0, x_groups=1,
-                                       terms=1, cores=2, convert_s=0.0, external_load=load)
+def test_each_ranks_cpu_work_is_stretched_by_ranks_over_their_cpu_share():
+    def terms(k, load, n=20):
+        return model.statevector_terms(PROFILE, num_qubits=n, ranks=k, fused_gates=100, swaps=0, x_groups=1,
+                                       terms=3, cores=2, convert_s=0.05, external_load=load)
 
     gate_s = PROFILE.get("numpy", "gate_s")
     for load in (0.0, 3.0, 10.0):
         for k in (1, 2, 4):
             m = 20 - (k.bit_length() - 1)
-            work = 100 * 2**20 * PROFILE.by_size("numpy", "amp_gate_s", m)
-            assert terms(k, load)["apply"] == pytest.approx(work / model.cpu_share(k, 2, load) + 100 * gate_s)
-    # idle 2 cores: 4 ranks are no faster than 2 (v1); at load 10: 4 ranks are predicted faster than 2
-    assert terms(4, 0.0)["apply"] >= terms(2, 0.0)["apply"] * 0.99
+            slow = k / model.cpu_share(k, 2, load)
+            assert model.stretch(k, 2, load) == pytest.approx(slow) and slow >= 1.0
+            per_rank = 100 * (2**m * PROFILE.by_size("numpy", "amp_gate_s", m) + gate_s)
+            assert terms(k, load)["apply"] == pytest.approx(per_rank * slow)
+            assert terms(k, load)["convert"] == pytest.approx(0.05 * slow)  # every rank converts the circuit
+    # idle 2 cores: 4 ranks tie with 2 on amplitude work and pay their fixed costs twice, so they are
+    # never predicted faster, at any size; at load 10 they get a bigger share of the machine and win
+    for n in (8, 12, 16, 20, 24, 26):
+        idle = {k: sum(terms(k, 0.0, n).values()) for k in (1, 2, 4)}
+        assert idle[4] > idle[2], (n, idle)
+        assert terms(4, 0.0, n)["convert"] == pytest.approx(2 * terms(2, 0.0, n)["convert"])
     assert terms(4, 10.0)["apply"] < terms(2, 10.0)["apply"] < terms(1, 10.0)["apply"]
     aer0 = model.aer_terms(PROFILE, num_qubits=20, fused_gates=100, terms=1, cores=2)
     aer10 = model.aer_terms(PROFILE, num_qubits=20, fused_gates=100, terms=1, cores=2, external_load=10.0)
-    assert aer10["simulate"] == pytest.approx(aer0["simulate"] * 11 / 2) and aer10["setup"] == aer0["setup"]
+    assert aer10["simulate"] == pytest.approx(aer0["simulate"] * 11 / 2)
+    assert aer10["setup"] == pytest.approx(aer0["setup"] * 11 / 2) and aer10["task"] == aer0["task"]
 
 
-def test_plan_under_external_load_explains_the_share_and_convert_comes_from_gate_counts(su2_8):
+def test_observables_cost_per_x_group_and_per_pauli_term():
+    def obs(groups, n_terms, k=1):
+        return model.statevector_terms(PROFILE, num_qubits=18, ranks=k, fused_gates=10, swaps=0, x_groups=groups,
+                                       terms=n_terms, cores=2, convert_s=0.0)["observables"]
+
+    per_term = 2**18 * PROFILE.get("numpy", "observable_term_amp_s") + 1e-5
+    assert obs(1, 19) - obs(1, 1) == pytest.approx(18 * per_term)
+    assert obs(3, 3) - obs(1, 3) == pytest.approx(2 * 2**18 * PROFILE.get("numpy", "observable_amp_s"))
+    # 2 ranks on 2 cores: half the amplitudes each; the fixed cost per term is every rank's
+    assert obs(1, 4, k=2) - 4e-5 == pytest.approx((obs(1, 4) - 4e-5) / 2)
+
+
+def test_plan_under_external_load_explains_the_share_and_stretches_cpu_work(su2_8):
     circuit, observable = su2_8
     idle = plan(circuit, observable, Resources(workers=4, memory_per_rank=GIB, cores=2), profile=PROFILE,
                 search_cuts=False)
@@ -334,11 +354,37 @@ def test_plan_under_external_load_explains_the_share_and_convert_comes_from_gate
                   profile=PROFILE, search_cuts=False)
     assert "external load 10" in loaded.table()
     for label in ("statevector/1", "statevector/4"):
-        s = loaded.get(label)
+        s, quiet = loaded.get(label), idle.get(label)
         assert "CPU share" in s.explain() and "external load 10" in s.explain()
-        assert s.terms["apply"] > idle.get(label).terms["apply"]
+        slow = model.stretch(s.params["ranks"], 2, 10.0) / model.stretch(s.params["ranks"], 2, 0.0)
+        for term in ("apply", "convert", "observables"):
+            assert s.terms[term] == pytest.approx(quiet.terms[term] * slow)
+        assert s.terms["task"] == quiet.terms["task"]  # wall: not stretched
         convert = idle.problem.gates * PROFILE.get("numpy", "convert_gate_s")
-        assert s.terms["convert"] == pytest.approx(convert) == idle.get(label).terms["convert"]
+        assert quiet.terms["convert"] == pytest.approx(convert * model.stretch(s.params["ranks"], 2, 0.0))
+    assert idle.best.label in ("statevector/1", "statevector/2")
+
+
+def test_statevector_probe_reports_cpu_constants_at_the_sizes_asked():
+    from mpi4py import MPI
+
+    from pilotq_mpi.workflows.planner.calibration import bench_statevector
+
+    out = bench_statevector(MPI.COMM_SELF, sizes=(9, 11))
+    assert set(out["amp_gate_s"]) <= {"9", "11"} and "11" in out["amp_gate_s"]
+    for key in ("gate_s", "observable_amp_s", "observable_term_amp_s", "init_amp_s", "probe_cpu_s"):
+        assert out[key] > 0, key
+    profile = CostProfile(host="probe")
+    profile.update("numpy", {k: v for k, v in out.items() if k != "probe_cpu_s"})
+    assert profile.by_size("numpy", "amp_gate_s", 11) == out["amp_gate_s"]["11"]
+
+
+def test_external_load_is_sampled_now_not_the_lagging_load_average():
+    from pilotq_mpi.workflows.planner.resources import external_load_now, runnable_now
+
+    now = runnable_now(samples=3, interval=0.001)
+    assert now is None or now >= 0.0  # None off Linux
+    assert external_load_now(own_busy=10_000) == 0.0  # never negative
 
 
 def _brick(n: int, depth: int, seed: int = 0):

@@ -1,26 +1,34 @@
 """Calibration: short microbenchmarks on the pilot's own ranks that fill a :class:`~.profile.CostProfile`.
 
-:func:`calibrate` runs, in well under a minute on a 2-core machine:
+Compute constants are **CPU seconds** (``time.process_time`` in a worker rank, whose only
+thread runs the task; ``time.thread_time`` on the driver, whose process also runs the master
+thread), so a profile made on a loaded machine predicts a quiet one: the model divides CPU work
+by the cores the ranks get (see :mod:`.model`). Only what is wall time by nature is timed on
+the wall clock: the pilot's task round trip and the ``Sendrecv`` latency and bandwidth between
+ranks (measured first, before the other probes load the ranks), and GPU work.
 
-- ``numpy`` state vector: random 2-qubit layers, fused as the simulator fuses them, at 14,
-  18 and 20 qubits (seconds per amplitude per fused gate), one observable sweep, the fixed
-  cost per gate, and zeroing the state (on one worker rank);
+The CPU probes run **at once**, each on its own worker rank (CPU time does not change when
+they share the cores), and the driver-side probes run meanwhile on the driver, so
+:func:`calibrate` takes about the largest probe, ~10-25 s on a 2-core machine:
+
+- ``numpy`` state vector: random 2-qubit layers, fused as the simulator fuses them, at 14, 18
+  and 20 qubits (CPU seconds per amplitude per fused gate), observables (per X-group sweep and
+  per Pauli term), the fixed cost per gate, zeroing the state;
 - ``aer``: Aer's exact estimator at 14 and 18 qubits (per fused gate, as the state vector
-  fuses them, since Aer fuses too) and its set-up (one worker);
+  fuses them, since Aer fuses too), its set-up and the cost per Pauli term;
 - ``aer-sampler``: real cut subexperiments (an EfficientSU2 cut in two) at 4 and 9 qubits,
-  with and without a mid-circuit measurement, at two shot counts (one worker);
-- ``comm``: ``Sendrecv`` latency and bandwidth between two worker ranks (a 2-rank task);
-- ``pilot``: the round trip of a no-op task, QPY of a circuit, unpickling a result, and the
-  first imports of qiskit and Aer in a fresh interpreter (what a cold worker pays once);
-- ``cutting``: generating subexperiments, reconstruction and standard errors (on the driver,
-  with the sampled results of a whole small cut problem);
-- ``numpy.convert_gate_s``: converting a circuit to fused gates, per gate (on the driver).
+  with and without a mid-circuit measurement, at two shot counts;
+- ``comm``: ``Sendrecv`` latency and bandwidth between two worker ranks (a 2-rank task, wall);
+- ``pilot``: the round trip of a no-op task (wall), QPY of a circuit and unpickling a result
+  (driver CPU), and the first imports of qiskit and Aer in a fresh interpreter (its CPU time;
+  what a cold worker pays once);
+- ``cutting``: generating subexperiments (driver), reconstruction and standard errors (driver,
+  with a whole small cut problem sampled on a worker meanwhile);
+- ``numpy.convert_gate_s``: converting a circuit to fused gates, per gate (driver).
 
-Each timing is the best of two or three runs (the machine may be shared: the load average
-is stored with the profile).
-
-GPU ranks (``cupy``, ``aer-sampler-gpu``) are measured too when the pilot has them. With no
-pilot (``pilot=None``) everything runs in this process and ``comm`` keeps its default.
+GPU ranks (``cupy``, ``aer-sampler-gpu``) are measured too when the pilot has them (wall
+time, GPU work is asynchronous). With no pilot (``pilot=None``) everything runs in this
+process, one probe after the other, and ``comm`` keeps its default.
 """
 from __future__ import annotations
 
@@ -38,34 +46,50 @@ NUMPY_SIZES = (14, 18, 20)
 AER_SIZES = (14, 18)
 
 
+def _haar_unitary(rng, dim: int = 4) -> np.ndarray:
+    """A Haar-random ``dim x dim`` unitary (QR of a complex Gaussian matrix, phases fixed); numpy only
+    (qiskit's ``random_unitary`` imports scipy.stats: over a CPU second the first time, on every rank)."""
+    z = (rng.normal(size=(dim, dim)) + 1j * rng.normal(size=(dim, dim))) / np.sqrt(2)
+    q, r = np.linalg.qr(z)
+    d = np.diag(r)
+    return q * (d / np.abs(d))
+
+
 def _random_layers(n: int, layers: int, seed: int):
     from qiskit import QuantumCircuit
-    from qiskit.quantum_info import random_unitary
 
     rng = np.random.default_rng(seed)
     qc = QuantumCircuit(n)
     for layer in range(layers):
         for q in range(layer % 2, n - 1, 2):
-            qc.unitary(random_unitary(4, seed=int(rng.integers(1 << 30))), [q, q + 1])
+            qc.unitary(_haar_unitary(rng), [q, q + 1])
     return qc
 
 
+def _clock(device: str = "CPU"):
+    """The clock of a worker-rank probe: process CPU time on CPU, the wall clock for GPU work."""
+    return time.process_time if device.upper() == "CPU" else time.perf_counter
+
+
 def bench_statevector(comm, sizes=NUMPY_SIZES, backend: str = "numpy") -> dict[str, Any]:
-    """Task: seconds per amplitude per fused gate by qubit count, per observable sweep, per gate, per zeroed amplitude."""
+    """Task: CPU seconds per amplitude per fused gate by qubit count, per X-group sweep and per Pauli
+    term of the observables, per gate, per zeroed amplitude (see the module docstring)."""
     from qiskit.quantum_info import SparsePauliOp
 
     from ...statevector import DistributedStatevector, circuit_to_gates, expectations, fuse_gates
 
+    clock = _clock("CPU" if backend == "numpy" else "GPU")
+    c0 = time.process_time()
     out: dict[str, Any] = {"amp_gate_s": {}}
     for n in (6, *sizes):
         _, gates, _ = circuit_to_gates(_random_layers(n, 4, n))
         fused = fuse_gates(gates, 4)
         best = float("inf")
-        for _ in range(3 if n < 20 else 2):  # best of a few: the machine may be shared
+        for _ in range(2 if n < 18 else 1):  # CPU time barely moves with the load: few repeats
             sv = DistributedStatevector(n, comm, backend=backend)
-            t0 = time.perf_counter()
+            t0 = clock()
             sv.run(fused)
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, clock() - t0)
         if n == 6:
             out["gate_s"] = best / len(fused)
             continue
@@ -73,28 +97,40 @@ def bench_statevector(comm, sizes=NUMPY_SIZES, backend: str = "numpy") -> dict[s
         if work > 0.5 * best or n == max(sizes):  # sizes where fixed costs dominate say nothing about amplitudes
             out["amp_gate_s"][str(n)] = max(1e-12, work / (len(fused) * 2**n))
         if n == max(sizes):
-            ops = [SparsePauliOp("X" + "I" * (n - 1)), SparsePauliOp("Z" * n)]
-            t0 = time.perf_counter()
-            expectations(sv, ops)
-            out["observable_amp_s"] = (time.perf_counter() - t0) / (2 * 2**n)
-            t0 = time.perf_counter()
+            amps = float(2**n)
+            expectations(sv, [SparsePauliOp("X" * n)])  # warm-up
+            t0 = clock()
+            expectations(sv, [SparsePauliOp("Z" * n)])  # one X-group, one term
+            one = clock() - t0
+            # one X-group, a Z term on every qubit (a term's cost depends on where its qubits lie)
+            zsum = SparsePauliOp.from_sparse_list([("Z", [i], 1.0) for i in range(n)], num_qubits=n)
+            t0 = clock()
+            expectations(sv, [zsum])
+            every = clock() - t0
+            term = max(1e-13, (every - one) / (n - 1) / amps)
+            out["observable_term_amp_s"] = term
+            out["observable_amp_s"] = max(1e-13, one / amps - term)
+            t0 = clock()
             sv.state[:] = 0
-            out["init_amp_s"] = max(1e-13, (time.perf_counter() - t0) / 2**n)
+            out["init_amp_s"] = max(1e-13, (clock() - t0) / amps)
+    out["probe_cpu_s"] = time.process_time() - c0
     return out
 
 
 def bench_aer(comm, sizes=AER_SIZES) -> dict[str, Any]:
-    """Task: Aer exact estimator, seconds per amplitude per gate by qubit count, set-up, per term sweep."""
+    """Task: Aer exact estimator, CPU seconds per amplitude per gate by qubit count, set-up, per term sweep."""
     from .execute import aer_estimate_task
 
     from ...statevector import circuit_to_gates, fuse_gates
 
-    def best(fn, repeats=3):
+    c0 = time.process_time()
+
+    def best(fn, repeats=1):
         times = []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = time.process_time()  # all of Aer's threads: its CPU work
             fn()
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
         return min(times)
 
     small = _random_layers(4, 2, 0)
@@ -105,7 +141,7 @@ def bench_aer(comm, sizes=AER_SIZES) -> dict[str, Any]:
         qc = _random_layers(n, 4, n)
         # per fused gate (as the state vector fuses them): Aer fuses too, so this tracks its work
         gates = len(fuse_gates(circuit_to_gates(qc)[1], 4))
-        one = best(lambda: aer_estimate_task(comm, qc, ["Z" * n]), 2)
+        one = best(lambda: aer_estimate_task(comm, qc, ["Z" * n]))
         five = best(lambda: aer_estimate_task(
             comm, qc, ["Z" * n, "X" * n, "Y" * n, "X" + "Z" * (n - 1), "Z" + "X" * (n - 1)]), 1)
         per_term = max(0.0, (five - one) / 4)
@@ -114,6 +150,7 @@ def bench_aer(comm, sizes=AER_SIZES) -> dict[str, Any]:
             out["amp_gate_s"][str(n)] = max(1e-12, work / (gates * 2**n))
         if n == max(sizes):
             out["observable_amp_s"] = max(1e-13, per_term / 2**n)
+    out["probe_cpu_s"] = time.process_time() - c0
     return out
 
 
@@ -136,18 +173,19 @@ def _has_mid(circuit) -> bool:
 
 
 def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(30, 300), per_class: int = 4) -> dict[str, Any]:
-    """Task: Aer sampler on real subexperiments, split into the model's constants (see :mod:`.profile`)."""
+    """Task: Aer sampler on real subexperiments, split into the model's constants (see :mod:`.profile`);
+    CPU seconds on CPU (wall on GPU)."""
     from ..cutting import to_qpy
     from .execute import aer_sample_batch
 
+    clock = _clock(device)
+    c0 = time.process_time()
+
     def timed(circuits, s):
         payload = to_qpy(circuits)
-        times = []
-        for _ in range(2):  # best of two: the machine may be shared
-            t0 = time.perf_counter()
-            aer_sample_batch(comm, payload, s, 1, device)
-            times.append(time.perf_counter() - t0)
-        return min(times) / len(circuits)
+        t0 = clock()
+        aer_sample_batch(comm, payload, s, 1, device)
+        return (clock() - t0) / len(circuits)
 
     warm, _ = cut_problem(2)
     aer_sample_batch(comm, to_qpy(next(iter(warm.subexperiments.values()))[:2]), 10, 1, device)
@@ -174,7 +212,7 @@ def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(30, 300), per
     circuit = max(1e-6, a["mid"][0] - gate * a["gates"])
     sample = max(1e-10, float(np.mean([a["flat"][1], b["flat"][1]])))
     return {"circuit_s": circuit, "gate_s": gate, "amp_gate_s": amp, "shot_s": shot, "sample_s": sample,
-            "points": points}
+            "points": points, "probe_cpu_s": time.process_time() - c0}
 
 
 def bench_comm(comm, sizes=(1 << 8, 1 << 22), reps: int = 5) -> dict[str, float] | None:
@@ -199,16 +237,16 @@ def bench_comm(comm, sizes=(1 << 8, 1 << 22), reps: int = 5) -> dict[str, float]
     return {"latency_s": latency, "bytes_per_s": big / max(1e-9, out[big] - latency)}
 
 
-def convert_gate_seconds(circuit, repeats: int = 5) -> float:
-    """Seconds per gate to convert ``circuit`` to the state vector's fused gates (best of ``repeats``)."""
+def convert_gate_seconds(circuit, repeats: int = 3) -> float:
+    """CPU seconds (this thread) per gate to convert ``circuit`` to the state vector's fused gates (best of ``repeats``)."""
     from ...statevector import circuit_to_gates, fuse_gates
 
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         _, gates, _ = circuit_to_gates(circuit)
         fuse_gates(gates, 4)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.thread_time() - t0)
     return best / max(1, len(gates))
 
 
@@ -228,64 +266,62 @@ def _noop(comm):
     return None
 
 
-def _run(pilot, fn, *args, ranks: int = 1, gpus: int = 0, **kwargs):
+class _Done:
+    """A finished value with a future's ``result()`` (probes run in this process when there is no pilot)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _start(pilot, fn, *args, ranks: int = 1, gpus: int = 0):
+    """Submit a probe to ``pilot`` (a future), or run it here at once when ``pilot`` is None."""
     if pilot is None:
         from mpi4py import MPI
 
-        return fn(MPI.COMM_SELF, *args, **kwargs)
-    return pilot.submit(fn, *args, ranks=ranks, gpus_per_rank=gpus, name=f"calibrate:{fn.__name__}",
-                        **kwargs).result()
+        return _Done(fn(MPI.COMM_SELF, *args))
+    return pilot.submit(fn, *args, ranks=ranks, gpus_per_rank=gpus, name=f"calibrate:{fn.__name__}")
+
+
+_IMPORT_PROBE = ("import time; t = time.process_time(); import qiskit; from qiskit import qpy, transpile;"
+                 " a = time.process_time(); import qiskit_aer.primitives;"
+                 " from qiskit.transpiler import generate_preset_pass_manager; print(a - t, time.process_time() - a)")
 
 
 def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | str = True,
               quick: bool = False) -> CostProfile:
     """Measure this pilot's cost profile (see the module docstring) and save it (``save``: True or a path).
 
-    ``pilot``: a running Pilot (benchmarks run on its worker ranks), or None or a
-    :class:`~.resources.Resources` (in this process; communication keeps its default).
-    ``quick``: smaller sizes (for tests). Returns the profile.
+    ``pilot``: a running Pilot (the probes run at once on its worker ranks), or None or a
+    :class:`~.resources.Resources` (in this process, one after the other; communication keeps
+    its default). ``quick``: smaller sizes (for tests). Returns the profile; ``profile.meta``
+    says how long each probe took (wall, and CPU where it is a CPU probe) and the load average.
     """
     import socket
+    import subprocess
+    import sys
 
     from ..cutting import _standard_errors, to_qpy
-
     from .resources import Resources
 
     if isinstance(pilot, Resources):  # a description has no ranks to run on: measure in this process
         pilot = None
     started = time.perf_counter()
+    load_start = list(os.getloadavg())
     profile = profile or CostProfile(host=socket.gethostname())
     sv_sizes = (12, 16) if quick else NUMPY_SIZES
     aer_sizes = (12, 14) if quick else AER_SIZES
     halves = (3, 6) if quick else (4, 9)
     gpu = pilot is not None and any(r.gpus for r in pilot.resources.compute_ranks)
+    workers = len(pilot.resources.compute_ranks) if pilot is not None else 0
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
 
-    def step(name, fn):
-        t0 = time.perf_counter()
-        value = fn()
-        seconds[name] = time.perf_counter() - t0
-        return value
-
-    # first imports in a fresh interpreter (what a cold worker pays once)
-    import subprocess
-    import sys
-
-    probe = ("import time; t = time.perf_counter(); import qiskit; from qiskit import qpy, transpile;"
-             " a = time.perf_counter(); import qiskit_aer.primitives;"
-             " from qiskit.transpiler import generate_preset_pass_manager; print(a - t, time.perf_counter() - a)")
-    t0 = time.perf_counter()
-    try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
-        import_qiskit, import_aer = (float(x) for x in out.stdout.split())
-    except (subprocess.SubprocessError, ValueError, OSError):
-        import_qiskit = import_aer = None
-    seconds["imports"] = time.perf_counter() - t0
-
-    # pilot round trip (after a warm-up task on every worker)
+    # 1. wall-clock probes first, while the ranks are quiet: task round trip, then Sendrecv
     if pilot is not None:
-        workers = len(pilot.resources.compute_ranks)
-        [f.result() for f in [pilot.submit(_noop) for _ in range(2 * workers)]]
+        [f.result() for f in [pilot.submit(_noop) for _ in range(2 * workers)]]  # every worker warm
         trips = []
         for _ in range(15):
             t0 = time.perf_counter()
@@ -294,58 +330,91 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
         task_s = statistics.median(trips)
     else:
         task_s = 0.0
-    profile.update("numpy", step("numpy", lambda: _run(pilot, bench_statevector, sv_sizes)))
-    if gpu:
-        profile.update("cupy", step("cupy", lambda: _run(pilot, bench_statevector, sv_sizes, "cupy", gpus=1)))
-    profile.update("aer", step("aer", lambda: _run(pilot, bench_aer, aer_sizes)))
-    sampler = step("aer-sampler", lambda: _run(pilot, bench_sampler, "CPU", halves))
-    profile.update("aer-sampler", {k: v for k, v in sampler.items() if k != "points"})
-    if gpu:
-        gs = step("aer-sampler-gpu", lambda: _run(pilot, bench_sampler, "GPU", halves, gpus=1))
-        profile.update("aer-sampler-gpu", {k: v for k, v in gs.items() if k != "points"})
-    if pilot is not None and len(pilot.resources.compute_ranks) >= 2:
-        comm = step("comm", lambda: _run(pilot, bench_comm, ranks=2))
+    seconds["round_trip"] = time.perf_counter() - started
+    if workers >= 2:
+        t0 = time.perf_counter()
+        comm = _start(pilot, bench_comm, ranks=2).result()
+        seconds["comm"] = time.perf_counter() - t0
         if comm:
             profile.update("comm", comm)
 
-    # driver-side costs: QPY, results, generation, reconstruction
+    # 2. CPU probes, all at once on their own ranks; a fresh interpreter's imports meanwhile
+    t_probes = time.perf_counter()
+    try:
+        importer = subprocess.Popen([sys.executable, "-c", _IMPORT_PROBE], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        importer = None
+    probes = {"numpy": _start(pilot, bench_statevector, sv_sizes),
+              "aer": _start(pilot, bench_aer, aer_sizes),
+              "aer-sampler": _start(pilot, bench_sampler, "CPU", halves),
+              "whole_problem": _start(pilot, sample_whole_problem, halves[0], 100)}
+    if gpu:
+        probes["cupy"] = _start(pilot, bench_statevector, sv_sizes, "cupy", gpus=1)
+        probes["aer-sampler-gpu"] = _start(pilot, bench_sampler, "GPU", halves, gpus=1)
+
+    # 3. driver-side probes (this thread's CPU time) while the ranks work
     t0 = time.perf_counter()
-    plan, terms = cut_problem(halves[0], observables=4)
-    profile.update("numpy", {"convert_gate_s": convert_gate_seconds(plan.circuit)})
+    c0 = time.thread_time()
+    plan, terms = cut_problem(halves[0], observables=4)  # partition + generation, as a cutting run does
     total = plan.num_subexperiments
+    generate_s = (time.thread_time() - c0) / total
+    profile.update("numpy", {"convert_gate_s": convert_gate_seconds(plan.circuit)})
     circuits = [c for subs in plan.subexperiments.values() for c in subs]
-    generate_s = plan.timings["generate"] / total
-    t1 = time.perf_counter()
+    c1 = time.thread_time()
     payload = to_qpy(circuits)
     from qiskit import qpy
     import io
 
     qpy.load(io.BytesIO(payload))
-    qpy_s = (time.perf_counter() - t1) / len(circuits)
-    pubs = _run(pilot, sample_whole_problem, halves[0], 100)
+    qpy_s = (time.thread_time() - c1) / len(circuits)
+    cpu_seconds["driver"] = time.thread_time() - c0
+
+    results: dict[str, Any] = {}
+    for name, future in probes.items():
+        results[name] = future.result()
+        seconds[name] = time.perf_counter() - t_probes  # wall until this probe was in (they ran at once)
+    for name in ("numpy", "aer", "aer-sampler", "cupy", "aer-sampler-gpu"):
+        if name in results:
+            values = dict(results[name])
+            cpu_seconds[name] = values.pop("probe_cpu_s", None)
+            values.pop("points", None)
+            profile.update(name, values)
+
+    pubs = results["whole_problem"]
+    c0 = time.thread_time()
     blob = pickle.dumps(pubs)
-    t1 = time.perf_counter()
+    c1 = time.thread_time()
     pickle.loads(blob)
-    result_s = (time.perf_counter() - t1) / total
+    result_s = (time.thread_time() - c1) / total
     from qiskit.primitives import PrimitiveResult
     from qiskit_addon_cutting import reconstruct_expectation_values
 
-    t1 = time.perf_counter()
+    c1 = time.thread_time()
     reconstruct_expectation_values({k: PrimitiveResult(v) for k, v in pubs.items()}, plan.coefficients,
                                    plan.subobservables)
-    t2 = time.perf_counter()
+    c2 = time.thread_time()
     _standard_errors(plan, pubs, 100)
-    t3 = time.perf_counter()
-    profile.update("cutting", {"generate_s": generate_s, "reconstruct_s": (t2 - t1) / (total * len(terms)),
-                               "stderr_s": (t3 - t2) / (total * len(terms))})
-    pilot_values = {"task_s": task_s, "circuit_s": qpy_s, "result_s": result_s}
-    if import_qiskit is not None:
-        pilot_values.update(import_qiskit_s=import_qiskit, import_aer_s=import_aer)
-    profile.update("pilot", pilot_values)
+    c3 = time.thread_time()
+    cpu_seconds["driver"] += c3 - c0
+    profile.update("cutting", {"generate_s": generate_s, "reconstruct_s": (c2 - c1) / (total * len(terms)),
+                               "stderr_s": (c3 - c2) / (total * len(terms))})
     seconds["driver"] = time.perf_counter() - t0
+    pilot_values = {"task_s": task_s, "circuit_s": qpy_s, "result_s": result_s}
+    if importer is not None:
+        try:
+            out, _ = importer.communicate(timeout=120)
+            import_qiskit, import_aer = (float(x) for x in out.split())
+            pilot_values.update(import_qiskit_s=import_qiskit, import_aer_s=import_aer)
+        except (subprocess.SubprocessError, ValueError):
+            importer.kill()
+            importer.communicate()
+    seconds["probes"] = time.perf_counter() - t_probes
+    profile.update("pilot", pilot_values)
     profile.meta = {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                    "loadavg": list(os.getloadavg()), "workers": len(pilot.resources.compute_ranks) if pilot else 0,
-                    "seconds": seconds, "total_s": time.perf_counter() - started, "quick": quick,
+                    "clock": "cpu", "loadavg": list(os.getloadavg()), "loadavg_start": load_start,
+                    "workers": workers, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                    "total_s": time.perf_counter() - started, "quick": quick,
                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if save:
         path = profile.save(None if save is True else save)

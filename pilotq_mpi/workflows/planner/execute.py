@@ -253,10 +253,8 @@ def _qpu_batches(total: int, jobs: int) -> list[range]:
 
 
 def _record(pilot, result: RunResult) -> None:
-    """Put the prediction and the measurement in the pilot's trace (if it writes one)."""
-    master = getattr(pilot, "_master", None)
-    observer = getattr(master, "observer", None)
-    note = getattr(observer, "note", None)
+    """Put the prediction and the measurement in the pilot's trace (``Pilot.note``; if it writes one)."""
+    note = getattr(pilot, "note", None)
     if note is None:
         return
     p = result.plan

@@ -22,16 +22,27 @@ subexperiments, shots, batches) from the problem and the resources. Terms:
 - QPU: ``queue`` (latency per job, jobs over the pinned slots), ``device`` (per circuit and
   per shot), plus the cutting terms above when the circuit is cut.
 
-CPU share (:func:`cpu_share`, model v2): the amplitude work of CPU ranks (state vector
-``init``/``apply``/``observables``, Aer's ``simulate``/``observables``, the cut
-subexperiments' ``sample``) runs at the CPU share its busy ranks get. Under fair-share
-scheduling, ``k`` busy ranks on ``C`` cores with ``L`` runnable processes of others (the
-*external load*) get ``C * k / (k + L)`` cores, and never more than ``k`` (one core each) or
-``C``; with ``L = 0`` that is ``min(k, C)``, the v1 model. So on a loaded machine more ranks get
-a bigger share of it, and 4 ranks can beat 2 on 2 cores. The constants of the profile are
-taken as what one rank gets on a core of its own (the calibration keeps the best of a few
-short runs to strip the load). Fixed costs (task round trips, driver-side generation and
-reconstruction, communication) are not scaled.
+CPU work over the cores the ranks get (model v3). The profile's compute constants are CPU
+seconds (the calibration times them with ``time.process_time``/``thread_time``, so a profile
+made on a loaded machine holds for a quiet one). A strategy's predicted wall time is its CPU
+work divided by the cores its busy processes actually get, plus what is really wall
+(communication latency, the pilot's task round trip, a QPU's queue):
+
+- :func:`cpu_share`: ``k`` busy ranks on ``C`` cores with ``L`` runnable processes of others
+  (the *external load*) get ``C * k / (k + L)`` cores under fair-share scheduling, never more
+  than ``k`` (one core each) or ``C``; with ``L = 0`` that is ``min(k, C)``;
+- :func:`stretch` ``= k / cpu_share``: how much longer each rank's CPU work takes in wall time.
+  Every rank of the distributed state vector does its own share of the work *and* the per-rank
+  fixed costs (converting the circuit, the Python cost of each fused gate, its half of each
+  swap), so on an idle machine with ``C = 2`` cores, 4 ranks take ``stretch = 2`` times their
+  per-rank work: their amplitude work ties with 2 ranks and their fixed costs are paid twice.
+  4 ranks beat 2 on 2 cores only when the load says so (``L > 0``: they get a larger share);
+- Aer's one rank and the driver's own work (generating and reconstructing cut experiments)
+  take ``stretch(1) = 1 / cpu_share(1, C, L)``; cut subexperiments run on
+  ``busy = min(workers, tasks)`` ranks at ``cpu_share(busy) / busy`` of a core each.
+
+Model v2 scaled only the amplitude work by the share, with constants timed in wall seconds
+(best of a few), v1 used ``min(k, C)`` (see ``MODEL_VERSION``).
 """
 from __future__ import annotations
 
@@ -43,9 +54,11 @@ from typing import Sequence
 from ..cutting import guided_batch_sizes
 from .profile import CostProfile
 
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 """1: parallel speed ``min(ranks, cores)``, ``convert`` timed while planning (the planner
-benchmark's measured run); 2: the load-aware :func:`cpu_share` and ``convert`` from gate counts."""
+benchmark's measured run); 2: the load-aware :func:`cpu_share` and ``convert`` from gate counts;
+3: CPU-time constants, every per-rank cost stretched by :func:`stretch` (fixed costs included),
+an observable cost per Pauli term besides the one per X-group."""
 
 
 def cpu_share(ranks: int, cores: int, external_load: float = 0.0) -> float:
@@ -60,6 +73,11 @@ def cpu_share(ranks: int, cores: int, external_load: float = 0.0) -> float:
     if not external_load >= 0 or not math.isfinite(external_load):
         raise ValueError(f"external_load must be a finite number >= 0, got {external_load!r}")
     return min(float(ranks), float(cores), cores * ranks / (ranks + external_load))
+
+
+def stretch(ranks: int, cores: int, external_load: float = 0.0) -> float:
+    """Wall seconds per CPU second of each of ``ranks`` busy ranks: ``ranks / cpu_share(...)`` (>= 1)."""
+    return ranks / cpu_share(ranks, cores, external_load)
 
 
 def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
@@ -115,23 +133,26 @@ def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fuse
                       itemsize: int = 16, external_load: float = 0.0) -> dict[str, float]:
     """Terms of the distributed state vector on ``ranks`` ranks (see the module docstring).
 
-    ``external_load``: runnable processes of others on the ``cores`` (see :func:`cpu_share`;
-    GPU ranks are not scaled by it).
+    Each term is one rank's CPU seconds (``convert_s``: converting the circuit, which every
+    rank does) times :func:`stretch` of the ``ranks`` on the ``cores`` under ``external_load``
+    runnable processes of others; the task round trip is wall. GPU ranks are not stretched.
     """
     g = int(ranks).bit_length() - 1
     m = num_qubits - g
-    amps = float(2**num_qubits)
-    parallel = cpu_share(ranks, cores, external_load) if backend == "numpy" else ranks
+    local = float(2**m)
+    slow = stretch(ranks, cores, external_load) if backend == "numpy" else 1.0
     per_amp_gate = profile.by_size(backend, "amp_gate_s", m)
     latency = profile.get("comm", "latency_s")
     bandwidth = profile.get("comm", "bytes_per_s")
+    observable = x_groups * profile.get(backend, "observable_amp_s") + terms * profile.get(backend,
+                                                                                            "observable_term_amp_s")
     out = {
         "task": profile.get("pilot", "task_s") * (1 + math.log2(ranks)) + profile.get("pilot", "circuit_s"),
-        "convert": convert_s,
-        "init": profile.get(backend, "init_amp_s") * 2**m * ranks / parallel,
-        "apply": fused_gates * (amps * per_amp_gate / parallel + profile.get(backend, "gate_s")),
-        "swap": swaps * (2 * latency + 2 ** (m - 1) * itemsize / bandwidth) if ranks > 1 else 0.0,
-        "observables": x_groups * amps * profile.get(backend, "observable_amp_s") / parallel + terms * 1e-5,
+        "convert": convert_s * slow,
+        "init": profile.get(backend, "init_amp_s") * local * slow,
+        "apply": fused_gates * (local * per_amp_gate + profile.get(backend, "gate_s")) * slow,
+        "swap": swaps * (2 * latency + local / 2 * itemsize / bandwidth) * slow if ranks > 1 else 0.0,
+        "observables": (observable * local + terms * 1e-5) * slow,
     }
     if backend != "numpy":
         out["setup"] = profile.get(backend, "setup_s")
@@ -142,15 +163,16 @@ def aer_terms(profile: CostProfile, *, num_qubits: int, fused_gates: int, terms:
               external_load: float = 0.0) -> dict[str, float]:
     """Terms of the one-rank Aer exact estimate (``fused_gates``: as the state vector fuses them).
 
-    The amplitude work runs at one rank's :func:`cpu_share` of ``cores`` under ``external_load``.
+    Its CPU seconds (set-up, simulation, observables) are stretched by :func:`stretch` of one
+    rank on ``cores`` under ``external_load``.
     """
     amps = float(2**num_qubits)
-    share = cpu_share(1, cores, external_load)
+    slow = stretch(1, cores, external_load)
     return {
         "task": profile.get("pilot", "task_s") + profile.get("pilot", "circuit_s"),
-        "setup": profile.get("aer", "setup_s"),
-        "simulate": fused_gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits) / share,
-        "observables": terms * amps * profile.get("aer", "observable_amp_s") / share,
+        "setup": profile.get("aer", "setup_s") * slow,
+        "simulate": fused_gates * amps * profile.by_size("aer", "amp_gate_s", num_qubits) * slow,
+        "observables": terms * amps * profile.get("aer", "observable_amp_s") * slow,
     }
 
 
@@ -203,7 +225,9 @@ def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cor
                   backend: str = "aer-sampler", external_load: float = 0.0) -> tuple[dict[str, float], int]:
     """Terms of cutting with ``option`` sampled on ``workers`` single-rank tasks; also the number of tasks.
 
-    Each CPU worker samples at ``cpu_share(workers, cores, external_load) / workers`` of a core.
+    Each of the ``busy = min(workers, tasks)`` CPU workers samples at ``cpu_share(busy, cores,
+    external_load) / busy`` of a core; the driver's CPU work (generation, QPY, reconstruction)
+    is stretched by :func:`stretch` of one rank.
     """
     total = option.subexperiments()
     sizes = guided_batch_sizes(total, workers)
@@ -212,14 +236,16 @@ def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cor
         each = subexperiment_seconds(profile, backend, width=width, gates=option.gates[label] + width, shots=shots,
                                      mid_fraction=option.mid_fraction[label])
         per_partition.append((option.subexperiments(label), each))
-    speed = cpu_share(workers, cores, external_load) / workers if backend == "aer-sampler" else 1.0
+    busy = max(1, min(workers, len(sizes)))
+    speed = 1.0 / stretch(busy, cores, external_load) if backend == "aer-sampler" else 1.0
     costs = batch_costs(per_partition, sizes, profile.get("pilot", "task_s"))
+    driver = stretch(1, cores, external_load)
     out = {
-        "generate": total * profile.get("cutting", "generate_s"),
-        "send": total * (profile.get("pilot", "circuit_s") + profile.get("pilot", "result_s")),
+        "generate": total * profile.get("cutting", "generate_s") * driver,
+        "send": total * (profile.get("pilot", "circuit_s") + profile.get("pilot", "result_s")) * driver,
         "sample": list_schedule(costs, workers, speed),
-        "reconstruct": total * terms * profile.get("cutting", "reconstruct_s"),
-        "stderr": total * terms * profile.get("cutting", "stderr_s"),
+        "reconstruct": total * terms * profile.get("cutting", "reconstruct_s") * driver,
+        "stderr": total * terms * profile.get("cutting", "stderr_s") * driver,
     }
     return out, len(sizes)
 

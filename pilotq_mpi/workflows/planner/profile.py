@@ -10,9 +10,13 @@ prediction says so (``profile.calibrated`` is False).
 
 Backends and their constants (all seconds unless said):
 
+Compute constants are CPU seconds of one rank (see :mod:`.calibration`); the model divides
+CPU work by the cores the ranks get (see :mod:`.model`).
+
 - ``numpy`` / ``cupy`` (the distributed state vector): ``amp_gate_s`` per amplitude per fused
   gate, by local qubits (``{"14": ..., "20": ...}``, interpolated in log space);
-  ``observable_amp_s`` per amplitude per X-group of Pauli terms; ``gate_s`` fixed per gate;
+  ``observable_amp_s`` per amplitude per X-group of Pauli terms, ``observable_term_amp_s`` per
+  amplitude per Pauli term; ``gate_s`` fixed per gate;
   ``convert_gate_s`` per circuit gate converted to fused gates (numpy only; the default is the
   best of 5 conversions of the planner benchmark's circuits on the idle build machine,
   0.9-1.3e-4 s per gate).
@@ -45,8 +49,9 @@ ENV_VAR = "PILOTQ_PROFILE"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "numpy": {"amp_gate_s": {"16": 1.2e-7, "18": 1.1e-7, "20": 7.3e-8}, "observable_amp_s": 4.3e-8,
-              "gate_s": 3.3e-4, "init_amp_s": 1.2e-8, "convert_gate_s": 1.2e-4},
+              "observable_term_amp_s": 2.0e-8, "gate_s": 3.3e-4, "init_amp_s": 1.2e-8, "convert_gate_s": 1.2e-4},
     "cupy": {"amp_gate_s": {"10": 2.0e-7, "20": 2.0e-10, "28": 1.0e-11}, "observable_amp_s": 5.0e-11,
+             "observable_term_amp_s": 1.0e-11,
              "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
     "aer": {"amp_gate_s": {"18": 3.2e-8}, "setup_s": 0.7, "observable_amp_s": 1.3e-7},
     "aer-sampler": {"circuit_s": 2.1e-2, "gate_s": 2.6e-3, "amp_gate_s": 6.1e-9, "shot_s": 2.9e-5,

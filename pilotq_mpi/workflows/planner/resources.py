@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -183,17 +184,41 @@ class Resources:
                    external_load=external_load_now(min(busy, len(compute))) if nodes == 1 else 0.0)
 
 
-def external_load_now(own_busy: int = 0) -> float:
-    """Runnable processes of others on this host now: the 1-minute load average minus ``own_busy``.
+def runnable_now(samples: int = 10, interval: float = 0.01) -> float | None:
+    """Mean number of runnable threads on this host over ``samples`` readings of ``procs_running``
+    in ``/proc/stat`` (Linux), ``interval`` seconds apart, the reading thread itself excluded; None
+    where there is no ``/proc/stat``. Unlike the load average it does not lag (the 1-minute load
+    average still counts work this pilot finished a minute ago)."""
+    counts = []
+    for i in range(max(1, samples)):
+        try:
+            with open("/proc/stat", "rb") as f:
+                for line in f:
+                    if line.startswith(b"procs_running"):
+                        counts.append(int(line.split()[1]) - 1)
+                        break
+        except (OSError, ValueError):
+            return None
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sum(counts) / len(counts) if counts else None
 
-    ``own_busy``: this pilot's ranks running tasks now (its idle ranks sleep, so they do not
-    count in the load average). 0 where the load average is not available. The load average
-    is a one-minute mean and lags: it is an estimate of the load the run will meet.
+
+def external_load_now(own_busy: int = 0) -> float:
+    """Runnable processes of others on this host now, minus ``own_busy``.
+
+    ``own_busy``: this pilot's ranks running tasks now (its idle ranks sleep, so they count
+    little). Measured as the mean of ``procs_running`` over 0.1 s (:func:`runnable_now`), where
+    Linux gives it, else the 1-minute load average (which lags: it still counts this pilot's own
+    work of the last minute); 0 where neither is available. An estimate of the load the run will
+    meet.
     """
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return 0.0
+    load = runnable_now()
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            return 0.0
     return max(0.0, float(load) - max(0, int(own_busy)))
 
 

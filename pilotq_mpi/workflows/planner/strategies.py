@@ -111,7 +111,8 @@ def convert_seconds(profile: CostProfile, problem: Problem) -> float:
 def _share_note(ranks: int, cores: int, load: float) -> str:
     share = model.cpu_share(ranks, cores, load)
     return (f"CPU share: {ranks} busy rank(s) get {share:.3g} of {cores} cores at external load {load:.3g}"
-            f" (cores*k/(k+load), at most k and cores); amplitude work is divided by it")
+            f" (cores*k/(k+load), at most k and cores); each rank's CPU work takes {ranks / share:.3g}x"
+            f" its CPU seconds")
 
 
 def _shots_for(option: CutOption, problem: Problem, shots: int | None, target_error: float | None) -> tuple[int, str]:
