@@ -87,7 +87,7 @@ import sqlite3
 import struct
 import threading
 import types
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -312,23 +312,39 @@ class Journal:
         this process (and power loss with ``durability="power"``); inside
         ``batch()`` that holds once the batch exits.
         """
-        state = _check_state(state)
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"journal key must be a non-empty str, got {key!r}")
-        if result is not None and not isinstance(result, (bytes, bytearray, memoryview)):
-            raise TypeError(f"result must be bytes or None (the serialized result), "
-                            f"got {type(result).__name__}")
-        if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
-            raise ValueError(f"ranks must be a positive int, got {ranks!r}")
-        row = (key, str(name), state, None if result is None else bytes(result),
-               error, started, ended, ranks)
+        row = _row(key, name=name, state=state, result=result, error=error, started=started, ended=ended,
+                   ranks=ranks)
         with self._lock:
-            self._conn().execute(
-                "INSERT INTO tasks (key, name, state, result, error, started, ended, ranks)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET name=excluded.name, state=excluded.state,"
-                " result=excluded.result, error=excluded.error, started=excluded.started,"
-                " ended=excluded.ended, ranks=excluded.ranks, attempts=attempts+1", row)
+            self._conn().execute(_UPSERT, row)
+
+    def record_many(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Store several terminal records as one transaction (group commit).
+
+        Each entry has ``record()``'s arguments as keys (``key``, ``name``, ``state``,
+        ``result``, ``error``, ``started``, ``ended``, ``ranks``); every entry is
+        checked before anything is written. When it returns, all of them are
+        durable (a crash inside it keeps none); a single entry is committed alone,
+        which is cheaper than a transaction around it. Inside ``batch()`` they
+        are part of that batch.
+        """
+        rows = [_row(**entry) for entry in entries]
+        if not rows:
+            return
+        with self._lock:
+            db = self._conn()
+            if len(rows) == 1:
+                db.execute(_UPSERT, rows[0])
+                return
+            if db.in_transaction:
+                db.executemany(_UPSERT, rows)
+                return
+            db.execute("BEGIN")
+            try:
+                db.executemany(_UPSERT, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     @contextlib.contextmanager
     def batch(self) -> Iterator["Journal"]:
@@ -381,6 +397,27 @@ def _check_state(state: Any) -> str:
         raise ValueError(f"state {state!r} is not a terminal state; expected one of "
                          f"{sorted(TERMINAL_STATES)}")
     return value.lower()
+
+
+_UPSERT = ("INSERT INTO tasks (key, name, state, result, error, started, ended, ranks)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+           " ON CONFLICT(key) DO UPDATE SET name=excluded.name, state=excluded.state,"
+           " result=excluded.result, error=excluded.error, started=excluded.started,"
+           " ended=excluded.ended, ranks=excluded.ranks, attempts=attempts+1")
+
+
+def _row(key: str, *, name: str, state: str, result: bytes | None, error: str | None, started: float | None,
+         ended: float | None, ranks: int) -> tuple:
+    """The checked row of one record (raises what ``Journal.record`` documents)."""
+    state = _check_state(state)
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"journal key must be a non-empty str, got {key!r}")
+    if result is not None and not isinstance(result, (bytes, bytearray, memoryview)):
+        raise TypeError(f"result must be bytes or None (the serialized result), "
+                        f"got {type(result).__name__}")
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ValueError(f"ranks must be a positive int, got {ranks!r}")
+    return (key, str(name), state, None if result is None else bytes(result), error, started, ended, ranks)
 
 
 # ---------------------------------------------------------------------------

@@ -60,52 +60,53 @@ def _rank_entry(info) -> dict:
 class JournalObserver(TaskObserver):
     """Records every finished task of a journaled submission in its journal, before its future resolves.
 
-    Group commit: the records of one pass of the master's loop go into one transaction per
-    journal, committed in :meth:`pass_ended` (one commit costs ~45-60 us here, a record in a
-    group ~15 us). The journal contract holds: a journaled task's future is held back while
-    its record is uncommitted (the master's ``set_result``/``set_exception`` reach a stand-in,
-    :class:`HeldFuture`) and resolved only after the commit, so a result the driver can see
-    is on disk; a crash inside a pass loses only results nobody has seen.
+    Group commit: the records of one pass of the master's loop are kept and written in
+    :meth:`pass_ended`, one transaction per journal (``Journal.record_many``; a record alone
+    costs ~55-65 us here, one of a group of 16 ~30 us, measured by ``benchmarks/master_cost.py``).
+    The journal contract holds: a journaled task's future is held back until its record is
+    committed (the master's ``set_result``/``set_exception`` reach a stand-in,
+    :class:`HeldFuture`), so a result the driver can see is on disk, and a crash inside a
+    pass loses only results nobody has seen.
     """
 
     def __init__(self) -> None:
         self._warned = False
-        self._groups: dict[int, tuple] = {}
-        """id(journal) -> (journal, its open batch() context): journals with uncommitted records."""
+        self._pending: dict[int, tuple] = {}
+        """id(journal) -> (journal, [record entries]) kept during this pass."""
         self._held: list[tuple[TaskRecord, HeldFuture]] = []
 
     def task_ended(self, record: TaskRecord) -> None:
-        """Record ``record`` in the open group of its journal; hold its future until the commit."""
+        """Keep ``record``'s journal entry until the pass ends; hold its future until then."""
         journal, key = record.sub.journal, record.sub.key
         if journal is None or key is None:
             return
         done = record.state is TaskState.DONE
         try:
-            if id(journal) not in self._groups:
-                group = journal.batch()
-                group.__enter__()  # BEGIN; committed by pass_ended
-                self._groups[id(journal)] = (journal, group)
-            journal.record(key, name=record.name, state=record.state.value,
-                           result=dumps(record.result) if done else None,
-                           error=None if done else f"{type(record.error).__name__}: {record.error}",
-                           started=record.started, ended=record.ended, ranks=record.spec.ranks)
+            entry = dict(key=key, name=record.name, state=record.state.value,
+                         result=dumps(record.result) if done else None,
+                         error=None if done else f"{type(record.error).__name__}: {record.error}",
+                         started=record.started, ended=record.ended, ranks=record.spec.ranks)
         except Exception as exc:  # a journal problem must not take the pilot down
             self._warn(record, exc)
             return
+        pending = self._pending.get(id(journal))
+        if pending is None:
+            pending = self._pending[id(journal)] = (journal, [])
+        pending[1].append(entry)
         held = HeldFuture(record.sub.future)
         record.sub.future = held
         self._held.append((record, held))
 
     def pass_ended(self) -> None:
-        """Commit this pass's records, then resolve the futures held for them."""
-        if not self._groups:
+        """Commit this pass's records (one transaction per journal), then resolve the futures held for them."""
+        if not self._pending:
             return
-        groups = list(self._groups.values())
-        self._groups.clear()
-        for journal, group in groups:
+        groups = list(self._pending.values())
+        self._pending.clear()
+        for journal, entries in groups:
             try:
-                group.__exit__(None, None, None)  # COMMIT
-            except Exception as exc:
+                journal.record_many(entries)
+            except Exception as exc:  # a journal problem must not take the pilot down
                 self._warn(None, exc)
         held, self._held = self._held, []
         for record, future in held:

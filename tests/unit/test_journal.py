@@ -147,6 +147,18 @@ def test_batch_commits_together_and_rolls_back(tmp_path):
         assert {r.key for r in j.results()} == {"a", "b"}
 
 
+
+def test_record_many_checks_every_entry_first_and_commits_them_together(tmp_path):
+    entry = dict(name="task", state="done", result=b"r", error=None, started=1.0, ended=2.0, ranks=1)
+    with Journal(tmp_path / "j.db") as j:
+        with pytest.raises(ValueError, match="ranks must be a positive int, got 0"):
+            j.record_many([dict(entry, key="a"), dict(entry, key="b", ranks=0)])
+        assert len(j) == 0, "nothing is written when one entry is bad"
+        j.record_many([dict(entry, key="a"), dict(entry, key="b", state="failed", result=None, error="boom")])
+        j.record_many([dict(entry, key="a")])
+        j.record_many([])
+        assert j.counts()["done"] == 1 and j.get("a").attempts == 2 and j.get("b").error == "boom"
+
 def test_closed_journal_raises(tmp_path):
     j = Journal(tmp_path / "j.db")
     j.close()
