@@ -454,6 +454,9 @@ def main(argv=None) -> int:
 
 
 def _git_commit() -> str | None:
+    """The commit measured: $PILOTQ_BENCH_COMMIT (a run from an exported tree), else this checkout's HEAD."""
+    if os.environ.get("PILOTQ_BENCH_COMMIT"):
+        return os.environ["PILOTQ_BENCH_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
                               check=True).stdout.strip()
