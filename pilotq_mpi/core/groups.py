@@ -69,18 +69,24 @@ def split_groups(ranks: Sequence[RankInfo], count: int) -> list[Group]:
 
 
 def _split_units(units: list[list[RankInfo]], count: int) -> list[list[RankInfo]]:
-    """Consecutive runs of ``units`` (nodes, or single ranks) with near-equal rank counts."""
+    """Consecutive runs of ``units`` (nodes, or single ranks) with near-equal rank counts.
+
+    A run ends where the running total is closest to its share of the ranks.
+    """
     total = sum(len(unit) for unit in units)
     parts: list[list[RankInfo]] = []
     current: list[RankInfo] = []
-    remaining_units = len(units)
-    for unit in units:
+    taken = 0
+    for position, unit in enumerate(units):
         current.extend(unit)
-        remaining_units -= 1
-        remaining_groups = count - len(parts) - 1
+        taken += len(unit)
+        groups_left = count - len(parts) - 1
+        if not groups_left:
+            continue
+        units_left = len(units) - position - 1
         target = total * (len(parts) + 1) / count
-        taken = sum(len(part) for part in parts) + len(current)
-        if remaining_groups and (taken >= target or remaining_units == remaining_groups):
+        after_next = taken + len(units[position + 1]) if units_left else taken
+        if units_left == groups_left or taken >= target or after_next - target > target - taken:
             parts.append(current)
             current = []
     parts.append(current)
