@@ -246,9 +246,14 @@ class DistributedStatevector:
 
     # ------------------------------------------------------------------ output
     def norm(self) -> float:
-        """Return the 2-norm of the whole state (allreduce of local sums)."""
+        """Return the 2-norm of the whole state (allreduce of local sums).
+
+        Local sums go in pieces of at most ``2**30`` amplitudes (BLAS dot products take 32-bit lengths).
+        """
         xp = self.backend.xp
-        local = float(xp.vdot(self.state, self.state).real)
+        step = 1 << 30
+        local = sum(float(xp.vdot(piece, piece).real)
+                    for piece in (self.state[lo: lo + step] for lo in range(0, self.state.size, step)))
         return float(np.sqrt(self.comm.allreduce(local)))
 
     def gather(self, root: int | None = 0) -> np.ndarray | None:

@@ -95,3 +95,13 @@ def test_backend_choices():
         with pytest.raises(ImportError, match="needs CuPy"):
             get_backend("cupy")
         assert isinstance(get_backend("auto"), NumpyBackend)
+
+
+def test_gpu_check_worker_row_on_numpy():
+    """The benchmark worker of benchmarks/gpu_check.py, on numpy: one row with its rates and norm."""
+    from benchmarks.gpu_check import LAYERS, worker
+
+    row = worker({"backend": "numpy", "threads": 1, "qubits": 6, "dtype": "complex128", "repeats": 2})
+    assert row["engine"] == "numpy" and row["gates"] == LAYERS * 4 * 6 and len(row["all_run_s"]) == 2
+    assert row["warmup_run_s"] is None and abs(row["norm"] - 1) < 1e-12
+    assert row["gates_per_s"] == pytest.approx(row["gates"] / row["run_s"])
