@@ -165,7 +165,7 @@ class Master(JoinedAllocations):
             worked = self._drain_inbox()
             for comm in self._comms:
                 while (message := comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                    self._on_result(unpack_result(message.recv()))
+                    self._on_results(message.recv())
                     worked = True
             now = time.time()
             if self._retry_heap or self._timed or self._draining:
@@ -387,6 +387,14 @@ class Master(JoinedAllocations):
             record.sub.future.set_running_or_notify_cancel()  # False for a cancelled future; tells its waiters
 
     # --- results ----------------------------------------------------------------------------
+    def _on_results(self, body: Any) -> None:
+        """A worker's :attr:`Tag.RESULT` message: one result (a tuple) or several (a list)."""
+        if type(body) is list:
+            for one in body:
+                self._on_result(unpack_result(one))
+        else:
+            self._on_result(unpack_result(body))
+
     def _on_result(self, result: ResultMessage) -> None:
         self._release(result.task_id, result.rank)
         record = self.tasks.get(result.task_id)
@@ -653,7 +661,7 @@ class Master(JoinedAllocations):
             for comm in self._comms:
                 message = comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)
                 if message is not None:
-                    self._on_result(unpack_result(message.recv()))
+                    self._on_results(message.recv())
                     got = True
             if not got:
                 backoff.sleep()

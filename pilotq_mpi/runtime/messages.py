@@ -18,7 +18,8 @@ class Tag(enum.IntEnum):
     TASKS = 11
     """master -> worker: a list of :class:`TaskMessage` to run in order."""
     RESULT = 12
-    """worker -> master: one :class:`ResultMessage`."""
+    """worker -> master: one :class:`ResultMessage` (as a tuple, see :func:`pack_result`), or a
+    list of them in the order the tasks ended (results of very short tasks travel together)."""
     SHUTDOWN = 13
     """master -> worker: no more tasks; leave the worker loop."""
     REVOKE = 14

@@ -9,6 +9,13 @@ before it starts the next one, so a :attr:`Tag.REVOKE` sent before a task starts
 always seen first: the task is dropped and reported as not run (``revoked``). While a
 task runs the worker reads nothing (it is single-threaded): a revoke takes effect when
 the running task ends.
+
+Results of very short tasks travel together: when the task just run took less than
+``SHORT_S`` and the next one in the backlog is of a function whose last run here was that
+short too, the result waits for the next one's (one message, and one pass of the master's
+loop, for several tasks; a result is held for at most one more short task each time, and
+``HOLD_MAX`` at most). Anything else (a longer or unknown task next, an empty backlog, a
+revoke) sends what is held at once.
 """
 from __future__ import annotations
 
@@ -31,6 +38,10 @@ from .serialization import dumps, loads
 MASTER = 0
 AWAY_S = 0.002
 """After this long without probing (a task ran), probe once more before starting the next task."""
+SHORT_S = 0.0002
+"""A task this short may have its result held back to travel with the next short task's."""
+HOLD_MAX = 16
+"""At most this many results travel in one message."""
 
 
 class Worker:
@@ -59,6 +70,10 @@ class Worker:
         self._functions: dict[int, Callable] = {}
         self._backlog: collections.deque[TaskMessage] = collections.deque()
         self._fn_bytes: dict[int, bytes] = {}
+        self._last_run: dict[int, float] = {}
+        """Function id -> seconds its last run here took (decides whether a result may wait)."""
+        self._held: list[tuple] = []
+        """Packed results not sent yet (see the module notes)."""
         """Functions of revoked tasks, never loaded: a later task of the same id comes without them."""
         self._qpu_queued: dict[tuple[int, int], Any] = {}
         """(task, attempt) -> pool future of QPU tasks handed to the pool (queued there or running)."""
@@ -99,16 +114,24 @@ class Worker:
                 else:
                     stopping = True
             probed = time.monotonic()
-            worked = self._flush_qpu_results()
+            worked = self._flush_qpu_results() if self._qpu_running else False
             if self._backlog:
                 task = self._backlog.popleft()
+                if self._held and not self._short(task):  # (a revoke may have changed the backlog)
+                    self._send_held()
                 if task.qpu is not None:
                     self._start_qpu_task(task)
                 else:
-                    self._report(self._run(task))
+                    result = self._run(task)
+                    took = result.ended - result.started
+                    self._last_run[task.fn_id] = took
+                    self._report(result, hold=took < SHORT_S and self._next_is_short())
                 worked = True
             if worked:
                 backoff.reset()
+                continue
+            if self._held:
+                self._send_held()
                 continue
             if stopping and self._qpu_running == 0:
                 break
@@ -136,12 +159,35 @@ class Worker:
                 self._fn_bytes[task.fn_id] = task.fn  # the master will not send this function again
             self._report(ResultMessage(task_id, attempt, self.rank, False, host=self.host, revoked=True))
 
-    def _report(self, result: ResultMessage) -> None:
-        try:
-            packed = pack_result(result)
+    def _next_is_short(self) -> bool:
+        """True when the next task in the backlog is known to be short (its function's last run here)."""
+        return bool(self._backlog) and len(self._held) + 1 < HOLD_MAX and self._short(self._backlog[0])
+
+    def _short(self, task: TaskMessage) -> bool:
+        return (task.qpu is None and len(task.world_ranks) == 1
+                and self._last_run.get(task.fn_id, SHORT_S) < SHORT_S)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        self.world.send(held, dest=self.master, tag=Tag.RESULT)
+
+    def _report(self, result: ResultMessage, *, hold: bool = False) -> None:
+        """Send ``result`` to the master (with the results held so far), or hold it (``hold``)."""
+        try:  # pack_result, inlined (one result per task: the hot path)
+            error = result.error
+            packed = (*result[:4], dumps(result.value), None if error is None else dumps(error), *result[6:])
         except Exception as exc:  # the value (or exception) would not pickle
             packed = pack_result(self._failure(result, exc, "what the task returned (or raised) could not be pickled"))
-        self.world.send(tuple(packed), dest=self.master, tag=Tag.RESULT)
+        held = self._held
+        if hold:
+            held.append(packed)
+            return
+        if held:  # one message: a list of results (see Tag.RESULT)
+            held.append(packed)
+            self._held = []
+            self.world.send(held, dest=self.master, tag=Tag.RESULT)
+        else:
+            self.world.send(packed, dest=self.master, tag=Tag.RESULT)
 
     def _failure(self, result: ResultMessage, exc: BaseException, what: str) -> ResultMessage:
         from ..errors import RemoteError
