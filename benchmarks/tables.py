@@ -214,9 +214,60 @@ def elastic(data: dict) -> str:
             f"`{data['command']}`\n\n" + _table(["measure", "value"], rows))
 
 
+def master_cost(data: dict) -> str:
+    parts = ("messages", "pickle", "scheduler", "bookkeeping", "observers", "loop")
+    out = []
+    for label, mode in data["modes"].items():
+        rows = []
+        for r in mode["rows"]:
+            grouped = r.get("grouped_us", {})
+            driver = r.get("driver_submit_cpu_per_task_us")
+            per = f"{r['loop_cpu_per_task_us']:.0f}" + (f" ({r['loop_cpu_per_item_us']:.1f}/item)"
+                                                       if "loop_cpu_per_item_us" in r else "")
+            rows.append([r["ranks"], r["workload"], per, "-" if driver is None else f"{driver:.0f}",
+                         *(f"{max(0.0, grouped.get(p, 0.0)):.0f}" for p in parts), f"{r['wall_tasks_per_s']:,.0f}"])
+        load = mode.get("load_before") or [0]
+        out.append(f"#### {label} (commit {mode.get('commit')}, {mode['tasks']:,} tasks, median of"
+                   f" {mode['rows'][0]['repeats']}, load average {load[0]:.1f} before)\n\n`{mode['command']}`\n\n"
+                   + _table(["ranks", "workload", "master CPU us/task", "driver submit us/task",
+                             *(f"{p} us" for p in parts), "tasks/s (wall, shared cores)"], rows))
+    return ("### The master's CPU per task (rank 0's master thread, no-op tasks; a map task is a chunk of"
+            f" {data['chunksize']})\n\nParts from metered runs (exclusive thread CPU time, meters' cost calibrated"
+            " and the parts scaled to the unmetered total).\n\n" + "\n\n".join(out))
+
+
+def scale_model(data: dict) -> str:
+    single = data["single"]
+    ranks = sorted({r["ranks"] for r in single})
+    rows = []
+    for duration in sorted({r["duration_s"] for r in single}):
+        for observers in ("none", "journal+trace"):
+            cells = {r["ranks"]: r for r in single if r["duration_s"] == duration and r["observers"] == observers}
+            if cells:
+                rows.append([f"{duration:g}", observers] + [
+                    f"{cells[n]['steady']:.0%} ({cells[n]['utilization']:.0%})" if n in cells else "-" for n in ranks])
+    models = data["models"]
+    fixed = models["single, observers none"]["fixed_us"]
+    hier = models.get("hierarchical, observers none", {})
+    hrows = [[r["ranks"], r["groups"], r["group_size"], f"{r['steady']:.0%}", f"{r['utilization']:.0%}",
+              f"{r['masters'][0]['busy_fraction']:.0%}", f"{r['masters'][1]['busy_fraction']:.0%}"]
+             for r in data["hierarchical"]]
+    est = " (ESTIMATES, not yet measured)" if hier.get("estimate") else ""
+    return (f"### Predicted utilization at scale (simulator with the measured master costs, {data['rounds']} tasks"
+            f" per worker rank)\n\n`{data['command']}`\n\nSingle master: {fixed:.0f} us of fixed CPU per task"
+            " (measured at 4 ranks, the driver's submit included) plus the real scheduler's CPU at each size."
+            " Cells: worker-rank utilization in the middle half of the run (whole run, ramp-up included, in"
+            f" brackets). Target: >= {data['target']:.0%}.\n\n"
+            + _table(["task s", "observers", *(f"{n:,} ranks" for n in ranks)], rows)
+            + f"\n\nHierarchical masters, 1 s tasks: top master {hier.get('top_us', {}).get('total', 0):.0f} us/task,"
+              f" sub-masters {hier.get('sub_us', {}).get('total_without_scheduler', 0):.0f} us/task + scheduler{est}."
+              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "utilization (middle half)",
+                                   "whole run", "top master busy", "busiest sub-master"], hrows))
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
              "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner,
-             "elastic": elastic}
+             "elastic": elastic, "master_cost": master_cost, "scale_model": scale_model}
 
 
 def render_all() -> str:
