@@ -207,6 +207,9 @@ def install_meters(meter: Meter) -> None:
     wrap(observers.JournalObserver, "task_ended", "observers: journal")
     wrap(observers.JournalObserver, "pass_ended", "observers: journal")
     wrap(observers.TraceObserver, "task_ended", "observers: trace")
+    from pilotq_mpi.journal import Journal
+
+    wrap(Journal, "record_many", "observers: journal commit")  # its calls: commits (records per commit)
     # pickling inside isend/recv goes through serialization.dumps/loads (installed into MPI.pickle
     # by run_pilot); result values are loaded by messages.unpack_result
     serialization.dumps = meter.wrap("pickle", serialization.dumps)
@@ -367,8 +370,65 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
         row["calibrated_total_us"] = sum(parts.values()) / ended * 1e6
         row["meter_calls_per_task"] = sum(report["calls"].values()) / ended
         row["calls_per_task"] = {p: n / ended for p, n in sorted(report["calls"].items())}
+        commits = report["calls"].get("observers: journal commit")
+        if commits:
+            row["journal_records_per_commit"] = ended / commits
         row["calibration"] = cal
     return row
+
+
+def journal_groups(sizes=(1, 2, 4, 16, 64), tasks: int = 2048, repeats: int = 5) -> dict:
+    """The journal observer's CPU per task against the records each pass commits (no MPI).
+
+    A real ``JournalObserver``, ``Journal`` (a temporary file, default durability) and futures
+    resolved as the master resolves them; ``k`` records per pass, then ``pass_ended``. Beside it
+    the observer before group commit: one ``Journal.record`` (its own transaction) per task.
+    Best of ``repeats`` (thread CPU time).
+    """
+    from concurrent.futures import Future
+
+    from pilotq_mpi.core.specs import TaskSpec
+    from pilotq_mpi.core.states import TaskState
+    from pilotq_mpi.journal import Journal
+    from pilotq_mpi.runtime.observers import JournalObserver
+    from pilotq_mpi.runtime.records import Submission, TaskRecord
+    from pilotq_mpi.runtime.serialization import dumps
+
+    spec = TaskSpec()
+    serial = iter(range(10**9))
+
+    def ended(journal, n):
+        out = []
+        for i in range(n):
+            future = Future()
+            future.set_running_or_notify_cancel()
+            sub = Submission(i, 1, b"", b"", spec, future, frozenset(), "noop", 0.0, key=f"k{next(serial)}",
+                             journal=journal)
+            out.append(TaskRecord(sub, state=TaskState.DONE, result=i, started=1.0, ended=2.0))
+        return out
+
+    best: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.sqlite") as journal:
+        for _ in range(repeats):
+            for k in sizes:
+                observer, records = JournalObserver(), ended(journal, tasks)
+                cpu = time.thread_time()
+                for first in range(0, tasks, k):
+                    for record in records[first:first + k]:
+                        observer.task_ended(record)
+                        record.sub.future.set_result(record.result)
+                    observer.pass_ended()
+                best[k] = min(best.get(k, 1.0), (time.thread_time() - cpu) / tasks)
+            records = ended(journal, tasks)
+            cpu = time.thread_time()
+            for record in records:
+                journal.record(record.sub.key, name=record.name, state="done", result=dumps(record.result),
+                               error=None, started=1.0, ended=2.0, ranks=1)
+                record.sub.future.set_result(record.result)
+            best["alone"] = min(best.get("alone", 1.0), (time.thread_time() - cpu) / tasks)
+    return {"tasks": tasks, "repeats": repeats, "statistic": "best",
+            "grouped_us_per_task": {str(k): best[k] * 1e6 for k in sizes},
+            "one_transaction_per_task_us": best["alone"] * 1e6}
 
 
 def main(argv=None) -> int:
@@ -384,11 +444,25 @@ def main(argv=None) -> int:
     parser.add_argument("--submasters", type=int, default=None,
                         help="run with PILOTQ_SUBMASTERS=<groups> (hierarchical masters, when available)")
     parser.add_argument("--quick", action="store_true", help="4 ranks, 2,000 tasks, one repeat")
+    parser.add_argument("--journal-groups", action="store_true",
+                        help="only the journal observer's cost per task against records per commit (no MPI)")
     parser.add_argument("--label", default=None, help="store the rows under this label (default: the mode)")
     parser.add_argument("--out", default=str(HERE / "results" / "master_cost.json"))
     args = parser.parse_args(argv)
     if args.inner:
         inner(args)
+        return 0
+    path = Path(args.out)
+    if args.journal_groups:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        result = journal_groups()
+        result.update(command="python benchmarks/master_cost.py --journal-groups", commit=_git_commit(),
+                      date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      load_before=os.getloadavg())
+        data["journal_group_commit"] = result
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1))
+        print(json.dumps(result, indent=1))
         return 0
     if args.quick:
         args.ranks, args.tasks, args.repeats = [4], 2000, 1
@@ -436,7 +510,6 @@ def main(argv=None) -> int:
             row["grouped_us"] = group_parts(row["parts_us"])
             row["runs"] = {"plain": plain, "metered": metered}
             rows.append(row)
-    path = Path(args.out)
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({"benchmark": "master_cost", "chunksize": CHUNKSIZE, "warmup_tasks": WARMUP})
     data.setdefault("modes", {})[label] = {

@@ -217,7 +217,7 @@ def elastic(data: dict) -> str:
 def master_cost(data: dict) -> str:
     parts = ("messages", "pickle", "scheduler", "bookkeeping", "observers", "loop")
     out = []
-    for label, mode in data["modes"].items():
+    for label, mode in data.get("modes", {}).items():
         rows = []
         for r in mode["rows"]:
             grouped = r.get("grouped_us", {})
@@ -231,9 +231,17 @@ def master_cost(data: dict) -> str:
                    f" {mode['rows'][0]['repeats']}, load average {load[0]:.1f} before)\n\n`{mode['command']}`\n\n"
                    + _table(["ranks", "workload", "master CPU us/task", "driver submit us/task",
                              *(f"{p} us" for p in parts), "tasks/s (wall, shared cores)"], rows))
+    groups = data.get("journal_group_commit")
+    if groups:
+        grouped = groups["grouped_us_per_task"]
+        out.append(f"#### Journal group commit: the observer's CPU per task by records per commit\n\n"
+                   f"`{groups['command']}` (best of {groups['repeats']})\n\n" + _table(
+                       ["one transaction per task (before)", *(f"{k} per pass" for k in grouped)],
+                       [[f"{groups['one_transaction_per_task_us']:.0f} us",
+                         *(f"{v:.0f} us" for v in grouped.values())]]))
     return ("### The master's CPU per task (rank 0's master thread, no-op tasks; a map task is a chunk of"
-            f" {data['chunksize']})\n\nParts from metered runs (exclusive thread CPU time, meters' cost calibrated"
-            " and the parts scaled to the unmetered total).\n\n" + "\n\n".join(out))
+            f" {data.get('chunksize', 64)})\n\nParts from metered runs (exclusive thread CPU time, meters' cost"
+            " calibrated and the parts scaled to the unmetered total).\n\n" + "\n\n".join(out))
 
 
 def scale_model(data: dict) -> str:
