@@ -512,14 +512,18 @@ def main(argv=None) -> int:
             rows.append(row)
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({"benchmark": "master_cost", "chunksize": CHUNKSIZE, "warmup_tasks": WARMUP})
-    data.setdefault("modes", {})[label] = {
-        "command": "python benchmarks/master_cost.py" + (" --quick" if args.quick else "")
-        + (f" --submasters {args.submasters}" if args.submasters is not None else "")
-        + (f" --label {args.label}" if args.label else ""),
+    previous = data.setdefault("modes", {}).get(label, {})
+    measured = {(r["ranks"], r["workload"]) for r in rows}
+    kept = [r for r in previous.get("rows", []) if (r["ranks"], r["workload"]) not in measured
+            and r.get("tasks_per_run", previous.get("tasks")) == args.tasks and previous.get("commit") == _git_commit()]
+    for row in rows:
+        row["tasks_per_run"] = args.tasks
+    data["modes"][label] = {
+        "command": " ".join(["python", "benchmarks/master_cost.py", *(sys.argv[1:] if argv is None else argv)]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _git_commit(), "load_before": load_before, "load_after": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "tasks": args.tasks, "rows": rows}
+        "tasks": args.tasks, "rows": sorted(kept + rows, key=lambda r: (r["ranks"], WORKLOADS.index(r["workload"])))}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
     print(f"wrote {path} ({label})")
