@@ -5,8 +5,9 @@ circuits, every feasible strategy once, at most one cut, the saved or built-in c
 under a hard timeout, then ``--rescore`` on the result. Asserts structure and values (every
 whole-circuit strategy measured and agreeing on the value, a cutting run within 5 standard
 errors of it, a feasible pick, scores and regrets present, the same scores after rescoring),
-then ``--rescore --replan`` (the current model's plans, stored apart from the measured
-data and the original scores), never how long anything took.
+then ``--rescore --replan`` (the current model's plans and the cross-family hold-out, post hoc,
+stored apart from the measured data and the original scores) and the rendering of the table
+from the JSON alone; never how long anything took.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def test_tiny_planner_benchmark_scores_and_rescore(tmp_path):
             if m["kind"] == "cutting":
                 value, se = m["runs"][0]["values"][0], m["runs"][0]["std_errors"][0]
                 assert se > 0 and abs(value - exact[0]) <= 5 * se, (lab, value, se, exact[0])
+        for lab, m in measured.items():  # the load each run met is recorded beside its time
+            assert len(m["loadavg"]) == len(m["runnable"]) == len(m["times"]), lab
+        assert it["external_load"] >= 0.0  # what the plan assumed
         for lab, reason in it["not_run"].items():
             assert "max_volume" in reason, (lab, reason)
     assert any(m["kind"] == "cutting" and m["median_s"] is not None
@@ -79,10 +83,20 @@ def test_tiny_planner_benchmark_scores_and_rescore(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     third = json.loads((tmp_path / "planner.json").read_text())
     assert third["items"] == again["items"] and third["scores"] == again["scores"]
-    entry = next(v for k, v in third.items() if k.startswith("rescored_model_v"))
-    assert entry["model_version"] >= 2 and "after" in entry["note"]
-    assert entry["batch_loads"]["batch0"]["external_load"] >= 0.0
+    entry = third[max((k for k in third if k.startswith("rescored_model_v")), key=lambda k: int(k.rsplit("v", 1)[1]))]
+    assert entry["model_version"] >= 3 and entry["post_hoc"] is True and "POST HOC" in entry["note"]
+    recorded = {it["id"]: it["external_load"] for it in third["items"]}
     for cid, rec in entry["plans"].items():
-        assert rec["external_load"] == entry["batch_loads"]["batch0"]["external_load"]
+        assert rec["external_load"] == recorded[cid]  # planned again at the load the run's plan saw
         assert rec["pick"] in {s["label"] for s in rec["strategies"] if s["feasible"]}
     assert entry["scores"]["planner"]["all"]["circuits"] == 2
+    cross = entry["cross_family"]  # hold-out both ways: fit on one family's runs, score the other
+    assert cross["both_directions"]["circuits"] == 2
+    assert {"fit_hea+qaoa_score_brick+longrange", "fit_brick+longrange_score_hea+qaoa"} <= set(cross)
+
+    # the table and the scores render from the JSON alone
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    shown = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "planner_scoring.py"), "--json",
+                            str(tmp_path / "planner.json")], capture_output=True, text=True, timeout=60, env=env)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "| pick within 10% of the measured best | " in shown.stdout and "POST HOC" in shown.stdout

@@ -172,7 +172,7 @@ def _has_mid(circuit) -> bool:
                == "qpd_measurements" for inst in circuit.data)
 
 
-def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(30, 300), per_class: int = 4) -> dict[str, Any]:
+def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(20, 200), per_class: int = 3) -> dict[str, Any]:
     """Task: Aer sampler on real subexperiments, split into the model's constants (see :mod:`.profile`);
     CPU seconds on CPU (wall on GPU)."""
     from ..cutting import to_qpy

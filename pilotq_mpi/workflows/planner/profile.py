@@ -48,23 +48,24 @@ PROFILE_VERSION = 1
 ENV_VAR = "PILOTQ_PROFILE"
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "numpy": {"amp_gate_s": {"16": 1.2e-7, "18": 1.1e-7, "20": 7.3e-8}, "observable_amp_s": 4.3e-8,
-              "observable_term_amp_s": 2.0e-8, "gate_s": 3.3e-4, "init_amp_s": 1.2e-8, "convert_gate_s": 1.2e-4},
+    "numpy": {"amp_gate_s": {"14": 5.8e-8, "18": 5.4e-8, "20": 5.1e-8}, "observable_amp_s": 7.4e-10,
+              "observable_term_amp_s": 4.8e-9, "gate_s": 1.3e-4, "init_amp_s": 1.6e-9, "convert_gate_s": 1.0e-4},
     "cupy": {"amp_gate_s": {"10": 2.0e-7, "20": 2.0e-10, "28": 1.0e-11}, "observable_amp_s": 5.0e-11,
-             "observable_term_amp_s": 1.0e-11,
-             "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
-    "aer": {"amp_gate_s": {"18": 3.2e-8}, "setup_s": 0.7, "observable_amp_s": 1.3e-7},
-    "aer-sampler": {"circuit_s": 2.1e-2, "gate_s": 2.6e-3, "amp_gate_s": 6.1e-9, "shot_s": 2.9e-5,
-                    "sample_s": 1.9e-5},
+             "observable_term_amp_s": 1.0e-11, "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
+    "aer": {"amp_gate_s": {"18": 3.5e-8}, "setup_s": 0.19, "observable_amp_s": 3.6e-8},
+    "aer-sampler": {"circuit_s": 6.4e-2, "gate_s": 9.2e-5, "amp_gate_s": 5.4e-9, "shot_s": 2.4e-5,
+                    "sample_s": 1.8e-5},
     "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
                         "sample_s": 1.0e-6},
-    "comm": {"latency_s": 7.3e-5, "bytes_per_s": 1.2e9},
-    "pilot": {"task_s": 3.3e-3, "circuit_s": 9.0e-4, "result_s": 1.9e-4, "import_qiskit_s": 7.9,
-              "import_aer_s": 1.7},
-    "cutting": {"generate_s": 4.7e-3, "reconstruct_s": 2.8e-3, "stderr_s": 1.0e-2},
+    "comm": {"latency_s": 6.4e-5, "bytes_per_s": 1.8e9},
+    "pilot": {"task_s": 1.5e-3, "circuit_s": 3.0e-4, "result_s": 1.7e-5, "import_qiskit_s": 0.78,
+              "import_aer_s": 0.09},
+    "cutting": {"generate_s": 2.9e-3, "reconstruct_s": 4.0e-4, "stderr_s": 1.4e-3},
 }
-"""Built-in constants: one ``pilotq-mpi calibrate -n 4`` on the shared 2-core build machine at load
-average ~9 (so slow; GPU entries are rough guesses, never measured); replaced by :func:`calibrate`."""
+"""Built-in constants: one ``pilotq-mpi calibrate -n 4`` (CPU-time probes, model v3) on the shared 2-core
+build machine at load average 5-13 (observable constants from a second one at 19-23; the CPU-time
+constants of the two agree within 15% except the state vector's at 18 qubits, 1.7x); GPU entries are
+rough guesses, never measured. Replaced by :func:`calibrate`."""
 
 
 def default_path(host: str | None = None) -> Path:
