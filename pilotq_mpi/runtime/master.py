@@ -187,6 +187,7 @@ class Master(JoinedAllocations):
 
     def _wait_idle(self, backoff: Backoff) -> None:
         """Nothing to do: wait a little, or until the driver posts something."""
+        self.observer.pass_ended()  # (a loop that forgot to end its pass: held journal futures resolve now)
         # announce the wait before looking at the inbox once more, so post() cannot miss it
         self._idle = True
         if not self._inbox:
