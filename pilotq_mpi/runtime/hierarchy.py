@@ -6,9 +6,11 @@ from the top master instead of a driver and whose outcomes go back up:
 
 * top -> sub-master (:data:`DOWN`): a list of operations per message, one message per top
   loop pass: ``("task", ...)`` (a ready task; the function's bytes only the first time the
-  group sees it), ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
-* sub-master -> top (:data:`UP`): a list of :class:`EndReport` per message, one message per
-  sub-master loop pass.
+  group sees it), ``("cancel", task_id)`` (the driver cancelled a task not known to have
+  started), ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
+* sub-master -> top (:data:`UP`): ``(started, ended)`` per message, one message per
+  sub-master loop pass: the ids of tasks that started (their futures turn running, so they
+  can no longer be cancelled) and an :class:`EndReport` per task that ended.
 
 The top master keeps futures, dependencies, the journal and the trace (see
 :mod:`.top_master`); its workers never hear from it.
@@ -84,10 +86,11 @@ def _unpicklable(record: TaskRecord, exc: Exception) -> EndReport:
 
 
 class Uplink(TaskObserver):
-    """The sub-master's observer: collects ended tasks and sends them up once per loop pass."""
+    """The sub-master's observer: collects started and ended tasks and sends them up once per loop pass."""
 
     def __init__(self, world):
         self.world = world
+        self.started: list[int] = []
         self._pending: list[EndReport] = []
         self._sends: list = []
 
@@ -95,10 +98,10 @@ class Uplink(TaskObserver):
         self._pending.append(report_of(record))
 
     def flush(self) -> None:
-        """Send what ended since the last flush (one message)."""
-        if self._pending:
-            self._sends.append(self.world.isend(self._pending, dest=TOP, tag=UP))
-            self._pending = []
+        """Send what started or ended since the last flush (one message)."""
+        if self._pending or self.started:
+            self._sends.append(self.world.isend((self.started, self._pending), dest=TOP, tag=UP))
+            self.started, self._pending = [], []
         if self._sends:
             self._sends = [request for request in self._sends if not request.Test()]
 
@@ -109,6 +112,21 @@ class Uplink(TaskObserver):
         backoff = Backoff()
         while not all(request.Test() for request in self._sends):
             backoff.sleep()
+
+
+class _RelayedFuture(Future):
+    """The sub-master's future of a task: its start is reported to the top (whose future the driver holds)."""
+
+    def __init__(self, task_id: int, started: list[int]):
+        super().__init__()
+        self._task_id = task_id
+        self._started = started
+
+    def set_running_or_notify_cancel(self) -> bool:
+        running = super().set_running_or_notify_cancel()
+        if running:
+            self._started.append(self._task_id)
+        return running
 
 
 class SubMaster(Master):
@@ -148,8 +166,13 @@ class SubMaster(Master):
             _, task_id, fn_id, fn, payload, spec, name, submitted, chunk = operation
             if fn is not None:
                 self._functions[fn_id] = fn
-            self._on_submit(Submission(task_id, fn_id, self._functions[fn_id], payload, spec, Future(),
+            future = _RelayedFuture(task_id, self.observer.started)
+            self._on_submit(Submission(task_id, fn_id, self._functions[fn_id], payload, spec, future,
                                        frozenset(), name, submitted, chunk))
+        elif kind == "cancel":
+            record = self.tasks.get(operation[1])
+            if record is not None and record.sub.future.cancel():  # as the driver's cancel() does
+                self._on_cancel(operation[1])
         elif kind == "drain":
             self._on_drain(operation[1])
         elif kind == "abort":

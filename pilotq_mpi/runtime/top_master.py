@@ -6,7 +6,6 @@ loop pass, and applies the outcomes they send back, in batches. What the driver 
 unchanged: the same ``Pilot`` API, results, errors with the worker's traceback, timeouts,
 retries, drain, journal and trace. Differences, said where they apply:
 
-* a task counts as running (``cancel()`` returns False) once it is handed to a group;
 * QPUs, pools and joined allocations need a single master (``PILOTQ_SUBMASTERS=0``);
 * a multi-rank task must fit in one group.
 """
@@ -50,7 +49,10 @@ class TopMaster(Master):
         while True:
             worked = self._drain_inbox()
             while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
-                for report in message.recv():
+                started, ended = message.recv()
+                for task_id in started:
+                    self._on_started(task_id)
+                for report in ended:
                     self._on_report(EndReport._make(report))
                 worked = True
             if self._draining:
@@ -84,15 +86,41 @@ class TopMaster(Master):
             return
         for task_id, group in self.scheduler.assign():
             record = self.tasks[task_id]
-            if not record.sub.future.set_running_or_notify_cancel():  # cancelled by the driver meanwhile
+            if record.sub.future.cancelled():  # cancelled by the driver meanwhile (its cancel is on its way)
                 self.scheduler.finished(task_id)
                 self.deps.forget(task_id)
+                self._settle_cancelled(record)
                 self._end(record, E.CANCEL, already_resolved=True)
                 continue
+            # the future stays pending (cancellable) until the group reports the task started
             self._move(record, E.PLACED)
             known = self._group_functions[group]
             self._outgoing[group].append(task_operation(record.sub, record.sub.fn_id not in known))
             known.add(record.sub.fn_id)
+
+    def _on_started(self, task_id: int) -> None:
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        future = record.sub.future
+        if future.cancelled():
+            self._settle_cancelled(record)  # it started anyway: it runs, and the future stays cancelled
+        elif not future.running():
+            future.set_running_or_notify_cancel()
+
+    def _settle_cancelled(self, record) -> None:
+        """Tell the waiters of a future the driver cancelled (once)."""
+        if record.task_id not in self._notified:
+            record.sub.future.set_running_or_notify_cancel()
+            self._notified.add(record.task_id)
+
+    def _on_cancel(self, task_id: int) -> None:
+        record = self.tasks.get(task_id)
+        group = self.scheduler.group_of(task_id)
+        if record is not None and group is not None and record.state is TaskState.RUNNING:
+            self._outgoing[group].append(("cancel", task_id))  # handed out, not known to have started
+            return
+        super()._on_cancel(task_id)
 
     def _on_report(self, report: EndReport) -> None:
         self.scheduler.finished(report.task_id)
@@ -115,8 +143,11 @@ class TopMaster(Master):
                 f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)")
         if error is not None and report.traceback:
             error.__cause__ = RemoteTraceback(report.traceback)
-        self._end(record, _EVENTS[state], value=value, error=error,
-                  already_resolved=record.sub.future.cancelled())
+        cancelled = record.sub.future.cancelled()
+        if cancelled:
+            self._settle_cancelled(record)
+        self._end(record, _EVENTS[state], value=value, error=error, already_resolved=cancelled)
+        self._notified.discard(record.task_id)
 
     # --- commands that change what the groups do -------------------------------------------------
     def _on_drain(self, grace: float) -> None:

@@ -21,10 +21,11 @@ pytestmark = [pytest.mark.mpi(min_size=4), pytest.mark.timeout(120)]
 OPTIONS = PilotOptions(quiet=True)
 
 
-def world_size():
-    from mpi4py import MPI
+def worker_count():
+    """Worker ranks of the running pilot (world size - 1, or fewer under sub-masters); on rank 0."""
+    from pilotq_mpi.runtime import session
 
-    return MPI.COMM_WORLD.Get_size()
+    return len(session.current().inventory.ranks)
 
 
 def whoami(comm, tag):
@@ -62,7 +63,7 @@ def boom(comm, message):
 
 def test_widths_1_to_4_each_collective_touches_only_its_ranks():
     def driver():
-        workers = world_size() - 1
+        workers = worker_count()
         with Pilot() as pilot:
             futures = [pilot.submit(whoami, (width, i), ranks=width)
                        for i in range(3) for width in range(1, min(4, workers) + 1)]
@@ -135,7 +136,7 @@ def test_map_batches_items_into_chunks():
 
 def test_cancel_queued_tasks():
     def driver():
-        workers = world_size() - 1
+        workers = worker_count()
         with Pilot() as pilot:
             # more long tasks than workers (the rest wait), then short ones queued behind them
             busy = [pilot.submit(interval, 1.0) for _ in range(2 * workers)]
@@ -175,7 +176,7 @@ def test_task_exception_comes_back_with_remote_traceback_and_pilot_goes_on():
 
 def test_impossible_requests_fail_at_submit():
     def driver():
-        workers = world_size() - 1
+        workers = worker_count()
         with Pilot() as pilot:
             with pytest.raises(ResourceError, match=f"task needs {workers + 1} ranks; this pilot has {workers}"):
                 pilot.submit(whoami, "x", ranks=workers + 1)
@@ -213,6 +214,7 @@ def test_retries_rerun_a_failing_task():
     run_pilot(driver, options=OPTIONS)
 
 
+@pytest.mark.single_master("the layout it checks has rank 1 as a worker; under sub-masters rank 1 leads a group")
 def test_fake_layout_places_wide_tasks_on_one_node_with_one_gpu_per_worker():
     """--ranks-per-node 2 --gpus-per-node 2: rank 0 (the master, no GPU) and worker 1 share node0,
     so worker 1 owns both GPUs of node0; workers 2 and 3 get one each on node1."""

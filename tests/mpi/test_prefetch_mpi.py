@@ -26,10 +26,9 @@ HORIZON = prefetch_horizon_from_env(os.environ)
 """The head-of-line tests' prefetch horizon: the default, or PILOTQ_PREFETCH_HORIZON to see them fail."""
 
 
-def world_size():
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD.Get_size()
+def worker_count():
+    """Worker ranks of the running pilot (world size - 1, or fewer under sub-masters); on rank 0."""
+    return len(session.current().inventory.ranks)
 
 
 def is_master():
@@ -79,7 +78,7 @@ def test_no_task_waits_behind_one_that_runs_past_its_estimate():
     """The long task's function is known to be fast; this run is slow: nothing may queue behind it."""
     def driver():
         with Pilot() as pilot:
-            for f in [pilot.submit(hold, 0.0) for _ in range(3 * (world_size() - 1))]:
+            for f in [pilot.submit(hold, 0.0) for _ in range(3 * worker_count())]:
                 f.result()                  # hold() is now predicted to take about nothing
             late = short_tasks_ending_after_a_long_one(pilot)  # the long one is overdue after 0.2 s
         assert not late, f"short tasks {late} ended after the overdue long one"
@@ -99,7 +98,7 @@ def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_
     state = {}
 
     def driver():
-        workers = world_size() - 1
+        workers = state["workers"] = worker_count()
         with Pilot() as pilot:
             # every worker runs one and holds one more behind it (prefetch 1)
             futures = [pilot.submit(hold, 1.5) for _ in range(2 * workers)]
@@ -114,7 +113,7 @@ def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_
     run_pilot(driver, options=PilotOptions(quiet=True, trace=trace, **prefetch_behind_anything))
     if not is_master():
         return
-    workers = world_size() - 1
+    workers = state["workers"]
     tasks = trace_tasks(trace)
     started_late = [t for t in tasks if t["start"] is not None and t["start"] >= state["drain_at"]]
     assert not started_late, f"tasks started after the drain began: {started_late}"
@@ -131,9 +130,10 @@ def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_
 
 def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behind_anything):
     trace = os.path.join(tempfile.mkdtemp(prefix="pilotq-cancel-"), "trace.jsonl") if is_master() else None
+    state = {}
 
     def driver():
-        workers = world_size() - 1
+        workers = state["workers"] = worker_count()
         with Pilot() as pilot:
             running = [pilot.submit(hold, 2.0) for _ in range(workers)]
             waiting = [pilot.submit(hold_again, 0.0) for _ in range(workers)]   # prefetched behind them
@@ -161,7 +161,7 @@ def test_cancel_of_a_prefetched_future_revokes_it_from_its_worker(prefetch_behin
     tasks = trace_tasks(trace)
     assert len({t["id"] for t in tasks}) == len(tasks), "every task ends exactly once"
     cancelled = [t for t in tasks if t["state"] == "cancelled"]
-    assert len(cancelled) == world_size() - 1 + 1, "the revoked ones and the one queued in the master"
+    assert len(cancelled) == state["workers"] + 1, "the revoked ones and the one queued in the master"
     assert all(t["start"] is None for t in cancelled), "a revoked task never started"
 
 
@@ -169,7 +169,7 @@ def test_walltime_error_is_what_drained_futures_raise(prefetch_behind_anything):
     """A revoked task's future raises WalltimeError (not CancelledError) after a drain."""
     def driver():
         with Pilot() as pilot:
-            futures = [pilot.submit(hold, 1.0) for _ in range(2 * (world_size() - 1))]
+            futures = [pilot.submit(hold, 1.0) for _ in range(2 * worker_count())]
             time.sleep(0.3)
             session.current().post("drain", 30.0)
             wait(futures, timeout=60)
