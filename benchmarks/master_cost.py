@@ -275,6 +275,20 @@ def inner(args) -> None:
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
     meter = Meter() if args.instrument else None
+    if rank != 0:  # a sub-master (hierarchical mode) runs Master._loop in this rank's main thread
+        loop_of_rank = master.Master._loop
+
+        def submaster_loop(self):
+            cpu = time.thread_time()
+            try:
+                loop_of_rank(self)
+            finally:
+                ended = sum(c.get(s, 0) for c in list(self.counts.values())
+                            for s in ("done", "failed", "cancelled", "timed_out"))
+                (Path(args.out_dir) / f"rank{rank}.json").write_text(json.dumps(
+                    {"rank": rank, "cpu_s": time.thread_time() - cpu, "ended": ended}))
+
+        master.Master._loop = submaster_loop
     calibration = calibrate() if meter else None
     if meter:
         original_loop = master.Master._loop
@@ -339,7 +353,10 @@ def launch(workload: str, ranks: int, tasks: int, instrument: bool, extra_env: d
         run = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
         if run.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed ({run.returncode}):\n{run.stderr[-3000:]}")
-        return json.loads((Path(tmp) / "rank0.json").read_text())
+        report = json.loads((Path(tmp) / "rank0.json").read_text())
+        report["submasters"] = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("rank*.json"))
+                                if p.name != "rank0.json"]
+        return report
 
 
 def per_task(report: dict, workload: str, tasks: int) -> dict:
@@ -353,6 +370,10 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
            "driver_cpu_per_task_us": report["driver_cpu_s"] / ended * 1e6}
     if workload == "map":
         row["loop_cpu_per_item_us"] = report["cpu_s"] / tasks * 1e6
+    subs = report.get("submasters") or []
+    if subs:  # whole-loop figures (warm-up included) of each sub-master, per task it ended
+        row["submaster_cpu_per_task_us"] = [s["cpu_s"] / max(1, s["ended"]) * 1e6 for s in subs]
+        row["submaster_ended"] = [s["ended"] for s in subs]
     if "parts" in report:
         cal = report["calibration"]
         parts = dict(report["parts"])
@@ -444,6 +465,7 @@ def main(argv=None) -> int:
     parser.add_argument("--submasters", type=int, default=None,
                         help="run with PILOTQ_SUBMASTERS=<groups> (hierarchical masters, when available)")
     parser.add_argument("--quick", action="store_true", help="4 ranks, 2,000 tasks, one repeat")
+    parser.add_argument("--plain-only", action="store_true", help="no metered runs (only the totals)")
     parser.add_argument("--journal-groups", action="store_true",
                         help="only the journal observer's cost per task against records per commit (no MPI)")
     parser.add_argument("--label", default=None, help="store the rows under this label (default: the mode)")
@@ -474,7 +496,7 @@ def main(argv=None) -> int:
         runs: dict[tuple[str, bool], list[dict]] = collections.defaultdict(list)
         for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every kind alike
             for workload in args.workloads:
-                for instrument in (False, True):
+                for instrument in (False,) if args.plain_only else (False, True):
                     load = os.getloadavg()[0]
                     result = per_task(launch(workload, ranks, args.tasks, instrument, extra_env), workload,
                                       args.tasks)
@@ -488,14 +510,22 @@ def main(argv=None) -> int:
             plain, metered = runs[(workload, False)], runs[(workload, True)]
             row = {"ranks": ranks, "workload": workload, "repeats": args.repeats,
                    "loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in plain),
-                   "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain),
-                   "metered_loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in metered),
-                   "calibrated_total_us": statistics.median(r["calibrated_total_us"] for r in metered)}
+                   "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain)}
+            if any("submaster_cpu_per_task_us" in r for r in plain):
+                row["submaster_cpu_per_task_us"] = statistics.median(
+                    statistics.mean(r["submaster_cpu_per_task_us"]) for r in plain)
+                row["submaster_ended"] = plain[0]["submaster_ended"]
             if workload != "map":
                 row["driver_submit_cpu_per_task_us"] = statistics.median(
                     r["driver_submit_cpu_per_task_us"] for r in plain)
             else:
                 row["loop_cpu_per_item_us"] = statistics.median(r["loop_cpu_per_item_us"] for r in plain)
+            row["runs"] = {"plain": plain, "metered": metered}
+            rows.append(row)
+            if not metered:
+                continue
+            row["metered_loop_cpu_per_task_us"] = statistics.median(r["loop_cpu_per_task_us"] for r in metered)
+            row["calibrated_total_us"] = statistics.median(r["calibrated_total_us"] for r in metered)
             keys = sorted({k for r in metered for k in r["parts_us"]})
             calibrated = {k: statistics.median(r["parts_us"].get(k, 0.0) for r in metered) for k in keys}
             overhead = {k: statistics.median(r["meter_overhead_us"].get(k, 0.0) for r in metered) for k in keys}
@@ -508,8 +538,9 @@ def main(argv=None) -> int:
             row["meter_residual_us"] = residual
             row["parts_us"] = {k: v - residual * overhead[k] / weight for k, v in calibrated.items()}
             row["grouped_us"] = group_parts(row["parts_us"])
-            row["runs"] = {"plain": plain, "metered": metered}
-            rows.append(row)
+            commits = [r["journal_records_per_commit"] for r in metered if "journal_records_per_commit" in r]
+            if commits:
+                row["journal_records_per_commit"] = statistics.median(commits)
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({"benchmark": "master_cost", "chunksize": CHUNKSIZE, "warmup_tasks": WARMUP})
     previous = data.setdefault("modes", {}).get(label, {})
