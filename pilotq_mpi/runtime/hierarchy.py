@@ -97,8 +97,8 @@ class Uplink(TaskObserver):
     def task_ended(self, record: TaskRecord) -> None:
         self._pending.append(report_of(record))
 
-    def flush(self) -> None:
-        """Send what started or ended since the last flush (one message)."""
+    def pass_ended(self) -> None:
+        """Send what started or ended during the sub-master's loop pass (one message)."""
         if self._pending or self.started:
             self._sends.append(self.world.isend((self.started, self._pending), dest=TOP, tag=UP))
             self.started, self._pending = [], []
@@ -106,7 +106,7 @@ class Uplink(TaskObserver):
             self._sends = [request for request in self._sends if not request.Test()]
 
     def close(self) -> None:
-        self.flush()
+        self.pass_ended()
         from .polling import Backoff
 
         backoff = Backoff()
@@ -146,10 +146,6 @@ class SubMaster(Master):
     def _drain_inbox(self) -> bool:
         from_top = self._read_top()
         return super()._drain_inbox() or from_top
-
-    def _dispatch(self) -> None:
-        super()._dispatch()
-        self.observer.flush()  # once per loop pass that did something: what ended goes up together
 
     def _read_top(self) -> bool:
         status = self._mpi.Status()

@@ -59,6 +59,7 @@ class TopMaster(Master):
                 worked |= self._check_clocks(time.time())
             if worked:
                 self._dispatch()
+            self.observer.pass_ended()  # the journal's group commit (see Master._loop)
             self._flush()
             if self._stopping and self._all_ended():
                 break
