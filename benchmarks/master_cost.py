@@ -40,6 +40,7 @@ import argparse
 import collections
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -279,14 +280,29 @@ def inner(args) -> None:
         loop_of_rank = master.Master._loop
 
         def submaster_loop(self):
-            cpu = time.thread_time()
+            # sample (thread CPU, tasks ended) every 10 ms: the orchestrator takes the slope between
+            # the end of the warm-up and the last task, leaving out start-up and the idle end
+            clock = time.pthread_getcpuclockid(threading.get_ident())
+            samples, stop = [], threading.Event()
+
+            def ended() -> int:
+                return sum(c.get(s, 0) for c in list(self.counts.values())
+                           for s in ("done", "failed", "cancelled", "timed_out"))
+
+            def sample():
+                while not stop.wait(0.01):
+                    samples.append((time.clock_gettime(clock), ended()))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             try:
                 loop_of_rank(self)
             finally:
-                ended = sum(c.get(s, 0) for c in list(self.counts.values())
-                            for s in ("done", "failed", "cancelled", "timed_out"))
+                stop.set()
+                sampler.join()
+                samples.append((time.clock_gettime(clock), ended()))
                 (Path(args.out_dir) / f"rank{rank}.json").write_text(json.dumps(
-                    {"rank": rank, "cpu_s": time.thread_time() - cpu, "ended": ended}))
+                    {"rank": rank, "cpu_s": samples[-1][0], "ended": samples[-1][1], "samples": samples}))
 
         master.Master._loop = submaster_loop
     calibration = calibrate() if meter else None
@@ -359,6 +375,14 @@ def launch(workload: str, ranks: int, tasks: int, instrument: bool, extra_env: d
         return report
 
 
+def _slope(samples: list, after: int) -> float:
+    """CPU seconds per task between the first sample past ``after`` tasks and the first at the final count."""
+    final = samples[-1][1]
+    start = next((s for s in samples if s[1] >= after), samples[0])
+    end = next(s for s in samples if s[1] >= final)
+    return (end[0] - start[0]) / (end[1] - start[1]) if end[1] > start[1] else math.nan
+
+
 def per_task(report: dict, workload: str, tasks: int) -> dict:
     """Per-task figures of one run (a task is one message each way: one chunk for map)."""
     ended = report["ended"]
@@ -371,8 +395,8 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
     if workload == "map":
         row["loop_cpu_per_item_us"] = report["cpu_s"] / tasks * 1e6
     subs = report.get("submasters") or []
-    if subs:  # whole-loop figures (warm-up included) of each sub-master, per task it ended
-        row["submaster_cpu_per_task_us"] = [s["cpu_s"] / max(1, s["ended"]) * 1e6 for s in subs]
+    if subs:  # each sub-master's CPU per task from the end of the warm-up to its last task
+        row["submaster_cpu_per_task_us"] = [_slope(s["samples"], WARMUP // len(subs)) * 1e6 for s in subs]
         row["submaster_ended"] = [s["ended"] for s in subs]
     if "parts" in report:
         cal = report["calibration"]
