@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from dataclasses import replace
 from typing import Sequence
 
 from ..errors import ResourceError
@@ -30,8 +31,9 @@ class GroupQueue:
         self.inventory = inventory
         self.groups = list(groups)
         self.power_of_two = power_of_two
+        self.prefetch = prefetch
         self._inventories = [group.inventory for group in self.groups]
-        self._capacity = [len(group.workers) * (1 + prefetch) for group in self.groups]
+        self._capacity = [self._slots(inv) for inv in self._inventories]
         self._outstanding = [0] * len(self.groups)
         self._fits: dict[tuple, tuple[int, ...]] = {}
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
@@ -40,6 +42,34 @@ class GroupQueue:
         """task -> (group index, slots it holds there)."""
         self._seq = itertools.count()
         self._front = itertools.count(1)
+
+    def _slots(self, inventory: Inventory) -> int:
+        """Rank-slots a group's sub-master can hold: ``1 + prefetch`` per rank (``concurrency + prefetch`` on QPU ranks)."""
+        return sum((inventory.qpus[r.qpu].concurrency if r.qpu else 1) + self.prefetch for r in inventory.ranks)
+
+    # --- QPUs ----------------------------------------------------------------------------
+    def with_qpu(self, qpu) -> tuple[int, Inventory, Inventory]:
+        """Where ``qpu`` would be pinned: (group, that group's new inventory, the pilot's new inventory).
+
+        The group with the most compute ranks, pinned exactly as its sub-master's own
+        ``Inventory.with_qpu`` will pin it. Raises what ``with_qpu`` raises (ResourceError).
+        """
+        index = max(range(len(self.groups)), key=lambda i: (len(self._inventories[i].compute_ranks), -i))
+        group_inventory = self._inventories[index].with_qpu(qpu)
+        pinned = {r.rank: r for r in group_inventory.ranks if r.qpu == qpu.name}
+        ranks = tuple(pinned.get(r.rank, r) for r in self.inventory.ranks)
+        return index, group_inventory, replace(self.inventory, ranks=ranks, qpus={**self.inventory.qpus, qpu.name: qpu})
+
+    def pin(self, index: int, group_inventory: Inventory, inventory: Inventory) -> None:
+        """Apply a :meth:`with_qpu` result."""
+        self._inventories[index] = group_inventory
+        self._capacity[index] = self._slots(group_inventory)
+        self.inventory = inventory
+        self._fits.clear()
+
+    def group_inventory(self, index: int) -> Inventory:
+        """What group ``index`` has (its QPU pins included)."""
+        return self._inventories[index]
 
     # --- feasibility -------------------------------------------------------------------
     def check(self, spec: TaskSpec) -> None:

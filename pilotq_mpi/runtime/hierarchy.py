@@ -7,7 +7,8 @@ from the top master instead of a driver and whose outcomes go back up:
 * top -> sub-master (:data:`DOWN`): a list of operations per message, one message per top
   loop pass: ``("task", ...)`` (a ready task; the function's bytes only the first time the
   group sees it), ``("cancel", task_id)`` (the driver cancelled a task not known to have
-  started), ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
+  started), ``("qpu", spec)`` (pin ranks of this group, exactly as the top computed),
+  ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
 * sub-master -> top (:data:`UP`): ``(started, ended)`` per message, one message per
   sub-master loop pass: the ids of tasks that started (their futures turn running, so they
   can no longer be cancelled) and an :class:`EndReport` per task that ended.
@@ -169,6 +170,10 @@ class SubMaster(Master):
             record = self.tasks.get(operation[1])
             if record is not None and record.sub.future.cancel():  # as the driver's cancel() does
                 self._on_cancel(operation[1])
+        elif kind == "qpu":
+            declared: Future = Future()
+            self._on_qpu(operation[1], declared)
+            declared.result(0)  # the top checked the same pins; a refusal here is a bug (the loop reports it)
         elif kind == "drain":
             self._on_drain(operation[1])
         elif kind == "abort":

@@ -6,7 +6,8 @@ loop pass, and applies the outcomes they send back, in batches. What the driver 
 unchanged: the same ``Pilot`` API, results, errors with the worker's traceback, timeouts,
 retries, drain, journal and trace. Differences, said where they apply:
 
-* QPUs, pools and joined allocations need a single master (``PILOTQ_SUBMASTERS=0``);
+* a QPU's pinned ranks are all in one group (the one with the most compute ranks);
+* pools and joined allocations need a single master (``PILOTQ_SUBMASTERS=0``);
 * a multi-rank task must fit in one group.
 """
 from __future__ import annotations
@@ -164,7 +165,26 @@ class TopMaster(Master):
         """The sub-masters revoke their own groups' unstarted tasks (on the drain or abort they are sent)."""
 
     def _on_qpu(self, qpu, reply) -> None:
-        reply.set_exception(ResourceError(SINGLE_MASTER_ONLY.format(what=f"declaring QPU {qpu.name!r}")))
+        """Pin ranks of one group to ``qpu`` (as that group's sub-master will), unless a live task would lose its room."""
+        try:
+            index, group_inventory, inventory = self.scheduler.with_qpu(qpu)
+            for record in self.tasks.values():
+                if record.state.terminal or record.spec.qpu is not None:
+                    continue
+                where = group_inventory if self.scheduler.group_of(record.task_id) == index else inventory
+                try:
+                    where.check(record.spec, power_of_two=self.scheduler.power_of_two)
+                except ResourceError as exc:
+                    raise ResourceError(
+                        f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
+                        f" (id {record.task_id}) needs ({exc}); declare QPUs before submitting tasks") from None
+        except Exception as exc:  # noqa: BLE001 - the driver's declaration raises it
+            reply.set_exception(exc)
+            return
+        self.inventory = inventory
+        self.scheduler.pin(index, group_inventory, inventory)
+        self._outgoing[index].append(("qpu", qpu))
+        reply.set_result(inventory)
 
     def _set_inventory(self, inventory: Inventory) -> None:
         """Only expected pools can change here (no rank joins or leaves under sub-masters)."""
