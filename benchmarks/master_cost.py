@@ -28,7 +28,11 @@ Parts of the master's time:
                ``_release``, ``_observe``, building task messages), the state machine (``_move``),
                futures (``set_result``, ``set_running_or_notify_cancel``), dependencies;
     observers  the journal and the trace (``task_ended``, and a pass-end hook if there is one);
-    loop       the rest: the loop itself, the inbox, polling and back-off while idle.
+    loop       the rest of the passes that did some work (the loop itself, the inbox).
+Idle passes (a pass that found nothing, and its back-off wait) are counted apart: on this loaded
+machine the workers are slow and the master idles between results, so its total CPU per task
+includes polling that a saturated master does not do. ``busy`` = total - idle is the service
+cost the scale model uses; both are reported.
 Multi-process modes (sub-masters, env ``PILOTQ_SUBMASTERS``) are metered on every rank that runs
 a ``Master``: each writes its own report.
 
@@ -240,6 +244,50 @@ def _diff(after: dict, before: dict) -> dict:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+class IdleMeter:
+    """CPU a Master's thread spends in idle passes (a pass that found nothing to do, and its wait).
+
+    It wraps the instance's ``_drain_inbox`` (the first call of every pass) and ``_wait_idle``
+    (called only at the end of a pass that did nothing). With a :class:`Meter`, what an idle pass
+    charged to the parts is taken back, so the parts are those of the passes that worked.
+    """
+
+    def __init__(self, m, meter: Meter | None = None):
+        self.idle = 0.0
+        self.passes = 0
+        self.idle_passes = 0
+        self._start: float | None = None
+        self._snap = None
+        self._meter = meter
+        drain, wait = m._drain_inbox, m._wait_idle
+        clock = time.thread_time
+
+        def drain_inbox():
+            self.passes += 1
+            if meter is not None and meter.owner == threading.get_ident():
+                self._snap = (meter.cpu.copy(), meter.calls.copy(), meter.children.copy())
+            self._start = clock()
+            return drain()
+
+        def wait_idle(backoff):
+            now = clock()
+            if self._start is not None:
+                self.idle += now - self._start
+            self.idle_passes += 1
+            try:
+                return wait(backoff)
+            finally:
+                done = clock()
+                self.idle += done - now
+                if self._snap is not None and meter is not None and meter.owner == threading.get_ident():
+                    meter.cpu, meter.calls, meter.children = self._snap
+                    meter.mark = done
+                self._snap = None
+                self._start = None
+
+        m._drain_inbox, m._wait_idle = drain_inbox, wait_idle
+
+
 class Window:
     """What a Master's thread spent between two moments: its CPU clock and (if metered) its parts."""
 
@@ -247,9 +295,11 @@ class Window:
         self._clock = time.pthread_getcpuclockid(m._thread.ident)
         self._meter = meter
         self._counts = m.counts
+        self.idle = IdleMeter(m, meter)
 
     def snapshot(self) -> dict:
-        snap = {"cpu_s": time.clock_gettime(self._clock),
+        snap = {"cpu_s": time.clock_gettime(self._clock), "idle_s": self.idle.idle, "passes": self.idle.passes,
+                "idle_passes": self.idle.idle_passes,
                 "ended": sum(c.get(s, 0) for c in list(self._counts.values())
                              for s in ("done", "failed", "cancelled", "timed_out"))}
         if self._meter is not None:
@@ -259,7 +309,7 @@ class Window:
 
     @staticmethod
     def between(before: dict, after: dict) -> dict:
-        out = {"cpu_s": after["cpu_s"] - before["cpu_s"], "ended": after["ended"] - before["ended"]}
+        out = {k: after[k] - before[k] for k in ("cpu_s", "idle_s", "passes", "idle_passes", "ended")}
         for key in ("parts", "calls", "children"):
             if key in after:
                 out[key] = _diff(after[key], before[key])
@@ -284,6 +334,7 @@ def inner(args) -> None:
             # the end of the warm-up and the last task, leaving out start-up and the idle end
             clock = time.pthread_getcpuclockid(threading.get_ident())
             samples, stop = [], threading.Event()
+            idle = IdleMeter(self)
 
             def ended() -> int:
                 return sum(c.get(s, 0) for c in list(self.counts.values())
@@ -291,7 +342,7 @@ def inner(args) -> None:
 
             def sample():
                 while not stop.wait(0.01):
-                    samples.append((time.clock_gettime(clock), ended()))
+                    samples.append((time.clock_gettime(clock), ended(), idle.idle))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -300,7 +351,7 @@ def inner(args) -> None:
             finally:
                 stop.set()
                 sampler.join()
-                samples.append((time.clock_gettime(clock), ended()))
+                samples.append((time.clock_gettime(clock), ended(), idle.idle))
                 (Path(args.out_dir) / f"rank{rank}.json").write_text(json.dumps(
                     {"rank": rank, "cpu_s": samples[-1][0], "ended": samples[-1][1], "samples": samples}))
 
@@ -375,12 +426,14 @@ def launch(workload: str, ranks: int, tasks: int, instrument: bool, extra_env: d
         return report
 
 
-def _slope(samples: list, after: int) -> float:
-    """CPU seconds per task between the first sample past ``after`` tasks and the first at the final count."""
+def _slope(samples: list, after: int, busy: bool = False) -> float:
+    """CPU seconds per task between the first sample past ``after`` tasks and the first at the final count
+    (``busy``: without the CPU of idle passes)."""
     final = samples[-1][1]
     start = next((s for s in samples if s[1] >= after), samples[0])
     end = next(s for s in samples if s[1] >= final)
-    return (end[0] - start[0]) / (end[1] - start[1]) if end[1] > start[1] else math.nan
+    cpu = end[0] - start[0] - ((end[2] - start[2]) if busy else 0.0)
+    return cpu / (end[1] - start[1]) if end[1] > start[1] else math.nan
 
 
 def per_task(report: dict, workload: str, tasks: int) -> dict:
@@ -388,6 +441,9 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
     ended = report["ended"]
     row = {"tasks": tasks, "ended": ended,
            "loop_cpu_per_task_us": report["cpu_s"] / ended * 1e6,
+           "busy_cpu_per_task_us": (report["cpu_s"] - report["idle_s"]) / ended * 1e6,
+           "idle_cpu_per_task_us": report["idle_s"] / ended * 1e6,
+           "passes_per_task": report["passes"] / ended, "idle_passes_per_task": report["idle_passes"] / ended,
            "wall_tasks_per_s": tasks / report["wall_s"],
            "driver_submit_cpu_per_task_us": None if report["driver_submit_cpu_s"] is None
            else report["driver_submit_cpu_s"] / tasks * 1e6,
@@ -397,6 +453,8 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
     subs = report.get("submasters") or []
     if subs:  # each sub-master's CPU per task from the end of the warm-up to its last task
         row["submaster_cpu_per_task_us"] = [_slope(s["samples"], WARMUP // len(subs)) * 1e6 for s in subs]
+        row["submaster_busy_cpu_per_task_us"] = [_slope(s["samples"], WARMUP // len(subs), busy=True) * 1e6
+                                                 for s in subs]
         row["submaster_ended"] = [s["ended"] for s in subs]
     if "parts" in report:
         cal = report["calibration"]
@@ -409,7 +467,7 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
         for part, seconds in overhead.items():
             parts[part] = parts.get(part, 0.0) - seconds
         row["meter_overhead_us"] = {p: s / ended * 1e6 for p, s in sorted(overhead.items())}
-        parts["loop"] = parts.get("loop", 0.0) + report["cpu_s"] - sum(report["parts"].values())
+        parts["loop"] = parts.get("loop", 0.0) + report["cpu_s"] - report["idle_s"] - sum(report["parts"].values())
         row["parts_us"] = {p: s / ended * 1e6 for p, s in sorted(parts.items())}
         row["grouped_us"] = {p: s / ended * 1e6 for p, s in sorted(group_parts(parts).items())}
         row["calibrated_total_us"] = sum(parts.values()) / ended * 1e6
@@ -528,16 +586,22 @@ def main(argv=None) -> int:
                     runs[(workload, instrument)].append(result)
                     print(f"ranks={ranks} {workload:15s} {'metered' if instrument else 'plain  '}"
                           f" loop {result['loop_cpu_per_task_us']:6.1f} us/task"
+                          f" busy {result['busy_cpu_per_task_us']:6.1f}"
                           + (f" (calibrated parts {result['calibrated_total_us']:6.1f})" if instrument else "")
                           + f"  {result['wall_tasks_per_s']:8,.0f} tasks/s  load {load:.1f}", flush=True)
         for workload in args.workloads:
             plain, metered = runs[(workload, False)], runs[(workload, True)]
             row = {"ranks": ranks, "workload": workload, "repeats": args.repeats,
                    "loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in plain),
+                   "busy_cpu_per_task_us": statistics.median(r["busy_cpu_per_task_us"] for r in plain),
+                   "idle_cpu_per_task_us": statistics.median(r["idle_cpu_per_task_us"] for r in plain),
+                   "passes_per_task": statistics.median(r["passes_per_task"] for r in plain),
                    "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain)}
             if any("submaster_cpu_per_task_us" in r for r in plain):
                 row["submaster_cpu_per_task_us"] = statistics.median(
                     statistics.mean(r["submaster_cpu_per_task_us"]) for r in plain)
+                row["submaster_busy_cpu_per_task_us"] = statistics.median(
+                    statistics.mean(r["submaster_busy_cpu_per_task_us"]) for r in plain)
                 row["submaster_ended"] = plain[0]["submaster_ended"]
             if workload != "map":
                 row["driver_submit_cpu_per_task_us"] = statistics.median(
@@ -554,8 +618,8 @@ def main(argv=None) -> int:
             calibrated = {k: statistics.median(r["parts_us"].get(k, 0.0) for r in metered) for k in keys}
             overhead = {k: statistics.median(r["meter_overhead_us"].get(k, 0.0) for r in metered) for k in keys}
             # what the calibration left over (or took too much), spread over the parts by their meters'
-            # cost, so that the parts add up to the unmetered runs' total
-            residual = sum(calibrated.values()) - row["loop_cpu_per_task_us"]
+            # cost, so that the parts add up to the unmetered runs' busy total (idle passes left out)
+            residual = sum(calibrated.values()) - row["busy_cpu_per_task_us"]
             weight = sum(overhead.values()) or 1.0
             row["parts_calibrated_us"] = calibrated
             row["meter_overhead_us"] = overhead
