@@ -224,12 +224,17 @@ def master_cost(data: dict) -> str:
             driver = r.get("driver_submit_cpu_per_task_us")
             per = f"{r['loop_cpu_per_task_us']:.0f}" + (f" ({r['loop_cpu_per_item_us']:.1f}/item)"
                                                        if "loop_cpu_per_item_us" in r else "")
-            rows.append([r["ranks"], r["workload"], per, "-" if driver is None else f"{driver:.0f}",
+            busy = r.get("busy_cpu_per_task_us")
+            if "submaster_busy_cpu_per_task_us" in r:
+                busy = f"{busy:.0f} (sub-masters {r['submaster_busy_cpu_per_task_us']:.0f})"
+            elif busy is not None:
+                busy = f"{busy:.0f}"
+            rows.append([r["ranks"], r["workload"], per, busy or "-", "-" if driver is None else f"{driver:.0f}",
                          *(f"{max(0.0, grouped.get(p, 0.0)):.0f}" for p in parts), f"{r['wall_tasks_per_s']:,.0f}"])
         load = mode.get("load_before") or [0]
         out.append(f"#### {label} (commit {mode.get('commit')}, {mode['tasks']:,} tasks, median of"
                    f" {mode['rows'][0]['repeats']}, load average {load[0]:.1f} before)\n\n`{mode['command']}`\n\n"
-                   + _table(["ranks", "workload", "master CPU us/task", "driver submit us/task",
+                   + _table(["ranks", "workload", "master CPU us/task", "busy us/task", "driver submit us/task",
                              *(f"{p} us" for p in parts), "tasks/s (wall, shared cores)"], rows))
     groups = data.get("journal_group_commit")
     if groups:
@@ -240,8 +245,9 @@ def master_cost(data: dict) -> str:
                        [[f"{groups['one_transaction_per_task_us']:.0f} us",
                          *(f"{v:.0f} us" for v in grouped.values())]]))
     return ("### The master's CPU per task (rank 0's master thread, no-op tasks; a map task is a chunk of"
-            f" {data.get('chunksize', 64)})\n\nParts from metered runs (exclusive thread CPU time, meters' cost"
-            " calibrated and the parts scaled to the unmetered total).\n\n" + "\n\n".join(out))
+            f" {data.get('chunksize', 64)})\n\nTotal: the master thread's CPU per task; busy: without idle passes"
+            " (polling while the slow, shared-core workers run). Parts: each part's share of the metered runs"
+            " (exclusive thread CPU time) scaled to the busy total.\n\n" + "\n\n".join(out))
 
 
 def scale_model(data: dict) -> str:
