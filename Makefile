@@ -12,7 +12,7 @@ E2E_TEST_TIMEOUT ?= 2400
 MPI_TEST_TIMEOUT ?= 900
 PYTEST_MPI := $(PY) -m pytest --with-mpi -p no:cacheprovider -q tests/mpi
 
-.PHONY: demo test test-unit test-e2e test-mpi test-mpi-4 test-mpi-6 bench figures clean
+.PHONY: demo test test-unit test-e2e test-mpi test-mpi-4 test-mpi-6 test-mpi-hier bench figures clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(STAMP)  ## the mixed quantum workload on local mpiexec (8 ranks)
 # Runs every group even when one fails, prints one line per group, fails at the end if any did.
 test: $(STAMP)  ## every test: unit, end-to-end (incl. Slurm if installed), MPI at 4 and 6 ranks
 	@failed=""; summary=""; \
-	for group in unit e2e mpi-4 mpi-6; do \
+	for group in unit e2e mpi-4 mpi-6 mpi-hier; do \
 	    echo "=== make test: $$group"; \
 	    if $(MAKE) --no-print-directory test-$$group; then result=passed; \
 	    else result=FAILED; failed="$$failed $$group"; fi; \
@@ -51,7 +51,11 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(call with_shm_cleanup,timeout -k 10 $(E2E_TEST_TIMEOUT) $(PY) -m pytest -q -rs tests/e2e)
 
-test-mpi: test-mpi-4 test-mpi-6
+test-mpi: test-mpi-4 test-mpi-6 test-mpi-hier
+
+# the same MPI suite under hierarchical masters: 2 sub-masters over groups of 4 and 3 workers
+test-mpi-hier: $(STAMP)
+	$(call with_shm_cleanup,PILOTQ_SUBMASTERS=2 timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n 10 $(PYTEST_MPI))
 
 test-mpi-4 test-mpi-6: test-mpi-%: $(STAMP)
 	$(call with_shm_cleanup,timeout -k 10 $(MPI_TEST_TIMEOUT) $(MPIEXEC) -n $* $(PYTEST_MPI))
