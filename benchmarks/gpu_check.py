@@ -11,8 +11,9 @@ overall ``--budget`` of seconds; the JSON is rewritten after every part:
    layers, built without Qiskit by ``benchmarks/gpu_circuits.py``), fused to 4-qubit blocks, on one
    process: the CuPy backend for 20..32 qubits, numpy with all cores and with one core for the sizes
    that fit the time. Each size: one warm-up run (CuPy compiles its kernels), then timed runs.
-   Reported: seconds per run (median), per layer, gates/s (circuit gates) and fused blocks/s; the
-   GPU state at the smallest size is compared with numpy's.
+   Reported: seconds per run (median), per layer, gates/s (circuit gates), fused blocks/s and
+   seconds per amplitude per fused block (``amp_gate_s``, the planner profile's unit); the GPU
+   state at the smallest size is compared with numpy's.
 
 Writes ``benchmarks/results/statevector_gpu.json`` (and ``$OUT/statevector_gpu.json`` plus the
 subprocess log ``$OUT/gpu_check.log`` when ``OUT`` is set). ``mpiexec``: ``$MPIEXEC`` or the one on
@@ -72,7 +73,7 @@ def worker(spec: dict) -> dict:
         "threads": spec.get("threads"), "qubits": n, "dtype": dtype, "layers": LAYERS,
         "gates": len(gates), "fused_gates": len(fused), "repeats": spec["repeats"],
         "run_s": run_s, "s_per_layer": run_s / LAYERS, "gates_per_s": len(gates) / run_s,
-        "fused_gates_per_s": len(fused) / run_s, "warmup_run_s": times[0][1] if warm else None,
+        "fused_gates_per_s": len(fused) / run_s, "amp_gate_s": run_s / (len(fused) << n), "warmup_run_s": times[0][1] if warm else None,
         "alloc_s": statistics.median(a for a, _ in timed), "all_run_s": [t for _, t in timed],
         "state_gib": (1 << n) * np.dtype(dtype).itemsize / 2**30, "norm": sv.norm(),
     }
