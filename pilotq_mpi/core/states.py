@@ -31,10 +31,11 @@ class TaskState(str, enum.Enum):
     @property
     def terminal(self) -> bool:
         """True when the task will never change state again."""
-        return self in _TERMINAL
+        return self in TERMINAL
 
 
-_TERMINAL = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT})
+TERMINAL = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT})
+"""The terminal states (``state in TERMINAL`` is what :attr:`TaskState.terminal` says, without a call)."""
 
 
 class TaskEvent(str, enum.Enum):

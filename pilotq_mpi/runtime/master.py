@@ -19,7 +19,7 @@ from typing import Any
 from ..core.dependencies import DependencyTracker
 from ..core.inventory import Inventory, QpuSpec
 from ..core.scheduler import Scheduler
-from ..core.states import TaskEvent, TaskState
+from ..core.states import TERMINAL, TRANSITIONS, TaskEvent, TaskState, next_state
 from ..errors import (EXIT_INCOMPLETE, EXIT_STUCK_RANKS, AbandonedError, DependencyError, RemoteTraceback,
                       ResourceError, TaskTimeoutError, WalltimeError)
 from .abort import abort_job
@@ -407,15 +407,18 @@ class Master(JoinedAllocations):
             return
         # revoked too late: it ran, and ends as it ended (if the driver cancelled it, its future stays so)
         revoked_late = bool(self._revoking) and self._revoking.pop(record.task_id, False) is not False
-        if record.spec.ranks == 1:
+        spec = record.sub.spec
+        if spec.ranks == 1:
             self._observe(record, result)
         stale = result.attempt != record.attempt or record.state is not TaskState.RUNNING
         if not stale:
-            record.started = min(record.started or result.started, result.started)
-            record.ended = max(record.ended or result.ended, result.ended)
-            record.rank_spans[result.rank] = (result.started, result.ended)  # each rank's own, for the trace
+            started, ended = result.started, result.ended
+            first, last = record.started, record.ended  # (min/max over the ranks, unrolled)
+            record.started = started if not first or started < first else first
+            record.ended = ended if not last or ended > last else last
+            record.rank_spans[result.rank] = (started, ended)  # each rank's own, for the trace
             if result.ok:
-                if record.spec.gather or result.rank == record.ranks[0]:
+                if spec.gather or result.rank == record.ranks[0]:
                     record.values[result.rank] = result.value
             elif record.error is None:
                 record.error, record.traceback, record.timed_out = result.error, result.traceback, result.timed_out
@@ -510,8 +513,10 @@ class Master(JoinedAllocations):
     def _move(self, record: TaskRecord, event: TaskEvent) -> TaskState:
         """Fire ``event`` on ``record`` and keep the per-kind state counts current."""
         counter = self.counts[record.sub.kind]
-        counter[record.state] -= 1  # a TaskState is a str equal to its value: no `.value` (~2 us a call)
-        state = record.fire(event)
+        old = record.state
+        counter[old] -= 1  # a TaskState is a str equal to its value: no `.value` (~2 us a call)
+        state = TRANSITIONS.get((old, event)) or next_state(old, event)  # (next_state raises if illegal)
+        record.state = state
         counter[state] += 1
         return state
 
@@ -550,8 +555,8 @@ class Master(JoinedAllocations):
             " did not succeed (see that task's future for the reason)"))
 
     def _forget_if_finished(self, record: TaskRecord) -> None:
-        if record.state.terminal and not record.pending:
-            self.tasks.pop(record.task_id, None)
+        if record.state in TERMINAL and not record.pending:
+            self.tasks.pop(record.sub.task_id, None)
 
     # --- drain and shutdown -----------------------------------------------------------------
     @staticmethod
