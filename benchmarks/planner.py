@@ -1,9 +1,11 @@
 """Planner benchmark (issue 11): does ``plan(...).best`` pick the fastest way to run a circuit here?
 
-    python benchmarks/planner.py                      # default grid (--size small), ~22 min on 2 cores
+    python benchmarks/planner.py                      # default grid (--size small); 21 min at load 11 on 2 cores
     python benchmarks/planner.py --size tiny --out /tmp/x   # 2 circuits, at most 1 cut: a smoke run (< 1 min)
     python benchmarks/planner.py --rescore            # scores and plot again from the stored measurements
-    python benchmarks/planner.py --rescore --replan   # the current planner's plans and scores, stored apart
+    python benchmarks/planner.py --rescore --replan   # POST HOC: the current planner's plans, scores and the
+                                                      # cross-family hold-out fit, stored apart
+    python benchmarks/planner.py --render             # print the scores and the README table (no writes)
 
 What it does, in order:
 
@@ -26,7 +28,9 @@ What it does, in order:
    ``planner.png`` (predicted vs measured time per strategy, log-log).
 
 Each measured time is ``RunResult.measured_time`` (execution; planning is reported apart as
-``plan_s``). Others share this machine's 2 cores: the load average is recorded per batch.
+``plan_s``). Others share this machine's 2 cores: the 1-minute load average is recorded per batch,
+and before every measured run its load average and the runnable processes of others sampled then
+(``runnable``, from ``/proc/stat``; the pilot's ranks are idle between runs), beside its time.
 """
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ SIZES = {
              "max_subexperiments": 20, "max_cuts": 1, "long_s": 5.0, "batch_timeout": 300, "calibrate": False,
              "one_batch": True},
     "small": {"qubits": (10, 16, 22), "extra": [("hea", 26, 1, "zprod"), ("qaoa", 26, 1, "zsum")], "repeats": 3,
-              "shots": 200, "max_subexperiments": 150, "max_cuts": 3, "long_s": 8.0, "batch_timeout": 600,
+              "shots": 200, "max_subexperiments": 150, "max_cuts": 3, "long_s": 6.0, "batch_timeout": 600,
               "calibrate": True, "one_batch": False},
 }
 
@@ -226,6 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", help="use this cost profile file instead of calibrating")
     ap.add_argument("--families", nargs="+", choices=FAMILIES, help="only these families")
     ap.add_argument("--rescore", action="store_true", help="score the stored planner.json again, no measuring")
+    ap.add_argument("--render", action="store_true",
+                    help="print the scores and the README table of the stored planner.json (nothing written)")
     ap.add_argument("--replan", action="store_true",
                     help="with --rescore: plans and scores from the current planner (each batch's recorded load),"
                          " stored as a separate 'rescored_model_v<N>' entry; measured data and original scores kept")
@@ -234,6 +240,10 @@ def main(argv=None) -> int:
     command = "python " + " ".join([Path(__file__).relative_to(HERE.parent).as_posix(),
                                      *(argv if argv is not None else sys.argv[1:])])
 
+    if args.render:
+        from planner_scoring import main as render
+
+        return render(["--json", str(json_path)])
     if args.rescore:
         data = json.loads(json_path.read_text())
         if args.replan:  # a separate entry; the measured items and the original scores stay as they are

@@ -85,7 +85,7 @@ def bench_statevector(comm, sizes=NUMPY_SIZES, backend: str = "numpy") -> dict[s
         _, gates, _ = circuit_to_gates(_random_layers(n, 4, n))
         fused = fuse_gates(gates, 4)
         best = float("inf")
-        for _ in range(2 if n < 18 else 1):  # CPU time barely moves with the load: few repeats
+        for _ in range(2 if n < 20 else 1):  # CPU time: the least of 2 (cache-resident sizes suffer from heavy load)
             sv = DistributedStatevector(n, comm, backend=backend)
             t0 = clock()
             sv.run(fused)
@@ -172,7 +172,7 @@ def _has_mid(circuit) -> bool:
                == "qpd_measurements" for inst in circuit.data)
 
 
-def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(20, 200), per_class: int = 3) -> dict[str, Any]:
+def bench_sampler(comm, device: str = "CPU", halves=(4, 9), shots=(30, 300), per_class: int = 4) -> dict[str, Any]:
     """Task: Aer sampler on real subexperiments, split into the model's constants (see :mod:`.profile`);
     CPU seconds on CPU (wall on GPU)."""
     from ..cutting import to_qpy
