@@ -67,6 +67,21 @@ class GroupQueue:
         self.inventory = inventory
         self._fits.clear()
 
+    def check_pinned(self, spec: TaskSpec, index: int, group_inventory: Inventory) -> None:
+        """Raise :class:`ResourceError` unless some group could still run ``spec`` with group ``index``
+        holding ``group_inventory`` (a :meth:`with_qpu` result)."""
+        reasons = []
+        for position, inventory in enumerate(self._inventories):
+            inventory = group_inventory if position == index else inventory
+            try:
+                inventory.check(spec, power_of_two=self.power_of_two)
+            except ResourceError as exc:
+                reasons.append(f"group {position}: {exc}")
+                continue
+            if len(inventory.eligible(spec)) >= spec.ranks:
+                return
+        raise ResourceError("; ".join(reasons) or "no group has room for it")
+
     def group_inventory(self, index: int) -> Inventory:
         """What group ``index`` has (its QPU pins included)."""
         return self._inventories[index]

@@ -9,9 +9,11 @@ from the top master instead of a driver and whose outcomes go back up:
   group sees it), ``("cancel", task_id)`` (the driver cancelled a task not known to have
   started), ``("qpu", spec)`` (pin ranks of this group, exactly as the top computed),
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
-* sub-master -> top (:data:`UP`): ``(started, ended)`` per message, one message per
+* sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
   sub-master loop pass: the ids of tasks that started (their futures turn running, so they
-  can no longer be cancelled) and an :class:`EndReport` per task that ended.
+  can no longer be cancelled), an :class:`EndReport` per task that ended, and ``last`` set
+  on the sub-master's final message (sent once its workers are stopped; the top master
+  reads until it has every group's, so no message is left unread when the job ends).
 
 The top master keeps futures, dependencies, the journal and the trace (see
 :mod:`.top_master`); its workers never hear from it.
@@ -98,16 +100,17 @@ class Uplink(TaskObserver):
     def task_ended(self, record: TaskRecord) -> None:
         self._pending.append(report_of(record))
 
-    def pass_ended(self) -> None:
+    def pass_ended(self, last: bool = False) -> None:
         """Send what started or ended during the sub-master's loop pass (one message)."""
-        if self._pending or self.started:
-            self._sends.append(self.world.isend((self.started, self._pending), dest=TOP, tag=UP))
+        if self._pending or self.started or last:
+            self._sends.append(self.world.isend((self.started, self._pending, last), dest=TOP, tag=UP))
             self.started, self._pending = [], []
         if self._sends:
             self._sends = [request for request in self._sends if not request.Test()]
 
     def close(self) -> None:
-        self.pass_ended()
+        """The sub-master is done: send the last message and wait until it is taken."""
+        self.pass_ended(last=True)
         from .polling import Backoff
 
         backoff = Backoff()

@@ -50,11 +50,7 @@ class TopMaster(Master):
         while True:
             worked = self._drain_inbox()
             while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
-                started, ended = message.recv()
-                for task_id in started:
-                    self._on_started(task_id)
-                for report in ended:
-                    self._on_report(EndReport._make(report))
+                self._on_up(message.recv())
                 worked = True
             if self._draining:
                 worked |= self._check_clocks(time.time())
@@ -99,6 +95,15 @@ class TopMaster(Master):
             known = self._group_functions[group]
             self._outgoing[group].append(task_operation(record.sub, record.sub.fn_id not in known))
             known.add(record.sub.fn_id)
+
+    def _on_up(self, message) -> bool:
+        """Apply one sub-master message; True if it was that sub-master's last."""
+        started, ended, last = message
+        for task_id in started:
+            self._on_started(task_id)
+        for report in ended:
+            self._on_report(EndReport._make(report))
+        return last
 
     def _on_started(self, task_id: int) -> None:
         record = self.tasks.get(task_id)
@@ -171,9 +176,12 @@ class TopMaster(Master):
             for record in self.tasks.values():
                 if record.state.terminal or record.spec.qpu is not None:
                     continue
-                where = group_inventory if self.scheduler.group_of(record.task_id) == index else inventory
+                group = self.scheduler.group_of(record.task_id)
                 try:
-                    where.check(record.spec, power_of_two=self.scheduler.power_of_two)
+                    if group is None:  # still here: some group must still fit it
+                        self.scheduler.check_pinned(record.spec, index, group_inventory)
+                    elif group == index:
+                        group_inventory.check(record.spec, power_of_two=self.scheduler.power_of_two)
                 except ResourceError as exc:
                     raise ResourceError(
                         f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
@@ -194,10 +202,18 @@ class TopMaster(Master):
         self.scheduler.inventory = inventory
 
     def _shutdown_workers(self) -> None:
-        """Every task has ended: tell the sub-masters to stop (each stops its own workers)."""
+        """Every task has ended: tell the sub-masters to stop (each stops its own workers), and
+        read until each has sent its last message (outcomes of tasks ended here already are dropped)."""
         self._broadcast("stop")
         self._flush()
+        status = self._mpi.Status()
         backoff = Backoff()
-        while not all(request.Test() for request, _ in self._sends):
-            backoff.sleep()
+        done = 0
+        while done < len(self.groups) or not all(request.Test() for request, _ in self._sends):
+            message = self.world.improbe(self._mpi.ANY_SOURCE, UP, status)
+            if message is None:
+                backoff.sleep()
+                continue
+            done += self._on_up(message.recv())
+            backoff.reset()
         self.observer.close()

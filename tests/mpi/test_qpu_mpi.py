@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pilotq_mpi import QPU, Pilot, ResourceError, current_task
+from pilotq_mpi.runtime import session
 from pilotq_mpi.runtime.bootstrap import run_pilot
 from pilotq_mpi.runtime.options import PilotOptions
 
@@ -128,9 +129,11 @@ def test_map_over_a_qpu_batches_calls_on_the_pinned_worker():
 def test_late_qpu_declaration_that_would_starve_a_queued_task_is_refused():
     def driver():
         workers = len(Pilot().resources.ranks)
+        groups = getattr(session.current(), "groups", [])  # under sub-masters a task fits in one group
+        widest = max((len(group.workers) for group in groups), default=workers)
         with Pilot() as pilot:
             blocker = [pilot.submit(interval_task, 0.5) for _ in range(2 * workers)]
-            wide = pilot.submit(interval_task, 0.0, ranks=workers)
+            wide = pilot.submit(interval_task, 0.0, ranks=widest)
             with pytest.raises(ResourceError, match="declaring QPU 'counting' now would pin ranks"):
                 Pilot(qpus=[QPU_SPEC])
             assert wide.result() is not None and all(f.result() is not None for f in blocker)
