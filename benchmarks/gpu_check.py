@@ -9,7 +9,7 @@ overall ``--budget`` of seconds; the JSON is rewritten after every part:
    ``mpiexec -n 2`` and ``-n 4`` (ranks share the GPU; host staging unless MPI is CUDA-aware);
 3. benchmark: the hardware-efficient ansatz of ``benchmarks/statevector.py`` (StronglyEntangling
    layers, built without Qiskit by ``benchmarks/gpu_circuits.py``), fused to 4-qubit blocks, on one
-   process: the CuPy backend for 20..32 qubits, numpy with all cores and with one core for the sizes
+   process: the CuPy backend for 20..32 qubits (and 33 in complex64), numpy with all cores and with one core for the sizes
    that fit the time. Each size: one warm-up run (CuPy compiles its kernels), then timed runs.
    Reported: seconds per run (median), per layer, gates/s (circuit gates), fused blocks/s and
    seconds per amplitude per fused block (``amp_gate_s``, the planner profile's unit); the GPU
@@ -242,7 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--mpi-test-timeout", type=float, default=90)
     p.add_argument("--bench-timeout", type=float, default=75, help="seconds per benchmark size")
     p.add_argument("--gpu-qubits", type=int, nargs="*", default=[20, 24, 28, 30, 32])
-    p.add_argument("--gpu-c64-qubits", type=int, nargs="*", default=[32])
+    p.add_argument("--gpu-c64-qubits", type=int, nargs="*", default=[33],
+                   help="complex64 sizes (33 qubits: 64 GiB state + 32 GiB swap buffer)")
     p.add_argument("--gpu-repeats", type=int, default=3, help="timed runs per size up to 28 qubits (1 above)")
     p.add_argument("--cpu-qubits", type=int, nargs="*", default=[20, 24, 26], help="numpy on all cores")
     p.add_argument("--cpu1-qubits", type=int, nargs="*", default=[20, 24], help="numpy on one core")

@@ -23,6 +23,9 @@ import numpy as np
 
 from .circuit import expand_matrix
 
+_MAX_ROWS = 1 << 30
+"""Rows per gemm call at most (cuBLAS takes 32-bit sizes; 2**31 rows appear from 33 local qubits)."""
+
 ENGINES = ("auto", "custatevec", "cupy")
 """Values of ``CupyBackend(engine=...)``: ``auto`` is cuStateVec when importable, else plain CuPy."""
 
@@ -107,8 +110,10 @@ class ArrayBackend:
             src = tensor[(slice(None),) * a + (b,)].transpose(perm)
             xp.copyto(hb.reshape(shape_t), src)
             for o in range(1 << a):
-                xp.matmul(x[o * rows_per_block:(o + 1) * rows_per_block], mt,
-                          out=t3[o, b].reshape(rows_per_block, 1 << k))
+                dst = t3[o, b].reshape(rows_per_block, 1 << k)
+                for lo in range(0, rows_per_block, _MAX_ROWS):
+                    hi = min(lo + _MAX_ROWS, rows_per_block)
+                    xp.matmul(x[o * rows_per_block + lo: o * rows_per_block + hi], mt, out=dst[lo:hi])
         order = [layout[i] for i in rest] + tq
         return order[:a] + [layout[a]] + order[a:]
 

@@ -105,3 +105,24 @@ def test_gpu_check_worker_row_on_numpy():
     assert row["engine"] == "numpy" and row["gates"] == LAYERS * 4 * 6 and len(row["all_run_s"]) == 2
     assert row["warmup_run_s"] is None and abs(row["norm"] - 1) < 1e-12
     assert row["gates_per_s"] == pytest.approx(row["gates"] / row["run_s"])
+
+
+def test_gemm_split_into_row_pieces_gives_the_same_state(monkeypatch):
+    """Gemms longer than the 32-bit cuBLAS limit are cut into pieces; cut at 3 rows here."""
+    import pilotq_mpi.statevector.backends as backends
+    from benchmarks.gpu_circuits import random_unitary
+
+    rng = np.random.default_rng(0)
+    m = 9
+    for _ in range(12):
+        k = int(rng.integers(1, 5))
+        qubits, layout = [int(q) for q in rng.permutation(m)[:k]], [int(q) for q in rng.permutation(m)]
+        u = random_unitary(k, rng)
+        psi = rng.standard_normal(1 << m) + 1j * rng.standard_normal(1 << m)
+        whole, split = psi.copy(), psi.copy()
+        lay_whole = NumpyBackend().apply(whole, np.empty(1 << (m - 1), complex), layout, u, qubits)
+        monkeypatch.setattr(backends, "_MAX_ROWS", 3)
+        lay_split = NumpyBackend().apply(split, np.empty(1 << (m - 1), complex), layout, u, qubits)
+        monkeypatch.undo()
+        assert lay_split == lay_whole
+        assert np.max(np.abs(split - whole)) < 1e-13
