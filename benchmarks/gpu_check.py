@@ -238,8 +238,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=360, help="seconds for everything (default 360)")
     p.add_argument("--skip-tests", action="store_true")
     p.add_argument("--skip-bench", action="store_true")
-    p.add_argument("--test-timeout", type=float, default=150)
-    p.add_argument("--mpi-test-timeout", type=float, default=90)
+    p.add_argument("--test-timeout", type=float, default=120)
+    p.add_argument("--mpi-test-timeout", type=float, default=75)
     p.add_argument("--bench-timeout", type=float, default=75, help="seconds per benchmark size")
     p.add_argument("--gpu-qubits", type=int, nargs="*", default=[20, 24, 28, 30, 32])
     p.add_argument("--gpu-c64-qubits", type=int, nargs="*", default=[33],
