@@ -188,10 +188,13 @@ class Master(JoinedAllocations):
     def _wait_idle(self, backoff: Backoff) -> None:
         """Nothing to do: wait a little, or until the driver posts something."""
         self.observer.pass_ended()  # (a loop that forgot to end its pass: held journal futures resolve now)
+        delay = backoff.next_delay()
+        if not delay:  # a spin: Event.wait(0) would only cost a lock round trip (~5 us)
+            return
         # announce the wait before looking at the inbox once more, so post() cannot miss it
         self._idle = True
         if not self._inbox:
-            self._wake.wait(backoff.next_delay())
+            self._wake.wait(delay)
         self._idle = False
         self._wake.clear()
 
