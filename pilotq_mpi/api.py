@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import threading
 import time
 from concurrent.futures import Executor, Future
@@ -19,6 +20,10 @@ QPU = QpuSpec
 """Declare a QPU: ``QPU("fake_fez", factory="pilotq_mpi.workflows.qpu:fake_backend", ranks=1, concurrency=4)``."""
 
 _task_ids = itertools.count(1)
+_NO_DEPS: frozenset[int] = frozenset()
+_plain_dumps = pickle.dumps
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_MAIN = b"__main__"
 _function_ids = itertools.count(1)
 
 
@@ -76,7 +81,9 @@ class Pilot(Executor):
         """Resource classes already checked against ``_feasible_for`` (checking costs ~2 us)."""
         self._feasible_for: Inventory | None = None
         self._specs: dict[tuple, TaskSpec] = {}
-        self._functions: dict[int, tuple[Callable, int, bytes]] = {}
+        self._functions: dict[int, tuple[Callable, int, bytes, str]] = {}
+        self._checked: dict[int, TaskSpec] = {}
+        """Specs already found feasible (by identity: most submits reuse a cached spec)."""
         for qpu in qpus:
             self._declare(qpu)
         pools = [pools] if isinstance(pools, str) else list(pools)
@@ -166,17 +173,26 @@ class Pilot(Executor):
 
     def _submit(self, fn: Callable, args: tuple, kwargs: dict, spec: TaskSpec, after: Iterable[Future],
                 *, chunk: bool, key: str | None = None) -> TaskFuture:
+        # the hot path of one-by-one submits (~10 us here): what repeats is cached per spec and
+        # per function, and nothing is done twice
         if self._shutdown:
             raise RuntimeError("cannot submit after shutdown() (or after leaving the `with Pilot()` block)")
-        if self._feasible_for is not self._master.inventory:  # a QPU pinned ranks since the last check
-            self._feasible, self._feasible_for = set(), self._master.inventory
-        if spec.resource_class not in self._feasible:
-            self._master.scheduler.check(spec)
-            self._feasible.add(spec.resource_class)
-        deps = frozenset(self._dependency_ids(after))
-        kind = getattr(fn, "__qualname__", None) or type(fn).__name__
+        master = self._master
+        if self._feasible_for is not master.inventory:  # a QPU pinned ranks since the last check
+            self._feasible, self._feasible_for, self._checked = set(), master.inventory, {}
+        if self._checked.get(id(spec)) is not spec:
+            resource_class = spec.resource_class
+            if resource_class not in self._feasible:
+                master.scheduler.check(spec)
+                self._feasible.add(resource_class)
+            self._checked[id(spec)] = spec
+        deps = frozenset(self._dependency_ids(after)) if after else _NO_DEPS
+        entry = self._functions.get(id(fn))
+        if entry is None or entry[0] is not fn:
+            entry = self._pickle_function(fn)
+        _, fn_id, fn_bytes, kind = entry
         task_id = next(_task_ids)
-        future = TaskFuture(self._master, task_id, spec.name or kind)
+        future = TaskFuture(master, task_id, spec.name or kind)
         if self.journal is not None:
             key = task_key(fn, args, kwargs, key)
             self.journal.claim(key)
@@ -186,28 +202,32 @@ class Pilot(Executor):
                 future.set_result(serialization.loads(found.result))
                 self.restored += 1
                 return future
-        fn_id, fn_bytes = self._pickled_function(fn)
-        payload = _pickle_arguments(fn, args, kwargs)
+        try:  # serialization.dumps, inlined; anything unusual takes the full path
+            payload = _plain_dumps((args, kwargs), _PROTOCOL)
+            if _MAIN in payload:
+                payload = _pickle_arguments(fn, args, kwargs)
+        except Exception:
+            payload = _pickle_arguments(fn, args, kwargs)
         with self._lock:
-            self._futures.append(future)
-            if len(self._futures) >= self._compact_at:  # forget finished ones now and then
-                self._futures = [f for f in self._futures if not f.done()]
-                self._compact_at = max(1024, 2 * len(self._futures))
-        self._master.post("submit", Submission(task_id, fn_id, fn_bytes, payload, spec, future, deps, kind,
-                                               time.time(), chunk, key, self.journal))
+            futures = self._futures
+            futures.append(future)
+            if len(futures) >= self._compact_at:  # forget finished ones now and then
+                self._futures = futures = list(itertools.filterfalse(Future.done, futures))
+                self._compact_at = max(1024, 2 * len(futures))
+        master.post("submit", Submission(task_id, fn_id, fn_bytes, payload, spec, future, deps, kind,
+                                         time.time(), chunk, key, self.journal))
         return future
 
-    def _pickled_function(self, fn: Callable) -> tuple[int, bytes]:
-        """(id, bytes) of ``fn``, pickled once per function object (workers cache it by id)."""
-        entry = self._functions.get(id(fn))
-        if entry is None or entry[0] is not fn:
-            try:
-                data = serialization.dumps(fn)
-            except Exception as exc:
-                raise TypeError(f"cannot send task function {fn!r} to the workers: {type(exc).__name__}: {exc}")\
-                    from None
-            entry = self._functions[id(fn)] = (fn, next(_function_ids), data)
-        return entry[1], entry[2]
+    def _pickle_function(self, fn: Callable) -> tuple[Callable, int, bytes, str]:
+        """Pickle ``fn`` and cache ``(fn, id, bytes, kind)`` for it (kind: its qualified name)."""
+        try:
+            data = serialization.dumps(fn)
+        except Exception as exc:
+            raise TypeError(f"cannot send task function {fn!r} to the workers: {type(exc).__name__}: {exc}")\
+                from None
+        kind = getattr(fn, "__qualname__", None) or type(fn).__name__
+        entry = self._functions[id(fn)] = (fn, next(_function_ids), data, kind)
+        return entry
 
     @staticmethod
     def _dependency_ids(after: Iterable[Future]) -> Iterator[int]:
