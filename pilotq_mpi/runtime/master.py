@@ -659,6 +659,11 @@ class Master(JoinedAllocations):
     def _all_ended(self) -> bool:
         return self._live == 0
 
+    def _end_job(self, code: int, message: str):
+        """Ranks are stuck in tasks: close the observers and abort every rank with ``code``. Never returns."""
+        self.observer.close()
+        abort_job(self.world, code, message)
+
     def _shutdown_workers(self) -> None:
         """Wait (up to ``stuck_grace``) for ranks still inside failed tasks, then stop every worker."""
         status = self._mpi.Status()
@@ -677,14 +682,13 @@ class Master(JoinedAllocations):
         held = self.scheduler.held_ranks()
         if held:
             detail = "; ".join(f"task {task} on ranks {list(ranks)}" for task, ranks in sorted(held.items()))
-            self.observer.close()
             if aborting:
-                abort_job(self.world, self._abort_code, f"ranks still running tasks ({detail}) are abandoned;"
-                                                         f" aborting the job with exit code {self._abort_code}")
+                self._end_job(self._abort_code, f"ranks still running tasks ({detail}) are abandoned;"
+                                                f" aborting the job with exit code {self._abort_code}")
             code = EXIT_INCOMPLETE if self.drained else EXIT_STUCK_RANKS
-            abort_job(self.world, code, f"ranks never returned from their tasks ({detail}); they are blocked"
-                                        " (a collective whose other ranks failed, or a task past its time);"
-                                        f" aborting the job with exit code {code}")
+            self._end_job(code, f"ranks never returned from their tasks ({detail}); they are blocked"
+                                " (a collective whose other ranks failed, or a task past its time);"
+                                f" aborting the job with exit code {code}")
         for info in self.inventory.ranks:
             self._send(info.rank, None, Tag.SHUTDOWN)
         backoff.reset()
