@@ -78,7 +78,7 @@ def replan_items(data: dict, profile, plan_load_of: dict[str, float]) -> dict[st
         plans = {}
 
         def plan_at(load: float):
-            key = round(load, 2)
+            key = round(load, 1)
             if key not in plans:
                 plans[key] = plan(circuit, observable, Resources(workers=meta["workers"], cores=meta["cpus"],
                                                                  external_load=max(0.0, key)), **kwargs)
