@@ -21,14 +21,22 @@ The hierarchical model (``simulate_hierarchical``): a top master feeds ``G`` sub
 running a ``Scheduler`` over its group (the runtime's rule: a group holds at most
 ``workers x (1 + prefetch)`` slots of tasks). Ranks: 1 top + G sub-masters + workers. Until the
 hierarchical runtime is measured (``master_cost.py --submasters G``), ``c_top`` and ``c_sub`` are
-*estimates* built from the single master's parts (formulas in the JSON, ``estimate: true``).
+*estimates* built from the single master's parts (formulas in the JSON, ``estimate: true``); once
+measured, their totals are the measured busy CPU per task (the sub-master's minus the single
+master's scheduler share, which the simulator charges live), split as the estimates are. A sweep
+of the top master's cost at 8,192 ranks says what it may cost for the 90% target.
 
 Workload and size. Single-rank tasks of a fixed duration, submitted one by one at the driver's
 measured rate, ``rounds`` tasks per worker rank (scaled down from a real run's thousands of
 tasks per rank so that 16,384 ranks simulate in about a minute; utilization is a rate, and the
 steady-state figure does not depend on the task count once the ramp is left out). Reported:
-``utilization`` over the whole run (ramp-up and tail included) and ``steady``: the busy fraction
-of the worker ranks in the middle half of the run (25%-75% of the makespan). Dispatch latency
+``utilization`` over the whole run (ramp-up and tail included) and ``steady``, the long-run
+figure: the lesser of (a) the busy fraction of the worker ranks from the moment the last worker
+got its first task to the last placement (every rank fed once, work still queued) and (b) what
+the masters allow: each master's simulated busy time per task (fixed costs + the live
+scheduler) gives its capacity, times the task duration, over the ranks it feeds. (b) matters
+because a short run's first seconds are easier than a long run's: the master fills every
+rank's prefetch slot before any result comes back, and that buffer hides it for a while. Dispatch latency
 (master to worker) and group latency (top to sub-master) 0.5 ms each (estimates: the polling
 back-off of an idle rank is up to 1 ms). Prefetch 1, as the runtime's default.
 
@@ -64,20 +72,34 @@ BATCH_ESTIMATE = 16
 # --- costs -------------------------------------------------------------------------------
 
 def measured_parts(path: Path, ranks: int = 4) -> dict:
-    """The single master's parts (us per task) for one-by-one submits, and the observers' extra cost."""
+    """The single master's busy parts (us per task) for one-by-one submits, the observers' extra cost,
+    and the hierarchical mode's measured top and sub-master costs when ``master_cost.py --submasters``
+    was run."""
     data = json.loads(path.read_text())
     mode = data["modes"]["single"]
     rows = {r["workload"]: r for r in mode["rows"] if r["ranks"] == ranks}
     base = rows["submit"]
-    parts = dict(base["parts_us"])
     out = {"source": os.path.relpath(path, HERE.parent), "commit": mode.get("commit"), "date": mode.get("date"),
-           "ranks_measured": ranks, "loop_cpu_per_task_us": base["loop_cpu_per_task_us"],
-           "driver_submit_us": base["driver_submit_cpu_per_task_us"], "parts_us": parts,
+           "ranks_measured": ranks, "busy_cpu_per_task_us": base["busy_cpu_per_task_us"],
+           "loop_cpu_per_task_us": base["loop_cpu_per_task_us"],
+           "driver_submit_us": base["driver_submit_cpu_per_task_us"], "parts_us": dict(base["parts_us"]),
            "load_before": mode.get("load_before")}
     for name in ("submit+journal", "submit+trace"):
         if name in rows:
-            out[f"extra_{name.split('+')[1]}_us"] = max(0.0, rows[name]["loop_cpu_per_task_us"]
-                                                        - base["loop_cpu_per_task_us"])
+            kind = name.split("+")[1]
+            out[f"extra_{kind}_us"] = max(0.0, rows[name]["busy_cpu_per_task_us"] - base["busy_cpu_per_task_us"])
+            out[f"extra_{kind}_driver_us"] = max(0.0, rows[name]["driver_submit_cpu_per_task_us"]
+                                                 - base["driver_submit_cpu_per_task_us"])
+    hier = sorted((m for label, m in data["modes"].items() if label.startswith("submasters=")),
+                  key=lambda m: m.get("date") or "")
+    if hier:
+        mode = hier[-1]
+        row = next(r for r in mode["rows"] if r["workload"] == "submit")
+        out["hierarchical_measured"] = {
+            "commit": mode.get("commit"), "date": mode.get("date"), "command": mode["command"],
+            "ranks": row["ranks"], "top_busy_us": row["busy_cpu_per_task_us"],
+            "top_driver_submit_us": row["driver_submit_cpu_per_task_us"],
+            "sub_busy_us": row["submaster_busy_cpu_per_task_us"], "load_before": mode.get("load_before")}
     return out
 
 
@@ -95,45 +117,52 @@ def single_model(costs: dict, observers: bool) -> tuple[MasterModel, dict]:
                 "loop", "observers: journal", "observers: trace") + io / 2
     if observers:
         result += costs.get("extra_journal_us", 0.0) + costs.get("extra_trace_us", 0.0)
+        submit += costs.get("extra_journal_driver_us", 0.0) + costs.get("extra_trace_driver_us", 0.0)
     model = MasterModel(submit=submit * 1e-6, place=place * 1e-6, result=result * 1e-6, scheduler=True)
     return model, {"submit_us": submit, "place_us": place, "result_us": result, "fixed_us": submit + place + result,
                    "scheduler": "charged live (thread CPU time inside the simulated Scheduler's calls)"}
 
 
-def hierarchical_estimates(costs: dict, observers: bool) -> tuple[MasterModel, MasterModel, dict]:
-    """c_top and c_sub estimated from the single master's parts (until the runtime is measured)."""
+def hierarchical_models(costs: dict, top_total_us: float | None = None) -> tuple[MasterModel, MasterModel, dict]:
+    """c_top and c_sub: measured (``master_cost.py --submasters``) when available, else estimated from the
+    single master's parts. The split of each into submit/place/result follows the estimate's formulas.
+    ``top_total_us`` overrides the top's total (the sweep of what the top may cost)."""
     p = costs["parts_us"]
     b = BATCH_ESTIMATE
     msg, pk = _p(p, "messages"), _p(p, "pickle")
-    top_submit = costs["driver_submit_us"] + _p(p, "bookkeeping: submit", "bookkeeping: dependencies")
-    top_place = pk / 2 + msg / 2 / b
-    top_result = _p(p, "bookkeeping: end", "bookkeeping: state machine", "bookkeeping: futures", "loop",
-                    "observers: journal", "observers: trace") + pk / 2 + msg / 2 / b
-    if observers:
-        top_result += costs.get("extra_journal_us", 0.0) + costs.get("extra_trace_us", 0.0)
-    sub_submit = _p(p, "bookkeeping: submit") + pk / 2 + msg / 2 / b
-    sub_place = _p(p, "bookkeeping: dispatch") + (msg + pk) / 2
-    sub_result = _p(p, "bookkeeping: result", "bookkeeping: end", "bookkeeping: state machine", "loop") \
-        + (msg + pk) / 2 + pk / 2 + msg / 2 / b
-    top = MasterModel(submit=top_submit * 1e-6, place=top_place * 1e-6, result=top_result * 1e-6)
-    sub = MasterModel(submit=sub_submit * 1e-6, place=sub_place * 1e-6, result=sub_result * 1e-6, scheduler=True)
-    info = {
-        "estimate": True, "batch_tasks": b,
-        "top_us": {"submit": top_submit, "place": top_place, "result": top_result,
-                   "total": top_submit + top_place + top_result},
-        "sub_us": {"submit": sub_submit, "place": sub_place, "result": sub_result,
-                   "total_without_scheduler": sub_submit + sub_place + sub_result},
-        "formulas": {
-            "top.submit": "driver submit + bookkeeping: submit + dependencies",
-            "top.place": "pickle/2 + messages/2/batch (a task pickled into a batch message to a sub-master)",
-            "top.result": "end + state machine + futures + loop + observers + pickle/2 + messages/2/batch",
-            "sub.submit": "bookkeeping: submit + pickle/2 + messages/2/batch (a task unpacked from a batch)",
-            "sub.place": "dispatch + (messages + pickle)/2 (as the single master)",
-            "sub.result": "result + end + state machine + loop + (messages + pickle)/2 (as the single master)"
-                          " + pickle/2 + messages/2/batch (results forwarded in a batch); scheduler charged live",
-        },
-    }
-    return top, sub, info
+    top = {"submit": costs["driver_submit_us"] + _p(p, "bookkeeping: submit", "bookkeeping: dependencies"),
+           "place": pk / 2 + msg / 2 / b,
+           "result": _p(p, "bookkeeping: end", "bookkeeping: state machine", "bookkeeping: futures", "loop",
+                        "observers: journal", "observers: trace") + pk / 2 + msg / 2 / b}
+    sub = {"submit": _p(p, "bookkeeping: submit") + pk / 2 + msg / 2 / b,
+           "place": _p(p, "bookkeeping: dispatch") + (msg + pk) / 2,
+           "result": _p(p, "bookkeeping: result", "bookkeeping: end", "bookkeeping: state machine", "loop")
+           + (msg + pk) / 2 + pk / 2 + msg / 2 / b}
+    info = {"batch_tasks": b, "formulas": {
+        "top.submit": "driver submit + bookkeeping: submit + dependencies",
+        "top.place": "pickle/2 + messages/2/batch (a task pickled into a batch message to a sub-master)",
+        "top.result": "end + state machine + futures + loop + observers + pickle/2 + messages/2/batch",
+        "sub.submit": "bookkeeping: submit + pickle/2 + messages/2/batch (a task unpacked from a batch)",
+        "sub.place": "dispatch + (messages + pickle)/2 (as the single master)",
+        "sub.result": "result + end + state machine + loop + (messages + pickle)/2 (as the single master)"
+                      " + pickle/2 + messages/2/batch (results forwarded in a batch); scheduler charged live"}}
+    measured = costs.get("hierarchical_measured")
+    if measured:
+        # measured totals (busy CPU); the sub-master's scheduler share is taken out (the simulator
+        # charges its scheduler live), using the single master's scheduler part
+        top_total = measured["top_busy_us"] + measured["top_driver_submit_us"]
+        sub_total = max(0.0, measured["sub_busy_us"] - _p(p, "scheduler"))
+        info.update(estimate=False, measured=measured)
+    else:
+        top_total, sub_total = sum(top.values()), sum(sub.values())
+        info.update(estimate=True)
+    if top_total_us is not None:
+        top_total = top_total_us
+    top = {k: v * top_total / (sum(top.values()) or 1.0) for k, v in top.items()}
+    sub = {k: v * sub_total / (sum(sub.values()) or 1.0) for k, v in sub.items()}
+    info.update(top_us=dict(top, total=sum(top.values())), sub_us=dict(sub, total_without_scheduler=sum(sub.values())))
+    return (MasterModel(**{k: v * 1e-6 for k, v in top.items()}),
+            MasterModel(**{k: v * 1e-6 for k, v in sub.items()}, scheduler=True), info)
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -143,17 +172,41 @@ def workload(workers: int, duration: float, rounds: int, submit_gap: float) -> l
     return [(one, duration, i * submit_gap) for i in range(rounds * workers)]
 
 
-def steady(result, workers: int) -> float:
-    """Busy fraction of the worker ranks in the middle half of the run."""
-    a, b = 0.25 * result.makespan, 0.75 * result.makespan
-    busy = sum(max(0.0, min(r.end, b) - max(r.start, a)) for r in result.records)
-    return busy / ((b - a) * workers) if b > a else 0.0
+def steady(result, workers: int) -> tuple[float, float, float]:
+    """Busy fraction of the worker ranks in the steady part of the run, and that window.
+
+    From when the last worker started its first task (the ramp-up is over) to the last
+    placement (after it the queue is empty and the run drains): every rank has been fed once
+    and work is still waiting, as in the middle of a long run.
+    """
+    first: dict = {}
+    for r in result.records:
+        for rank in r.ranks:
+            if rank not in first or r.start < first[rank]:
+                first[rank] = r.start
+    a = max(first.values())
+    b = max(r.placed for r in result.records)
+    if b <= a:  # too few tasks for a steady part: the middle half
+        a, b = 0.25 * result.makespan, 0.75 * result.makespan
+    busy = sum(max(0.0, min(r.end, b) - max(r.start, a)) * len(r.ranks) for r in result.records)
+    return (busy / ((b - a) * workers) if b > a else 0.0), a, b
 
 
 def summarize(result, workers: int, ranks: int, wall: float, cpu: float) -> dict:
     masters = list(result.masters)
-    return {"ranks": ranks, "workers": workers, "tasks": len(result.records),
-            "utilization": result.utilization, "steady": steady(result, workers),
+    fraction, a, b = steady(result, workers)
+    tasks, duration = len(result.records), result.records[0].end - result.records[0].start
+    # what each master's simulated time per task allows in a long run (its capacity x duration /
+    # the ranks it feeds); a short run's first seconds are easier (no results to handle yet)
+    top = masters[0]
+    bound = tasks / top["busy_seconds"] * duration / workers if top["busy_seconds"] > 0 else float("inf")
+    for sub in masters[1:]:
+        share = len(masters) - 1
+        if sub["busy_seconds"] > 0:
+            bound = min(bound, tasks / share / sub["busy_seconds"] * duration / (workers / share))
+    return {"ranks": ranks, "workers": workers, "tasks": tasks,
+            "utilization": result.utilization, "steady": min(fraction, bound), "steady_window": fraction,
+            "master_bound": bound, "steady_window_s": [a, b],
             "makespan_s": result.makespan, "lower_bound_s": result.lower_bound, "results_seen_s": result.results_seen,
             "scheduler_us_per_task": result.scheduler_seconds / max(1, result.placements) * 1e6
             + result.submit_seconds / max(1, result.placements) * 1e6,
@@ -194,43 +247,45 @@ def _print(label: str, row: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--costs", default=str(HERE / "results" / "master_cost.json"))
-    parser.add_argument("--rounds", type=int, default=6, help="tasks per worker rank")
-    parser.add_argument("--quick", action="store_true", help="rounds 3, fewer configurations")
+    parser.add_argument("--rounds", type=int, default=5, help="tasks per worker rank")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, fewer configurations")
     parser.add_argument("--out", default=str(HERE / "results" / "scale_model.json"))
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
     costs = measured_parts(Path(args.costs))
     gap = costs["driver_submit_us"] * 1e-6
     load_before = os.getloadavg()
-    single_rows, hier_rows, models = [], [], {}
+    single_rows, hier_rows, sweep_rows, models = [], [], [], {}
     for observers in (False, True):
         model, info = single_model(costs, observers)
         label = "journal+trace" if observers else "none"
         models[f"single, observers {label}"] = info
-        durations = DURATIONS if not (args.quick and observers) else (1.0,)
-        for duration in durations:
-            for ranks in RANKS + ((2048, 8192) if duration == 1.0 else ()):
+        for duration in (DURATIONS if not observers else (1.0,)):
+            extra = (2048, 8192) if duration == 1.0 else ()
+            for ranks in sorted(RANKS + extra):
                 if args.quick and ranks == 16384 and duration != 1.0:
                     continue
                 row = run_single(ranks, duration, rounds, model, gap)
                 row.update(duration_s=duration, observers=label)
                 _print(f"single, {duration:g} s, observers {label}", row)
                 single_rows.append(row)
-    top, sub, info = hierarchical_estimates(costs, observers=False)
+    top, sub, info = hierarchical_models(costs)
     models["hierarchical, observers none"] = info
-    sweep = (2, 4, 8, 16, 32) if not args.quick else (4, 32)
-    for groups in sweep:
-        row = run_hierarchical(8192, groups, 1.0, rounds, top, sub, gap)
+    plan = [(8192, g) for g in ((4, 16, 32, 64) if not args.quick else (32,))]
+    plan += [(4096, 16), (16384, 64)] if not args.quick else []
+    for ranks, groups in plan:
+        row = run_hierarchical(ranks, groups, 1.0, rounds, top, sub, gap)
         row.update(duration_s=1.0, observers="none")
         _print(f"hierarchical G={groups}, 1 s", row)
         hier_rows.append(row)
-    for ranks in (4096, 16384):
-        for groups in ((4, 16, 64) if not args.quick else (16,)):
-            row = run_hierarchical(ranks, groups, 1.0, rounds, top, sub, gap)
-            row.update(duration_s=1.0, observers="none")
-            _print(f"hierarchical G={groups}, 1 s", row)
-            hier_rows.append(row)
-    findings = _findings(single_rows, hier_rows)
+    # what the top master may cost for >= 90% at 8,192 ranks (1 s tasks, 32 groups of ~255)
+    for total in ((60, 90, 120) if not args.quick else (90,)):
+        top_x, sub_x, _ = hierarchical_models(costs, top_total_us=total)
+        row = run_hierarchical(8192, 32, 1.0, rounds, top_x, sub_x, gap)
+        row.update(duration_s=1.0, observers="none", top_us=total)
+        _print(f"hierarchical G=32, top {total} us", row)
+        sweep_rows.append(row)
+    findings = _findings(single_rows, hier_rows, sweep_rows)
     out = {
         "benchmark": "scale_model", "command": "python benchmarks/scale_model.py" + (" --quick" if args.quick else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -238,7 +293,7 @@ def main(argv=None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rounds": rounds, "dispatch_latency_s": LATENCY, "group_latency_s": LATENCY, "prefetch": 1,
         "submit_gap_s": gap, "target": TARGET, "costs": costs, "models": models,
-        "single": single_rows, "hierarchical": hier_rows, "findings": findings,
+        "single": single_rows, "hierarchical": hier_rows, "top_cost_sweep": sweep_rows, "findings": findings,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
@@ -247,7 +302,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _findings(single_rows: list[dict], hier_rows: list[dict]) -> dict:
+def _findings(single_rows: list[dict], hier_rows: list[dict], sweep_rows: list[dict]) -> dict:
     out = {}
     for row in single_rows:
         if row["observers"] != "none":
@@ -265,6 +320,8 @@ def _findings(single_rows: list[dict], hier_rows: list[dict]) -> dict:
         "fewest_groups_meeting_target": good[0]["groups"] if good else None,
         "largest_group_size_meeting_target": good[0]["group_size"] if good else None,
         "steady_by_groups": {r["groups"]: r["steady"] for r in at}}
+    meets = [r["top_us"] for r in sweep_rows if r["steady"] >= TARGET]
+    out["top_master_us_per_task_for_target_at_8192"] = max(meets) if meets else None
     return out
 
 

@@ -270,12 +270,13 @@ def scale_model(data: dict) -> str:
     return (f"### Predicted utilization at scale (simulator with the measured master costs, {data['rounds']} tasks"
             f" per worker rank)\n\n`{data['command']}`\n\nSingle master: {fixed:.0f} us of fixed CPU per task"
             " (measured at 4 ranks, the driver's submit included) plus the real scheduler's CPU at each size."
-            " Cells: worker-rank utilization in the middle half of the run (whole run, ramp-up included, in"
-            f" brackets). Target: >= {data['target']:.0%}.\n\n"
+            " Cells: worker-rank utilization in the steady part of the run (from the last worker's first task"
+            " to the last placement), and over the whole run (ramp-up and tail included) in brackets."
+            f" Target: >= {data['target']:.0%}.\n\n"
             + _table(["task s", "observers", *(f"{n:,} ranks" for n in ranks)], rows)
             + f"\n\nHierarchical masters, 1 s tasks: top master {hier.get('top_us', {}).get('total', 0):.0f} us/task,"
               f" sub-masters {hier.get('sub_us', {}).get('total_without_scheduler', 0):.0f} us/task + scheduler{est}."
-              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "utilization (middle half)",
+              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "utilization (steady)",
                                    "whole run", "top master busy", "busiest sub-master"], hrows))
 
 
