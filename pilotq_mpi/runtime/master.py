@@ -235,7 +235,8 @@ class Master(JoinedAllocations):
             self._end(record, E.CANCEL, error=WalltimeError(
                 f"task {record.name!r} was not started: the pilot is draining before its walltime ends"))
             return
-        ready, failed_dep = self.deps.add(sub.task_id, sub.deps)
+        # (no dependencies: ready, as DependencyTracker.add would say, without the call)
+        ready, failed_dep = self.deps.add(sub.task_id, sub.deps) if sub.deps else (True, None)
         if failed_dep is not None:
             self._fail_dependency(record, failed_dep)
         elif ready:
@@ -532,7 +533,7 @@ class Master(JoinedAllocations):
         record.result = value
         if error is not None:
             record.error = error
-        self._timed.discard(record.task_id)
+        self._timed.discard(record.sub.task_id)
         # observers first: a journaled result is on disk before the driver can see it
         self.observer.task_ended(record)
         future = record.sub.future
