@@ -21,9 +21,11 @@ Durability
     ``tests/unit/test_journal.py::test_per_record_cost_is_printed``): ``durability="process"``, 100-byte results: ~45-60 us
     per ``record()`` committed alone, ~15 us per record in ``batch()`` groups
     of 16; 4 KB results ~110 us alone, ~80 us batched. ``"power"``: ~1-2 ms
-    alone, ~0.2 ms batched. At 5,000 tasks/s the master should therefore use
-    ``batch()`` (group commit) for the completions it handles in one loop
-    iteration, and resolve their futures after the batch exits.
+    alone, ~0.2 ms batched. The master therefore commits the completions of
+    each loop pass together (``record_many``, called by its journal observer)
+    and resolves their futures after the commit: with the observer's own work,
+    ~60 us per task alone, ~30 us per task in groups of 16
+    (``python benchmarks/master_cost.py --journal-groups``).
 
 What is reused on a rerun
     ``lookup(key)`` returns the record only if it is *reusable*: state

@@ -22,6 +22,16 @@ Model
   arrives at ``t + dispatch_latency``. A prefetched task that arrived while the rank was
   busy starts the moment the rank frees, which is how prefetch hides the round trip.
 * A rank is released (``scheduler.release``) when its part of a task completes.
+* ``master`` (:class:`MasterModel`): the master is a single server with a CPU cost per
+  submission, placement and result (optionally plus the time measured inside the scheduler's
+  calls). It works in passes like the real loop: all that arrived, then one ``schedule()``,
+  then the placements leave one after another; results wait until it gets to them, so the
+  scheduler learns of a free rank late (a worker still starts its prefetched task at once).
+  Without it the master costs nothing and its view is always current.
+* :func:`simulate_hierarchical`: a top master (its own cost) hands tasks in batches to ``G``
+  sub-masters, each a master as above with its own ``Scheduler`` over its group of ranks,
+  keeping each group fed with ``workers x (1 + prefetch)`` slots (:class:`GroupRouter`, the
+  rule of the runtime's group queue); results go back up in one message per sub-master pass.
 * ``horizon`` turns on the scheduler's prefetch gating (queue a task behind a busy rank's
   work only if that work is predicted to end within ``horizon``); predictions come from
   ``predict(task id)``, by default the true durations (an oracle).
@@ -357,7 +367,8 @@ def simulate(inventory: Inventory, tasks: Iterable, *, prefetch: int = 1, dispat
     scheduler = _scheduler(inventory, work, prefetch, scheduler_factory, horizon, predict)
     _check_fits(work, [scheduler])
     server = _Server("master", master or MasterModel(), scheduler=scheduler)
-    return _Engine(inventory, work, [server], None, [[r.rank for r in inventory.ranks]], prefetch=prefetch, dispatch_latency=dispatch_latency,
+    return _Engine(inventory, work, [server], None, [[r.rank for r in inventory.ranks]], prefetch=prefetch,
+                   dispatch_latency=dispatch_latency,
                    group_latency=0.0, timer=timer, clocked=horizon is not None).run()
 
 
@@ -427,7 +438,8 @@ class _Engine:
     """The event loop shared by the single-master and the hierarchical simulations."""
 
     def __init__(self, inventory: Inventory, work: list[SimTask], leaves: list[_Server], top: _Server | None,
-                 leaf_ranks: list, *, prefetch: int, dispatch_latency: float, group_latency: float, timer, clocked: bool):
+                 leaf_ranks: list, *, prefetch: int, dispatch_latency: float, group_latency: float, timer,
+                 clocked: bool):
         self.inventory = inventory
         self.work = work
         self.leaves = leaves
