@@ -115,3 +115,19 @@ def test_qpu_rejections_move_only_those_fragments_to_a_simulator():
         return True
 
     run_pilot(driver, options=PilotOptions(quiet=True))
+
+
+def test_statevector_calibration_probe_reports_cpu_constants_on_each_rank():
+    """The state-vector probe of the calibration (CPU-time constants) on every rank's own communicator."""
+    from mpi4py import MPI
+
+    from pilotq_mpi.workflows.planner.calibration import bench_statevector
+
+    out = bench_statevector(MPI.COMM_SELF, sizes=(9, 11))
+    assert set(out["amp_gate_s"]) <= {"9", "11"} and "11" in out["amp_gate_s"]
+    for key in ("gate_s", "observable_amp_s", "observable_term_amp_s", "init_amp_s", "probe_cpu_s"):
+        assert out[key] > 0, key
+    profile = CostProfile(host="probe")
+    profile.update("numpy", {k: v for k, v in out.items() if k != "probe_cpu_s"})
+    assert profile.by_size("numpy", "amp_gate_s", 11) == out["amp_gate_s"]["11"]
+

@@ -365,20 +365,6 @@ def test_plan_under_external_load_explains_the_share_and_stretches_cpu_work(su2_
     assert idle.best.label in ("statevector/1", "statevector/2")
 
 
-def test_statevector_probe_reports_cpu_constants_at_the_sizes_asked():
-    from mpi4py import MPI
-
-    from pilotq_mpi.workflows.planner.calibration import bench_statevector
-
-    out = bench_statevector(MPI.COMM_SELF, sizes=(9, 11))
-    assert set(out["amp_gate_s"]) <= {"9", "11"} and "11" in out["amp_gate_s"]
-    for key in ("gate_s", "observable_amp_s", "observable_term_amp_s", "init_amp_s", "probe_cpu_s"):
-        assert out[key] > 0, key
-    profile = CostProfile(host="probe")
-    profile.update("numpy", {k: v for k, v in out.items() if k != "probe_cpu_s"})
-    assert profile.by_size("numpy", "amp_gate_s", 11) == out["amp_gate_s"]["11"]
-
-
 def test_external_load_is_sampled_now_not_the_lagging_load_average():
     from pilotq_mpi.workflows.planner.resources import external_load_now, runnable_now
 
