@@ -61,6 +61,11 @@ def sample_comm(comm, qpy_bytes, shots, seed):
     return sample(qpy_bytes, shots, seed)
 
 
+def loaded_modules(comm):
+    """Names of the modules loaded in this worker process (what a pilotq-mpi worker imports)."""
+    return sorted(sys.modules)
+
+
 def wide_bash(seconds, parsl_resource_specification=None):
     """Parsl bash app body: the wide task as a fresh MPI job of the task's width (``$PARSL_MPI_PREFIX``)."""
     return f"$PARSL_MPI_PREFIX {sys.executable} -m peers_tasks wide {seconds}"
