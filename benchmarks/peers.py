@@ -209,7 +209,7 @@ def markdown(data: dict) -> str:
         versus = f"{row['pilotq_over_futures']:.2f}" if "pilotq_over_futures" in row else ""
         label = row["label"] + (f" (bound {row['lower_bound_s']:.2f} s)" if "lower_bound_s" in row else "")
         lines.append([label, row["procs"], *cells, row["pilotq_verdict"], versus])
-    header = ["workload", "procs", *peers, "pilotq-mpi", "pilotq / mpi4py.futures"]
+    header = ["workload", "procs", *peers, "pilotq-mpi vs the best", "pilotq-mpi / mpi4py.futures"]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
     text = "\n".join(out)
@@ -227,7 +227,7 @@ def installed(peer: str) -> str | None:
     try:
         importlib.metadata.version(DISTRIBUTIONS[peer])
     except importlib.metadata.PackageNotFoundError:
-        return f"not installed (pip install -e '.[peers]')"
+        return "not installed (pip install -e '.[peers]')"
     return None
 
 

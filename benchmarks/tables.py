@@ -280,9 +280,42 @@ def scale_model(data: dict) -> str:
                                    "whole run", "top master busy", "busiest sub-master"], hrows))
 
 
+def peers(data: dict) -> str:
+    from peers import markdown  # benchmarks/peers.py: its ratio logic is unit-tested there
+
+    versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v)
+    loads = [r["load_before"] for runs in data["runs"].values() for r in runs]
+    return (f"### Peers side by side: same workloads, one run ({data['date']}; pilotq-mpi and mpi4py.futures median of"
+            f" {data['repeats']['mpi peers']}, others {data['repeats']['others']} run)\n\n`{data['command']}`\n\n"
+            f"Each cell: value (times the best of its row; best = 1.00). Load average during the runs"
+            f" {min(loads):.1f}-{max(loads):.1f} on {data['machine']['cpus']} cores. {versions}.\n\n"
+            + markdown(data))
+
+
+def costs(data: dict) -> str:
+    idle = data["idle"]
+    rows = []
+    for role in ("worker", "master (rank 0)", "hydra proxy", "mpiexec"):
+        procs = [p for p in idle["processes"] if p["role"] == role]
+        if procs:
+            cpu = sorted(p["cpu_percent"] for p in procs)
+            rows.append([role, len(procs), f"{cpu[len(cpu) // 2]:.1f}% (max {cpu[-1]:.1f}%)",
+                         f"{sorted(p['pss_mib'] for p in procs)[len(procs) // 2]:.1f}"])
+    total = sum(p["pss_mib"] for p in idle["processes"])
+    start = "; ".join(f"{s['ranks']} ranks {s['median_s']:.2f} s ({s['min_s']:.2f}-{s['max_s']:.2f}, {s['runs']} runs)"
+                      for s in data["startup"])
+    return (f"### Costs users feel: idle CPU, memory per rank, start-up ({data['date']})\n\n`{data['command']}`\n\n"
+            f"Idle {data['idle_s']:g} s at {data['idle_ranks']} ranks after 200 tasks, load average"
+            f" {idle['load_before']:.1f}; PSS of all processes {total:.0f} MiB. A worker has {idle['worker_modules']}"
+            f" modules loaded; heavy packages among them: {', '.join(idle['worker_heavy_modules']) or 'none'}.\n"
+            f"Start-up to the first result: {start}.\n\n"
+            + _table(["process", "count", "idle CPU (median)", "PSS MiB (median)"], rows))
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
              "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner,
-             "elastic": elastic, "master_cost": master_cost, "scale_model": scale_model}
+             "elastic": elastic, "master_cost": master_cost, "scale_model": scale_model,
+             "peers": peers, "costs": costs}
 
 
 def render_all() -> str:
