@@ -277,7 +277,19 @@ def scale_model(data: dict) -> str:
             + f"\n\nHierarchical masters, 1 s tasks: top master {hier.get('top_us', {}).get('total', 0):.0f} us/task,"
               f" sub-masters {hier.get('sub_us', {}).get('total_without_scheduler', 0):.0f} us/task + scheduler{est}."
               "\n\n" + _table(["ranks", "sub-masters", "workers per group", "utilization (steady)",
-                                   "whole run", "top master busy", "busiest sub-master"], hrows))
+                                   "whole run", "top master busy", "busiest sub-master"], hrows)
+            + _top_sweep(data))
+
+
+def _top_sweep(data: dict) -> str:
+    rows = [[r["ranks"], r["groups"], r["group_size"], f"{r['top_us']:g}", f"{r['steady']:.0%}",
+             f"{r['utilization']:.0%}", f"{r['masters'][0]['busy_fraction']:.0%}",
+             f"{r['masters'][1]['busy_fraction']:.0%}"] for r in data.get("top_cost_sweep", [])]
+    if not rows:
+        return ""
+    return ("\n\nWhat the top master may cost (1 s tasks; the sub-masters' cost as measured):\n\n"
+            + _table(["ranks", "sub-masters", "workers per group", "top master us/task", "utilization (steady)",
+                      "whole run", "top master busy", "busiest sub-master"], rows))
 
 
 def peers(data: dict) -> str:
