@@ -52,9 +52,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "observable_term_amp_s": 4.8e-9, "gate_s": 1.3e-4, "init_amp_s": 1.6e-9, "convert_gate_s": 1.0e-4},
     "cupy": {"amp_gate_s": {"10": 2.0e-7, "20": 2.0e-10, "28": 1.0e-11}, "observable_amp_s": 5.0e-11,
              "observable_term_amp_s": 1.0e-11, "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
-    "aer": {"amp_gate_s": {"18": 3.5e-8}, "setup_s": 0.19, "observable_amp_s": 3.6e-8},
-    "aer-sampler": {"circuit_s": 6.4e-2, "gate_s": 9.2e-5, "amp_gate_s": 5.4e-9, "shot_s": 2.4e-5,
-                    "sample_s": 1.8e-5},
+    "aer": {"amp_gate_s": {"18": 3.5e-8}, "setup_s": 0.19, "observable_amp_s": 1.0e-10},
+    "aer-sampler": {"circuit_s": 5.3e-3, "gate_s": 7.1e-5, "amp_gate_s": 6.1e-9, "shot_s": 4.0e-5,
+                    "sample_s": 1.2e-5},
     "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
                         "sample_s": 1.0e-6},
     "comm": {"latency_s": 6.4e-5, "bytes_per_s": 1.8e9},
@@ -64,7 +64,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """Built-in constants: one ``pilotq-mpi calibrate -n 4`` (CPU-time probes, model v3) on the shared 2-core
 build machine at load average 5-13 (observable constants from a second one at 19-23; the CPU-time
-constants of the two agree within 15% except the state vector's at 18 qubits, 1.7x); GPU entries are
+constants of the two agree within 15% except the state vector's at 18 qubits, 1.7x; ``aer-sampler``
+from a third at 9-12, after the sampler task began to keep its pass manager); GPU entries are
 rough guesses, never measured. Replaced by :func:`calibrate`."""
 
 
