@@ -11,11 +11,13 @@ task runs the worker reads nothing (it is single-threaded): a revoke takes effec
 the running task ends.
 
 Results of very short tasks travel together: when the task just run took less than
-``SHORT_S`` and the next one in the backlog is of a function whose last run here was that
-short too, the result waits for the next one's (one message, and one pass of the master's
-loop, for several tasks; a result is held for at most one more short task each time, and
-``HOLD_MAX`` at most). Anything else (a longer or unknown task next, an empty backlog, a
-revoke) sends what is held at once.
+``SHORT_S`` and the next one in the backlog is of a function whose last ``SHORT_STREAK``
+runs here were all that short, the result waits for the next one's (one message, and one
+pass of the master's loop, for several tasks; ``HOLD_MAX`` results at most). Anything else
+(a task not known short next, an empty backlog, a revoke) sends what is held at once. The
+one case where a result waits longer: a function that ran short ``SHORT_STREAK`` times in a
+row and then runs long delays the result before it by that run (a task that waits for the
+driver to see an earlier result is not supported with such functions).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ AWAY_S = 0.002
 """After this long without probing (a task ran), probe once more before starting the next task."""
 SHORT_S = 0.0002
 """A task this short may have its result held back to travel with the next short task's."""
+SHORT_STREAK = 8
+"""A function counts as short after this many short runs in a row on this worker."""
 HOLD_MAX = 16
 """At most this many results travel in one message."""
 
@@ -70,8 +74,8 @@ class Worker:
         self._functions: dict[int, Callable] = {}
         self._backlog: collections.deque[TaskMessage] = collections.deque()
         self._fn_bytes: dict[int, bytes] = {}
-        self._last_run: dict[int, float] = {}
-        """Function id -> seconds its last run here took (decides whether a result may wait)."""
+        self._short_runs: dict[int, int] = {}
+        """Function id -> its short runs in a row here (decides whether a result may wait)."""
         self._held: list[tuple] = []
         """Packed results not sent yet (see the module notes)."""
         """Functions of revoked tasks, never loaded: a later task of the same id comes without them."""
@@ -123,9 +127,9 @@ class Worker:
                     self._start_qpu_task(task)
                 else:
                     result = self._run(task)
-                    took = result.ended - result.started
-                    self._last_run[task.fn_id] = took
-                    self._report(result, hold=took < SHORT_S and self._next_is_short())
+                    short = result.ended - result.started < SHORT_S
+                    streak = self._short_runs[task.fn_id] = self._short_runs.get(task.fn_id, 0) + 1 if short else 0
+                    self._report(result, hold=streak > 0 and self._next_is_short())
                 worked = True
             if worked:
                 backoff.reset()
@@ -165,7 +169,7 @@ class Worker:
 
     def _short(self, task: TaskMessage) -> bool:
         return (task.qpu is None and len(task.world_ranks) == 1
-                and self._last_run.get(task.fn_id, SHORT_S) < SHORT_S)
+                and self._short_runs.get(task.fn_id, 0) >= SHORT_STREAK)
 
     def _send_held(self) -> None:
         held, self._held = self._held, []
