@@ -31,17 +31,23 @@ def throughput(data: dict) -> str:
     rows = []
     for r in data["rows"]:
         p, t, f = r["pilot"], r["pilot+trace"], r["futures"]
+        cpu = [k.get("submit_rank0_cpu_us_per_task") for k in (p, f)]
+        loads = [v for k in (p, t, f) for pair in k.get("load", []) for v in pair]
         rows.append([r["ranks"], f"{r['tasks']:,}",
                      f"{p['submit_tasks_per_s']:,.0f}", f"{f['submit_tasks_per_s']:,.0f}",
                      f"{p['submit_tasks_per_s'] / f['submit_tasks_per_s']:.2f}",
+                     " / ".join("-" if c is None else f"{c:.0f}" for c in cpu),
                      f"{p['map_tasks_per_s']:,.0f}", f"{f['map_tasks_per_s']:,.0f}",
                      f"{t['submit_tasks_per_s'] / p['submit_tasks_per_s'] - 1:+.0%}",
-                     f"{p['startup_s']:.2f}", f"{f['startup_s']:.2f}"])
-    return (f"### Throughput: pilotq-mpi vs mpi4py.futures (no-op tasks, median of {data['repeats']})\n\n"
+                     f"{p['startup_s']:.2f}", f"{f['startup_s']:.2f}",
+                     f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"])
+    commit = f" at commit {data['commit']}" if data.get("commit") else ""
+    return (f"### Throughput: pilotq-mpi vs mpi4py.futures (no-op tasks, median of {data['repeats']}{commit})\n\n"
             f"`{data['command']}`\n\n" + _table(
                 ["ranks", "tasks", "submit/s pilot", "submit/s futures", "pilot/futures",
+                 "rank-0 CPU us/task pilot / futures",
                  f"map(chunksize={data['rows'][0]['chunksize']})/s pilot", "map/s futures",
-                 "trace cost (submit/s)", "start-up s pilot", "start-up s futures"], rows))
+                 "trace cost (submit/s)", "start-up s pilot", "start-up s futures", "load average"], rows))
 
 
 def subcomm(data: dict) -> str:

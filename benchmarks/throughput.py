@@ -9,7 +9,12 @@ For each (ranks, N) it launches, as fresh MPI jobs:
   * the pilot again with ``PILOTQ_TRACE`` set (the cost of the task trace)
 and times, inside the job, N one-by-one ``submit`` calls followed by waiting for all,
 and ``map(chunksize=64)`` over N items. Start-up is measured from just before the
-launch to the first task's result. Results go to ``benchmarks/results/throughput.json``.
+launch to the first task's result. Rank 0's CPU time (``time.process_time``: the driver
+and, for the pilot, the master thread; for mpi4py.futures its client and manager thread)
+per one-by-one task is recorded beside the wall-clock rate: on this shared 2-core machine
+it is the figure that other people's load disturbs least, and rank 0 is the bottleneck of
+one-by-one submits. The 1-minute load average is recorded before and after every launch.
+Results go to ``benchmarks/results/throughput.json``.
 """
 from __future__ import annotations
 
@@ -54,15 +59,16 @@ def inner(kind: str, tasks: int, chunksize: int) -> dict:
     with Executor() as executor:
         first = executor.submit(fn, 0).result()
         first_at = time.time()
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         futures = [executor.submit(fn, i) for i in range(tasks)]
         total = sum(f.result() for f in futures)
         submit_s = time.perf_counter() - start
+        submit_cpu_s = time.process_time() - cpu
         start = time.perf_counter()
         mapped = sum(executor.map(fn, range(tasks), chunksize=chunksize))
         map_s = time.perf_counter() - start
     assert first == 0 and total == mapped == tasks * (tasks - 1) // 2
-    return {"first_result_at": first_at, "submit_s": submit_s, "map_s": map_s}
+    return {"first_result_at": first_at, "submit_s": submit_s, "submit_cpu_s": submit_cpu_s, "map_s": map_s}
 
 
 def launch(kind: str, ranks: int, tasks: int, chunksize: int) -> dict:
@@ -74,12 +80,14 @@ def launch(kind: str, ranks: int, tasks: int, chunksize: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "pilot+trace":  # the cost of writing the task trace (target: < 5% of throughput)
             env["PILOTQ_TRACE"] = str(Path(tmp) / "trace.jsonl")
+        load_before = os.getloadavg()[0]
         launched = time.time()
         out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({out.returncode}):\n{out.stderr[-2000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["startup_s"] = result.pop("first_result_at") - launched
+    result["load"] = (load_before, os.getloadavg()[0])
     return result
 
 
@@ -99,6 +107,7 @@ def main() -> None:
     if args.quick:
         args.tasks, args.ranks, args.repeats = [1000], [4], 1
     rows = []
+    load_before = os.getloadavg()
     for ranks in args.ranks:
         for tasks in args.tasks:
             runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
@@ -111,18 +120,31 @@ def main() -> None:
                     "submit_tasks_per_s": statistics.median(tasks / r["submit_s"] for r in results),
                     "map_tasks_per_s": statistics.median(tasks / r["map_s"] for r in results),
                     "startup_s": statistics.median(r["startup_s"] for r in results),
+                    "submit_rank0_cpu_us_per_task": statistics.median(1e6 * r["submit_cpu_s"] / tasks
+                                                                      for r in results),
+                    "load": [r["load"] for r in results],
                 }
             rows.append(row)
             print(f"ranks={ranks} N={tasks}: " + "  ".join(
-                f"{kind}: submit {row[kind]['submit_tasks_per_s']:,.0f}/s map {row[kind]['map_tasks_per_s']:,.0f}/s"
-                f" start-up {row[kind]['startup_s']:.2f}s" for kind in KINDS), flush=True)
+                f"{kind}: submit {row[kind]['submit_tasks_per_s']:,.0f}/s"
+                f" (rank 0 {row[kind]['submit_rank0_cpu_us_per_task']:.0f} us CPU/task)"
+                f" map {row[kind]['map_tasks_per_s']:,.0f}/s start-up {row[kind]['startup_s']:.2f}s"
+                for kind in KINDS), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "benchmark": "throughput", "repeats": args.repeats, "statistic": "median",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_before": load_before, "load_after": os.getloadavg(), "commit": _commit(),
         "command": "python benchmarks/throughput.py" + (" --quick" if args.quick else ""),
         "rows": rows}, indent=2))
     print(f"wrote {args.out}")
+
+
+def _commit() -> str | None:
+    """The checked-out commit (the code measured), if this is a git checkout."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE,
+                         check=False)
+    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":
