@@ -11,15 +11,19 @@ from the top master instead of a driver and whose outcomes go back up:
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
 * sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
   sub-master loop pass: the ids of tasks that started (their futures turn running, so they
-  can no longer be cancelled), an :class:`EndReport` per task that ended, and ``last`` set
-  on the sub-master's final message (sent once its workers are stopped; the top master
-  reads until it has every group's, so no message is left unread when the job ends).
+  can no longer be cancelled), an :class:`EndReport` per task that ended, and ``last`` on
+  the sub-master's final message: True once its workers are stopped, or ``(code, message)``
+  when ranks of its group stayed stuck in tasks. The top master reads until it has every
+  group's last message (so none is left unread), and then, if a group is stuck, aborts the
+  job itself: one process aborts, so the launcher reports that code (two concurrent aborts
+  made Hydra report the signal that killed the slower one).
 
 The top master keeps futures, dependencies, the journal and the trace (see
 :mod:`.top_master`); its workers never hear from it.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
 from typing import NamedTuple
 
@@ -93,6 +97,8 @@ class Uplink(TaskObserver):
 
     def __init__(self, world):
         self.world = world
+        self.stuck: tuple[int, str] | None = None
+        """(exit code, message) when ranks of the group are stuck: sent as the last message."""
         self.started: list[int] = []
         self._pending: list[EndReport] = []
         self._sends: list = []
@@ -100,7 +106,7 @@ class Uplink(TaskObserver):
     def task_ended(self, record: TaskRecord) -> None:
         self._pending.append(report_of(record))
 
-    def pass_ended(self, last: bool = False) -> None:
+    def pass_ended(self, last: bool | tuple = False) -> None:
         """Send what started or ended during the sub-master's loop pass (one message)."""
         if self._pending or self.started or last:
             self._sends.append(self.world.isend((self.started, self._pending, last), dest=TOP, tag=UP))
@@ -110,7 +116,7 @@ class Uplink(TaskObserver):
 
     def close(self) -> None:
         """The sub-master is done: send the last message and wait until it is taken."""
-        self.pass_ended(last=True)
+        self.pass_ended(last=self.stuck or True)
         from .polling import Backoff
 
         backoff = Backoff()
@@ -142,10 +148,23 @@ class SubMaster(Master):
                          prefetch_horizon=options.prefetch_horizon, drain_grace=options.drain_grace)
         self.group = group
         self._functions: dict[int, bytes] = {}
+        self._told_to_stop = False
+        """The top master sent "stop": the loop may end. Not before: a message of the top's left unread
+        (the "stop" after an "abort") made the job end with SIGKILL (exit 9) instead of its code."""
 
     def serve(self) -> None:
         """Run the loop until the top master says stop and every task handed here has ended."""
         self._run()
+
+    def _end_job(self, code: int, message: str):
+        """Ranks are stuck: the top master aborts the job (it has the driver and writes the exit code)."""
+        self.observer.stuck = (code, f"group {self.group.index} (sub-master rank {self.group.leader}): {message}")
+        self.observer.close()
+        while True:  # until the top's abort ends this process
+            time.sleep(1.0)
+
+    def _all_ended(self) -> bool:
+        return self._told_to_stop and super()._all_ended()
 
     def _drain_inbox(self) -> bool:
         from_top = self._read_top()
@@ -182,6 +201,6 @@ class SubMaster(Master):
         elif kind == "abort":
             self._on_abort(operation[1])
         elif kind == "stop":
-            self._stopping = True
+            self._stopping = self._told_to_stop = True
         else:
             raise ValueError(f"unknown operation from the top master: {kind!r}")

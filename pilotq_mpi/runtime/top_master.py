@@ -41,6 +41,8 @@ class TopMaster(Master):
         self.groups = groups
         self.scheduler = GroupQueue(inventory, groups, prefetch=prefetch, power_of_two=power_of_two)
         self._outgoing: dict[int, list[tuple]] = defaultdict(list)
+        self._stuck: list[tuple[int, str]] = []
+        """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
         self._group_functions: list[set[int]] = [set() for _ in groups]
 
     # --- loop ---------------------------------------------------------------------------
@@ -103,7 +105,9 @@ class TopMaster(Master):
             self._on_started(task_id)
         for report in ended:
             self._on_report(EndReport._make(report))
-        return last
+        if isinstance(last, tuple):
+            self._stuck.append(last)
+        return bool(last)
 
     def _on_started(self, task_id: int) -> None:
         record = self.tasks.get(task_id)
@@ -216,4 +220,6 @@ class TopMaster(Master):
                 continue
             done += self._on_up(message.recv())
             backoff.reset()
+        if self._stuck:
+            self._end_job(self._stuck[0][0], "; ".join(message for _, message in self._stuck))
         self.observer.close()
