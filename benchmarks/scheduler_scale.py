@@ -3,13 +3,25 @@
     python benchmarks/scheduler_scale.py             # 64 / 512 / 4096 ranks x 1e4 / 1e5 / 1e6 tasks (within budget)
     python benchmarks/scheduler_scale.py --quick     # 64 and 512 ranks, 2,000 tasks: seconds
     python benchmarks/scheduler_scale.py --profile   # also cProfile the scheduler at the largest rank count
+    git worktree add /tmp/sched-old <commit>          # then, to measure that commit's scheduler side by side:
+    python benchmarks/scheduler_scale.py --baseline /tmp/sched-old --before old-result.json
 
 Inventory: 4 worker ranks per node, one GPU each. Workload: ``mixed_workload`` (a bag of
 tasks submitted at t=0; 5% multi-rank with widths 2/4/8/16; half need a GPU; lognormal
 durations, median 1 s, sigma 1), prefetch 1, no dispatch latency. For each configuration
-it reports the scheduler's own cost (wall time inside ``Scheduler.schedule()`` and
-``release()`` per placed task, and its inverse, decisions per second), and the quality of
-the simulated schedule: makespan / lower bound, utilization, queue wait p95.
+it reports the scheduler's own cost per placed task: CPU time (``time.process_time``, robust
+to other processes on the machine) and wall time (``time.perf_counter``) inside
+``Scheduler.schedule()`` and ``release()``, and the quality of the simulated schedule:
+makespan / lower bound, utilization, queue wait p95. Every task is queued before the first
+placement (a bag of tasks submitted at t=0). The load average before and after each run and
+the time of a fixed pure-Python reference loop (how fast this machine ran Python just then)
+are recorded, so that runs on a busy machine can be read.
+
+``--baseline DIR`` also runs the scheduler of another checkout (``DIR/pilotq_mpi/core/
+scheduler.py`` and its ``rank_index.py``; everything else, the simulator included, is this
+checkout's) on each configuration up to ``--baseline-max-tasks``, just before the current one
+(interleaved), and reports the ratio. ``--before FILE`` copies the rows of an earlier result
+file (e.g. the committed one, measured with the old scheduler) into the output for reference.
 
 A configuration is skipped (and listed as skipped) when its run time, extrapolated
 linearly in tasks from the previous size at the same rank count, exceeds ``--budget``.
@@ -26,6 +38,7 @@ import importlib.util
 import io
 import json
 import platform
+import os
 import pstats
 import sys
 import time
@@ -54,18 +67,104 @@ def load_scheduler(path: str | None):
     return getattr(mod, name or "Scheduler")
 
 
+def timed(factory):
+    """``factory`` with wall time (perf_counter) summed around schedule() and release().
+
+    The simulator itself measures CPU time around the same calls (its ``timer`` is
+    ``time.process_time`` here), so both clocks cover the same code, this wrapper included."""
+    wall = {"schedule": 0.0, "release": 0.0}
+    clock = time.perf_counter
+
+    class Timed(factory):
+        def schedule(self, now=None):
+            start = clock()
+            result = super().schedule(now)
+            wall["schedule"] += clock() - start
+            return result
+
+        def release(self, task_id, rank, now=None):
+            start = clock()
+            result = super().release(task_id, rank, now)
+            wall["release"] += clock() - start
+            return result
+
+    return Timed, wall
+
+
+def reference_loop_us(repeat: int = 200) -> float:
+    """Best time of a fixed pure-Python loop (sum of 10,000 ints), in microseconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        total = 0
+        for i in range(10_000):
+            total += i
+        best = min(best, time.process_time() - start)
+    return best * 1e6
+
+
+def timer_overhead_us(repeat: int = 20_000) -> float:
+    """Median CPU time of an empty ``process_time()`` interval (what each measured call carries extra), in us."""
+    samples = []
+    clock = time.process_time
+    for _ in range(repeat):
+        start = clock()
+        samples.append(clock() - start)
+    samples.sort()
+    return samples[len(samples) // 2] * 1e6
+
+
 def run_one(ranks: int, tasks: int, args, factory) -> dict:
     inventory = Inventory.from_layout(ranks, ranks_per_node=RANKS_PER_NODE, gpus_per_rank=1)
     workload = mixed_workload(tasks, wide_fraction=args.wide_fraction, gpu_fraction=args.gpu_fraction,
                               seed=args.seed, sigma=args.sigma)
-    start = time.perf_counter()
+    scheduler, wall = timed(factory)
+    load_before = os.getloadavg()[0]
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = simulate(inventory, workload, prefetch=args.prefetch, dispatch_latency=args.latency,
-                      scheduler_factory=factory)
-    wall = time.perf_counter() - start
+                      scheduler_factory=scheduler, timer=time.process_time)
     row = result.summary()
-    row["simulation_wall_s"] = wall
+    row["simulation_wall_s"] = time.perf_counter() - start
+    row["simulation_cpu_s"] = time.process_time() - cpu_start
+    row["load_before"], row["load_after"] = load_before, os.getloadavg()[0]
     row["nodes"] = ranks // RANKS_PER_NODE
+    placements = max(row["placements"], 1)
+    # the simulator's "scheduler_seconds" are CPU seconds here (timer=process_time)
+    row["cpu_us_per_placement"] = row["scheduler_seconds"] / placements * 1e6
+    row["schedule_cpu_us_per_placement"] = row["schedule_seconds"] / placements * 1e6
+    row["release_cpu_us_per_placement"] = row["release_seconds"] / placements * 1e6
+    row["wall_us_per_placement"] = (wall["schedule"] + wall["release"]) / placements * 1e6
+    row["timer"] = "process_time (CPU); wall_us_per_placement: perf_counter"
+    overhead = timer_overhead_us()
+    row["timer_overhead_us"] = overhead
+    intervals = row["schedule_calls"] + row["release_calls"]
+    row["cpu_us_per_placement_net"] = row["cpu_us_per_placement"] - overhead * intervals / placements
     return row
+
+
+def load_baseline(directory: Path):
+    """The Scheduler class of another checkout (its scheduler.py with its own rank_index.py)."""
+    core = directory / "pilotq_mpi" / "core"
+    if not (core / "scheduler.py").is_file():
+        raise SystemExit(f"--baseline {directory}: no pilotq_mpi/core/scheduler.py there;"
+                         " make one with `git worktree add DIR <commit>`")
+    package = "pilotq_mpi.core"
+    saved = sys.modules.get(f"{package}.rank_index")
+    modules = {}
+    try:
+        for name in ("rank_index", "scheduler"):
+            spec = importlib.util.spec_from_file_location(f"{package}.baseline_{name}", core / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            module.__package__ = package
+            sys.modules[spec.name] = module
+            if name == "scheduler":  # its `from .rank_index import ...` gets the baseline's index
+                sys.modules[f"{package}.rank_index"] = modules["rank_index"]
+            spec.loader.exec_module(module)
+            modules[name] = module
+    finally:
+        if saved is not None:
+            sys.modules[f"{package}.rank_index"] = saved
+    return modules["scheduler"].Scheduler
 
 
 def profile_one(ranks: int, tasks: int, args, factory, top: int = 15) -> dict:
@@ -90,18 +189,24 @@ def profile_one(ranks: int, tasks: int, args, factory, top: int = 15) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| ranks | tasks | sched. time (s) | us / decision | decisions/s | makespan / bound | utilization"
-            " | wait p95 (s) | sim. wall (s) |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| ranks | tasks | CPU us / placement (net) | wall us / placement | baseline CPU us (net) | speed-up"
+            " | makespan / bound | utilization | wait p95 (s) | load | sim. wall (s) |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['ranks']} | {r['tasks']:,} | skipped: {r['skipped']} | | | | | | |")
+            lines.append(f"| {r['ranks']} | {r['tasks']:,} | skipped: {r['skipped']} |" + " |" * 8)
             continue
+        base = r.get("baseline")
         lines.append(
-            f"| {r['ranks']} | {r['tasks']:,} | {r['scheduler_seconds']:.2f} | {r['seconds_per_decision'] * 1e6:.1f}"
-            f" | {r['decisions_per_second']:,.0f} | {r['makespan_over_bound']:.3f} | {r['utilization']:.3f}"
-            f" | {r['wait_p95']:.1f} | {r['simulation_wall_s']:.1f} |"
+            f"| {r['ranks']} | {r['tasks']:,} | {r['cpu_us_per_placement']:.1f} ({r['cpu_us_per_placement_net']:.1f})"
+            f" | {r['wall_us_per_placement']:.1f} | {base['cpu_us_per_placement']:.1f}"
+            f" ({base['cpu_us_per_placement_net']:.1f}) | {base['cpu_us_per_placement'] / r['cpu_us_per_placement']:.1f}x"
+            if base else
+            f"| {r['ranks']} | {r['tasks']:,} | {r['cpu_us_per_placement']:.1f} ({r['cpu_us_per_placement_net']:.1f})"
+            f" | {r['wall_us_per_placement']:.1f} | | "
         )
+        lines[-1] += (f" | {r['makespan_over_bound']:.3f} | {r['utilization']:.3f} | {r['wait_p95']:.1f}"
+                      f" | {r['load_before']:.1f} | {r['simulation_wall_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -120,11 +225,18 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile a run at the largest rank count")
     parser.add_argument("--profile-tasks", type=int, default=10_000)
     parser.add_argument("--scheduler", default=None, help="module:Class or path.py:Class of a stand-in scheduler")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (e.g. a git worktree of an older commit) whose scheduler runs too")
+    parser.add_argument("--baseline-max-tasks", type=int, default=100_000,
+                        help="run the baseline only up to this many tasks (it may be slow)")
+    parser.add_argument("--before", type=Path, default=None, help="an earlier result file to copy in for reference")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scheduler_scale.json")
     args = parser.parse_args(argv)
     ranks_list = args.ranks or ([64, 512] if args.quick else [64, 512, 4096])
     tasks_list = args.tasks or ([2_000] if args.quick else [10_000, 100_000, 1_000_000])
     factory = load_scheduler(args.scheduler)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    reference_before = reference_loop_us()
 
     rows = []
     for ranks in ranks_list:
@@ -137,12 +249,25 @@ def main(argv=None) -> int:
                                  "skipped": f"est. {estimate:,.0f} s > budget {args.budget:.0f} s"})
                     print(f"ranks={ranks} tasks={tasks}: skipped (estimated {estimate:.0f} s)", flush=True)
                     continue
+            base = None
+            if baseline is not None and tasks <= args.baseline_max_tasks:
+                base = run_one(ranks, tasks, args, baseline)
+                print(f"ranks={ranks} tasks={tasks} baseline: {base['cpu_us_per_placement']:.1f} us CPU/placement",
+                      flush=True)
             row = run_one(ranks, tasks, args, factory)
+            if base is not None:
+                if base["makespan"] != row["makespan"]:
+                    print(f"  note: the baseline's simulated makespan differs ({base['makespan']} vs {row['makespan']})")
+                row["baseline"] = {k: base[k] for k in (
+                    "cpu_us_per_placement", "cpu_us_per_placement_net", "wall_us_per_placement", "schedule_cpu_us_per_placement",
+                    "release_cpu_us_per_placement", "makespan", "simulation_wall_s", "load_before", "load_after")}
+                row["baseline"]["same_makespan"] = base["makespan"] == row["makespan"]
             rows.append(row)
             previous = row
-            print(f"ranks={ranks} tasks={tasks}: {row['seconds_per_decision'] * 1e6:.1f} us/decision,"
-                  f" makespan/bound {row['makespan_over_bound']:.3f}, utilization {row['utilization']:.3f},"
-                  f" sim {row['simulation_wall_s']:.1f} s", flush=True)
+            print(f"ranks={ranks} tasks={tasks}: {row['cpu_us_per_placement']:.1f} us CPU/placement"
+                  f" ({row['wall_us_per_placement']:.1f} wall), makespan/bound {row['makespan_over_bound']:.3f},"
+                  f" utilization {row['utilization']:.3f}, sim {row['simulation_wall_s']:.1f} s,"
+                  f" load {row['load_before']:.1f}", flush=True)
 
     profile = profile_one(max(ranks_list), args.profile_tasks, args, factory) if args.profile else None
     command = "python benchmarks/scheduler_scale.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -152,16 +277,29 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
         "scheduler": args.scheduler or "pilotq_mpi.core.scheduler:Scheduler",
+        "baseline": str(args.baseline) if args.baseline else None,
         "inventory": f"{RANKS_PER_NODE} ranks per node, 1 GPU per rank",
         "workload": {"generator": "mixed_workload", "wide_fraction": args.wide_fraction,
                      "widths": [2, 4, 8, 16], "gpu_fraction": args.gpu_fraction, "median_duration": 1.0,
-                     "sigma": args.sigma, "seed": args.seed, "submit": "all at t=0"},
+                     "sigma": args.sigma, "seed": args.seed, "submit": "all at t=0, queued before the first placement"},
         "prefetch": args.prefetch,
         "dispatch_latency": args.latency,
+        "cost": ("per placed task: CPU (process_time) and wall (perf_counter) inside schedule() + release();"
+                 " _net: less the measured cost of the process_time() calls themselves (timer_overhead_us per"
+                 " schedule() or release() call)"),
+        "reference_loop_us": {"before": reference_before, "after": reference_loop_us(),
+                              "what": "best CPU time of a pure-Python loop summing 10,000 ints"},
         "results": rows,
         "profile": profile,
     }
+    if args.before:
+        before = json.loads(args.before.read_text())
+        out["before"] = {"date": before.get("date"), "command": before.get("command"), "file": str(args.before),
+                         "rows": [{k: r.get(k) for k in ("ranks", "tasks", "seconds_per_decision", "makespan",
+                                                          "utilization", "simulation_wall_s")}
+                                  for r in before.get("results", []) if "skipped" not in r]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\n`{out['command']}`\n")

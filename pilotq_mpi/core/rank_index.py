@@ -1,109 +1,399 @@
-"""Indexes that let the scheduler find ranks without scanning all of them (pure, no MPI).
+"""Indexes that let the scheduler find ranks without scanning them (pure, no MPI).
 
-At 4096 ranks a full scan per placement cost ~2 ms; these keep it near 0.1 ms (measured
-with ``benchmarks/scheduler_scale.py``) and choose exactly the same ranks as the scan.
+Everything here is updated incrementally, one rank at a time (:meth:`RankIndex.changed`), and
+answers in time independent of the number of ranks in the common cases; each index chooses
+exactly the ranks that a scan in the scheduler's preference order would choose (the
+placement sequence is pinned by ``tests/unit/test_scheduler_golden.py``).
+
+The one technique used throughout: *level heaps*. Members (ranks, or nodes) sit at a small
+integer level (a rank's load, a node's number of idle ranks) and have a static key (their
+preference order within a level). Each level has a min-heap of keys and the set of members
+that have an entry in it. A member entering a level pushes its key only if it has no entry
+there yet; entries are never removed when a member leaves a level, only dropped when found
+at the top with the member elsewhere (stale). Because keys are static, an old entry is
+exactly right again if the member comes back, so each heap holds at most one entry per
+member: no growth, no compaction, and in steady state (a rank's load going 1 -> 2 -> 1)
+no heap operation at all.
 """
 from __future__ import annotations
 
-import heapq
-from typing import Callable, Collection, Mapping, Sequence
+from heapq import heapify, heappop, heappush
+from typing import Callable, Collection, Mapping, MutableSet, Sequence
 
 from .inventory import RankInfo
 
-BUSY_WIDE = float("inf")
-"""Effective load of a rank held by a multi-rank task, or whose waiting slots are shut: no
-single-rank task may join it."""
+INF = float("inf")
+BUSY_WIDE = INF
+"""Effective load of a rank that no single-rank task may join: held by a multi-rank task,
+shut for waiting tasks (closed), retired, or reserved for a blocked multi-rank task."""
+
+_RANK_BITS = 40
+_RANK_MASK = (1 << _RANK_BITS) - 1
+
+
+class SingleRankIndex:
+    """The ranks of one single-rank resource class by effective load (levels below ``cap``).
+
+    Within a level the order is (GPU rank when CPU is preferred, rank), encoded in one int.
+    ``counts[level]`` is exact; ``open`` is their sum; ``classes`` are the scheduler's
+    resource-class keys to wake when a rank becomes available here.
+    """
+
+    __slots__ = ("cap", "counts", "open", "heaps", "present", "keys", "classes")
+
+    def __init__(self, keys: dict[int, int], cap: int, effective: Mapping[int, float]):
+        self.cap = cap
+        self.keys = keys
+        self.counts = [0] * cap
+        self.heaps: list[list[int]] = [[] for _ in range(cap)]
+        self.present: list[set[int]] = [set() for _ in range(cap)]
+        self.classes: set = set()
+        for rank, key in keys.items():
+            level = effective[rank]
+            if level < cap:
+                self.counts[level] += 1
+                self.heaps[level].append(key)
+                self.present[level].add(rank)
+        for heap in self.heaps:
+            heapify(heap)
+        self.open = sum(self.counts)
+
+
+class WideSet:
+    """The idle ranks of one eligible set (the ranks a multi-rank class may use), by node.
+
+    ``fast`` when the set lies in one allocation, its ranks ascend in inventory order and
+    each node's ranks are contiguous in it: then inventory order, rank order and node
+    order agree, which is what lets :meth:`best_fit` and :meth:`reserve` answer from
+    per-node counts instead of a scan. Otherwise the scheduler scans (its reference code).
+
+    Candidates are ranks of effective load 0 (idle, not reserved, not retired).
+    """
+
+    __slots__ = ("ranks", "members", "fast", "uniform", "node_of", "node_ranks", "idle", "total",
+                 "level_counts", "node_heaps", "node_present", "ready_heaps", "ready_present", "classes")
+
+    def __init__(self, infos: Sequence[RankInfo], effective: Mapping[int, float], ready: Mapping[int, float]):
+        self.ranks = tuple(info.rank for info in infos)
+        self.members = frozenset(self.ranks)
+        nodes: dict[str, int] = {}
+        node_ranks: list[list[int]] = []
+        contiguous = True
+        previous = None
+        for info in infos:
+            index = nodes.get(info.node)
+            if index is None:
+                index = nodes[info.node] = len(node_ranks)
+                node_ranks.append([])
+            elif index != previous:
+                contiguous = False
+            previous = index
+            node_ranks[index].append(info.rank)
+        self.node_ranks = [tuple(r) for r in node_ranks]
+        self.node_of = {rank: index for index, members in enumerate(self.node_ranks) for rank in members}
+        self.fast = (contiguous and len({info.allocation for info in infos}) <= 1
+                     and all(a < b for a, b in zip(self.ranks, self.ranks[1:])))
+        sizes = {len(members) for members in self.node_ranks}
+        self.uniform = sizes.pop() if len(sizes) == 1 else None
+        biggest = max((len(members) for members in self.node_ranks), default=0)
+        self.idle = [sum(1 for r in members if effective[r] == 0) for members in self.node_ranks]
+        self.total = sum(self.idle)
+        self.level_counts = [0] * (biggest + 1)
+        self.node_heaps: list[list[int]] = [[] for _ in range(biggest + 1)]
+        self.node_present: list[set[int]] = [set() for _ in range(biggest + 1)]
+        for node, count in enumerate(self.idle):
+            if count:
+                self.level_counts[count] += 1
+                self.node_heaps[count].append(node)
+                self.node_present[count].add(node)
+        self.ready_heaps: dict[int, list[int]] = {}
+        self.ready_present: dict[int, set[int]] = {}
+        for rank in self.ranks:
+            level = ready[rank]
+            if level != INF:
+                self.ready_heaps.setdefault(level, []).append(rank)
+                self.ready_present.setdefault(level, set()).add(rank)
+        for heap in self.ready_heaps.values():
+            heapify(heap)
+        self.classes: list[tuple[int, object]] = []
+        """(width, class key) of the multi-rank classes using this set, narrowest first."""
+
+    def add_class(self, width: int, key) -> None:
+        if (width, key) not in self.classes:
+            self.classes.append((width, key))
+            self.classes.sort(key=lambda item: item[0])
+
+    def candidate(self, rank: int, became: bool, wake: MutableSet) -> None:
+        """``rank`` became (or stopped being) an idle candidate."""
+        node = self.node_of[rank]
+        count = self.idle[node]
+        new = count + 1 if became else count - 1
+        self.idle[node] = new
+        if count:
+            self.level_counts[count] -= 1
+        if new:
+            self.level_counts[new] += 1
+            present = self.node_present[new]
+            if node not in present:
+                present.add(node)
+                heappush(self.node_heaps[new], node)
+        if became:
+            self.total += 1
+            total = self.total
+            for width, key in self.classes:
+                if width > total:
+                    break
+                wake.add(key)
+        else:
+            self.total -= 1
+
+    # --- queries (fast sets only) ---------------------------------------------------------
+    def _top_node(self, level: int) -> int:
+        heap, present, idle = self.node_heaps[level], self.node_present[level], self.idle
+        while idle[heap[0]] != level:
+            present.discard(heappop(heap))
+        return heap[0]
+
+    def _nodes_covering(self, width: int) -> list[int]:
+        """Nodes with idle candidates, most idle first, then in node order, until they hold
+        ``width`` candidates (all of them if they hold fewer). The heaps are left as found."""
+        idle, counts = self.idle, self.level_counts
+        nodes: list[int] = []
+        popped: list[tuple[int, int]] = []
+        covered = 0
+        for level in range(len(counts) - 1, 0, -1):
+            if not counts[level]:
+                continue
+            heap, present = self.node_heaps[level], self.node_present[level]
+            found = 0
+            while found < counts[level] and covered < width:
+                node = heappop(heap)
+                if idle[node] != level:
+                    present.discard(node)
+                    continue
+                popped.append((level, node))
+                nodes.append(node)
+                found += 1
+                covered += level
+            if covered >= width:
+                break
+        for level, node in popped:
+            heappush(self.node_heaps[level], node)
+        return nodes
+
+    def best_fit(self, width: int, same_node: bool, effective: Mapping[int, float]) -> tuple[int, ...] | None:
+        """Idle candidates for a ``width``-rank task: the node with the fewest candidates that
+        still fit it (first such node), else nodes with most candidates first (not if ``same_node``)."""
+        if self.total < width:
+            return None
+        counts = self.level_counts
+        for level in range(width, len(counts)):
+            if counts[level]:
+                node = self._top_node(level)
+                return tuple([r for r in self.node_ranks[node] if effective[r] == 0][:width])
+        if same_node:
+            return None
+        chosen: list[int] = []
+        for node in self._nodes_covering(width):
+            chosen.extend([r for r in self.node_ranks[node] if effective[r] == 0][: width - len(chosen)])
+        return tuple(sorted(chosen)) if len(chosen) == width else None
+
+    def _ready_nodes(self, needed: int, ready: Mapping[int, float]) -> list[int]:
+        """The first ``needed`` distinct nodes met going through ranks that no multi-rank task
+        holds by (load, rank) (fewer if there are not so many). The heaps are left as found."""
+        nodes: list[int] = []
+        seen: set[int] = set()
+        popped: list[tuple[int, int]] = []
+        node_of = self.node_of
+        for level in sorted(self.ready_heaps):
+            heap, present = self.ready_heaps[level], self.ready_present[level]
+            while heap and len(nodes) < needed:
+                rank = heappop(heap)
+                if ready[rank] != level:
+                    present.discard(rank)
+                    continue
+                popped.append((level, rank))
+                node = node_of[rank]
+                if node not in seen:
+                    seen.add(node)
+                    nodes.append(node)
+            if len(nodes) >= needed:
+                break
+        for level, rank in popped:
+            heappush(self.ready_heaps[level], rank)
+        return nodes
+
+    def reserve(self, width: int, same_node: bool, ready: Mapping[int, float],
+                load: Mapping[int, int]) -> tuple[int, ...] | None | bool:
+        """Ranks to reserve for a blocked ``width``-rank task (no reservation exists, so every
+        idle rank is a candidate): the node with the most idle ranks among nodes that could hold
+        it (ties: the one whose most ready rank comes first), else the nodes whose most ready
+        ranks come first; within a node its ranks by (held by a multi-rank task, load, rank).
+        False when this set cannot answer fast (the caller scans)."""
+        if not self.fast or self.uniform is None:
+            return False
+        size = self.uniform
+
+        def readiness(rank: int) -> tuple:
+            return (ready[rank] == INF, load[rank], rank)
+
+        if size >= width:
+            top = len(self.level_counts) - 1
+            while top and not self.level_counts[top]:
+                top -= 1
+            if top:
+                node = self._top_node(top)
+            else:  # no idle rank: the node of the most ready rank (all held by multi-rank tasks: the first)
+                first = self._ready_nodes(1, ready)
+                node = first[0] if first else self.node_of[self.ranks[0]]
+            return tuple(sorted(sorted(self.node_ranks[node], key=readiness)[:width]))
+        if same_node:
+            return None
+        needed = -(-width // size)
+        nodes = self._ready_nodes(needed, ready)
+        if len(nodes) < needed:
+            return False  # nodes held whole by multi-rank tasks come next: rare, scanned
+        chosen: list[int] = []
+        for node in nodes:
+            chosen.extend(sorted(self.node_ranks[node], key=readiness)[: width - len(chosen)])
+        return tuple(sorted(chosen))
 
 
 class RankIndex:
-    """Idle ranks, and per resource class a lazy min-heap of (effective load, GPU rank?, rank).
+    """Idle ranks, effective loads, and the per-class indexes above, kept up to date.
 
-    The scheduler owns the ``load`` and ``exclusive`` mappings and the ``closed`` set (busy
-    ranks that take no waiting task now) and calls :meth:`changed` after every change of
-    a rank's load or of those. Heap entries are never updated in place: a change
-    pushes a fresh entry, and entries that no longer match the rank's load are dropped
-    when they reach the top (the heap is compacted when it grows past 4x its ranks).
+    The scheduler owns the ``load`` and ``exclusive`` mappings and the ``closed``,
+    ``retired`` and ``reserved`` sets, and calls :meth:`changed` after every change of a
+    rank's load or of those. ``wake`` (a set the scheduler owns) collects resource-class
+    keys that may have become placeable; ``holder_key`` is the class of the task holding
+    the reservation (woken whenever a rank becomes idle).
     """
 
     def __init__(self, ranks: Sequence[RankInfo], load: Mapping[int, int], exclusive: Mapping[int, int],
-                 closed: Collection[int] = frozenset(), retired: Collection[int] = frozenset()):
+                 closed: Collection[int] = frozenset(), retired: Collection[int] = frozenset(),
+                 reserved: Collection[int] = frozenset(), wake: MutableSet | None = None):
         self._load = load
         self._exclusive = exclusive
         self._closed = closed
         self._retired = retired
+        self._reserved = reserved
+        self.wake = set() if wake is None else wake
+        self.holder_key = None
         self._position = {info.rank: index for index, info in enumerate(ranks)}
         self.idle = {info.rank for info in ranks if load[info.rank] == 0}
-        self._heaps: dict[tuple, tuple[list, int]] = {}
-        self._heaps_of: dict[int, list[tuple[list, bool]]] = {info.rank: [] for info in ranks}
+        self.effective: dict[int, float] = {info.rank: self._effective(info.rank) for info in ranks}
+        self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else load[info.rank]
+                                        for info in ranks}
+        self._singles: dict[tuple, SingleRankIndex] = {}
+        self._singles_of: dict[int, list[SingleRankIndex]] = {info.rank: [] for info in ranks}
+        self._wides: dict[tuple, WideSet] = {}
+        self._wides_of: dict[int, list[WideSet]] = {info.rank: [] for info in ranks}
 
-    def effective_load(self, rank: int) -> float:
-        """Tasks assigned to ``rank``, or infinity while a multi-rank task holds it or it is closed or retired."""
-        if rank in self._exclusive or rank in self._closed or rank in self._retired:
-            return BUSY_WIDE
+    def _effective(self, rank: int) -> float:
+        if rank in self._exclusive or rank in self._closed or rank in self._retired or rank in self._reserved:
+            return INF
         return self._load[rank]
 
-    def changed(self, rank: int) -> None:
-        """``rank``'s load (or exclusivity) changed."""
-        if self._load[rank] == 0:
-            self.idle.add(rank)
-        else:
-            self.idle.discard(rank)
-        load = self.effective_load(rank)
-        for heap, gpu_rank in self._heaps_of[rank]:
-            heapq.heappush(heap, (load, gpu_rank, rank))
+    def effective_load(self, rank: int) -> float:
+        """Tasks assigned to ``rank``, or infinity while no single-rank task may join it."""
+        return self.effective[rank]
 
-    def least_loaded(self, key: tuple, eligible: Sequence[RankInfo], *, prefer_cpu: bool, limit: int,
-                     exclude: set[int], admit: Callable[[int], bool] | None = None) -> int | None:
-        """The eligible rank with the lowest (load, GPU rank when CPU is preferred, rank) whose
-        load is below ``limit`` and which is not in ``exclude``; None if there is none.
+    def changed(self, rank: int) -> None:
+        """``rank``'s load, exclusivity, or closed/retired/reserved state changed."""
+        load = self._load[rank]
+        if load:
+            self.idle.discard(rank)
+        else:
+            self.idle.add(rank)
+            if self.holder_key is not None:
+                self.wake.add(self.holder_key)
+        if rank in self._exclusive:
+            effective = ready = INF
+        else:
+            ready = load
+            effective = INF if (rank in self._closed or rank in self._retired or rank in self._reserved) else load
+        old = self.effective[rank]
+        if effective != old:
+            self.effective[rank] = effective
+            for single in self._singles_of[rank]:
+                cap = single.cap
+                if old < cap:
+                    single.counts[old] -= 1
+                    single.open -= 1
+                if effective < cap:
+                    single.counts[effective] += 1
+                    single.open += 1
+                    present = single.present[effective]
+                    if rank not in present:
+                        present.add(rank)
+                        heappush(single.heaps[effective], single.keys[rank])
+                    if effective < old:
+                        self.wake.update(single.classes)
+            if old == 0 or effective == 0:
+                for wide in self._wides_of[rank]:
+                    wide.candidate(rank, effective == 0, self.wake)
+        if ready != self.ready[rank]:
+            self.ready[rank] = ready
+            if ready != INF:
+                for wide in self._wides_of[rank]:
+                    present = wide.ready_present.get(ready)
+                    if present is None:
+                        present = wide.ready_present[ready] = set()
+                        wide.ready_heaps[ready] = []
+                    if rank not in present:
+                        present.add(rank)
+                        heappush(wide.ready_heaps[ready], rank)
+
+    # --- per-class indexes ------------------------------------------------------------------
+    def single(self, key: tuple, eligible: Sequence[RankInfo], prefer_cpu: bool, cap: int) -> SingleRankIndex:
+        """The index of single-rank class ``key`` (built on first use)."""
+        index = self._singles.get(key)
+        if index is None:
+            keys = {info.rank: ((1 << _RANK_BITS) if prefer_cpu and info.gpus else 0) | info.rank
+                    for info in eligible}
+            index = self._singles[key] = SingleRankIndex(keys, cap, self.effective)
+            index.classes.add(key)
+            for info in eligible:
+                self._singles_of[info.rank].append(index)
+        return index
+
+    def wide(self, eligible: Sequence[RankInfo]) -> WideSet:
+        """The idle-rank index of eligible set ``eligible`` (built on first use, shared by classes)."""
+        signature = tuple(info.rank for info in eligible)
+        wide = self._wides.get(signature)
+        if wide is None:
+            wide = self._wides[signature] = WideSet(eligible, self.effective, self.ready)
+            for info in eligible:
+                self._wides_of[info.rank].append(wide)
+        return wide
+
+    def least_loaded(self, single: SingleRankIndex, limit: int,
+                     admit: Callable[[int], bool] | None = None) -> int | None:
+        """The rank of ``single`` with the lowest (effective load, GPU rank when CPU is preferred,
+        rank) whose effective load is below ``limit``; None if there is none.
 
         ``admit(rank)``, if given, is asked about busy candidates; when it says no it must
-        have closed the rank (and called :meth:`changed`), so its entry is stale from then on.
-
-        ``limit`` is the same for all ranks of one class (they are all compute ranks, or all
-        ranks of one QPU).
+        have closed the rank (and called :meth:`changed`), and the next candidate is tried.
         """
-        heap = self._heap(key, eligible, prefer_cpu)
-        skipped = []
-        found = None
-        while heap:
-            load, _, rank = heap[0]
-            if load != self.effective_load(rank):
-                heapq.heappop(heap)  # stale
+        effective = self.effective
+        counts = single.counts
+        for level in range(limit):
+            if not counts[level]:
                 continue
-            if load >= limit:
-                break
-            if rank in exclude:
-                skipped.append(heapq.heappop(heap))
-                continue
-            if load and admit is not None and not admit(rank):
-                continue
-            found = rank
-            break
-        for entry in skipped:
-            heapq.heappush(heap, entry)
-        return found
+            heap, present = single.heaps[level], single.present[level]
+            while counts[level]:
+                rank = heap[0] & _RANK_MASK
+                if effective[rank] != level:
+                    heappop(heap)
+                    present.discard(rank)
+                    continue
+                if level and admit is not None and not admit(rank):
+                    continue
+                return rank
+        return None
 
-    def idle_among(self, eligible_ranks: frozenset[int], exclude: set[int]) -> list[int]:
-        """Idle ranks of ``eligible_ranks`` outside ``exclude``, in inventory order."""
+    def idle_among(self, eligible_ranks: frozenset[int], exclude: Collection[int]) -> list[int]:
+        """Idle ranks of ``eligible_ranks`` outside ``exclude``, in inventory order (a scan)."""
         return sorted((r for r in self.idle
                        if r in eligible_ranks and r not in exclude and r not in self._retired),
                       key=self._position.__getitem__)
-
-    def _heap(self, key: tuple, eligible: Sequence[RankInfo], prefer_cpu: bool) -> list:
-        entry = self._heaps.get(key)
-        if entry is None:
-            heap = []
-            for info in eligible:
-                gpu_rank = prefer_cpu and bool(info.gpus)
-                heap.append((self.effective_load(info.rank), gpu_rank, info.rank))
-                self._heaps_of[info.rank].append((heap, gpu_rank))
-            heapq.heapify(heap)
-            entry = self._heaps[key] = (heap, len(eligible))
-        heap, size = entry
-        if len(heap) > 4 * size + 64:
-            current = {rank: (load, gpu_rank, rank) for load, gpu_rank, rank in heap
-                       if load == self.effective_load(rank)}
-            heap[:] = current.values()
-            heapq.heapify(heap)
-        return heap

@@ -29,20 +29,18 @@ import heapq
 import itertools
 import math
 from collections import defaultdict, deque
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from .inventory import Inventory, RankInfo
-from .rank_index import RankIndex
+from .rank_index import RankIndex, SingleRankIndex, WideSet
 from .specs import TaskSpec
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(NamedTuple):
     """Task ``task_id`` starts on world ranks ``ranks`` (its sub-communicator order).
 
     ``waits``: it was queued behind other tasks on its rank (prefetched), so it starts
-    only when they end.
+    only when they end. (Immutable; a named tuple because one is made per placement.)
     """
 
     task_id: int
@@ -89,6 +87,11 @@ class Scheduler:
         self._closed: set[int] = set()
         """Busy ranks found unfit for a waiting task (work ahead not predicted short, or overdue);
         judged when a placement looks at them (:meth:`_admit`), reopened when their work changes."""
+        self._reserved: set[int] = set()
+        """The reservation's ranks (no single-rank task and no other multi-rank task takes them)."""
+        self._awake: set[tuple] = set()
+        """Resource classes that may place something (the others would fail, changing nothing,
+        until an event wakes them: see :meth:`_blocked` and :class:`RankIndex`)."""
         self._now: float | None = None
         self._held: dict[int, list[int]] = {}
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
@@ -96,6 +99,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._front = itertools.count(1)
         self._reservation: tuple[int, tuple[int, ...]] | None = None
+        self._holder_key: tuple | None = None
         self.set_inventory(inventory)
 
     # --- inventory -------------------------------------------------------------------
@@ -117,22 +121,29 @@ class Scheduler:
             self._order.setdefault(info.rank, deque())
         self._slots = {r.rank: inventory.qpus[r.qpu].concurrency if r.qpu else 1 for r in inventory.ranks}
         self._capacity = {rank: slots + self.prefetch for rank, slots in self._slots.items()}
-        self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
-        self._eligible_sets: dict[tuple, frozenset[int]] = {}
         self._closed.clear()  # judged again, with the new slots, when a placement looks at them
-        self._index = RankIndex(inventory.ranks, self._load, self._exclusive, self._closed, self._retired)
         self._info = {info.rank: info for info in inventory.ranks}
         self._reservation = None
+        self._reserved.clear()
+        self._holder_key = None
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """New indexes (the inventory or the retired ranks changed); every class may place again."""
+        self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
+        self._singles: dict[tuple, SingleRankIndex] = {}
+        self._wides: dict[tuple, WideSet] = {}
+        self._index = RankIndex(self.inventory.ranks, self._load, self._exclusive, self._closed, self._retired,
+                                self._reserved, self._awake)
+        self._index.holder_key = self._holder_key
+        self._awake.update(self._queues)
 
     def retire(self, ranks) -> None:
         """Place nothing more on ``ranks`` (their allocation is leaving); their tasks run on."""
         self._retired.update(ranks)
-        self._eligible_cache.clear()
-        self._eligible_sets.clear()
         if self._reservation and self._retired.intersection(self._reservation[1]):
-            self._reservation = None
-        for rank in ranks:
-            self._index.changed(rank)
+            self._set_reservation(None)
+        self._rebuild()
 
     def check(self, spec: TaskSpec) -> None:
         """Raise ResourceError if ``spec`` can never be placed on this pilot."""
@@ -149,14 +160,21 @@ class Scheduler:
             raise ValueError(f"task {task_id} is already queued")
         self._queued[task_id] = spec
         entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
-        heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
+        key = spec.resource_class
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = []
+        heapq.heappush(queue, entry)
+        self._awake.add(key)
 
     def cancel(self, task_id: int) -> bool:
         """Drop a queued task; False if it is not queued (already placed or unknown)."""
-        if self._queued.pop(task_id, None) is None:
+        spec = self._queued.pop(task_id, None)
+        if spec is None:
             return False
         if self._reservation and self._reservation[0] == task_id:
-            self._reservation = None
+            self._set_reservation(None)
+        self._awake.add(spec.resource_class)
         return True
 
     @property
@@ -167,7 +185,7 @@ class Scheduler:
     @property
     def busy_ranks(self) -> int:
         """Number of ranks holding at least one task."""
-        return sum(1 for load in self._load.values() if load)
+        return len(self._load) - len(self._index.idle)
 
     def load(self, rank: int) -> int:
         """Tasks currently assigned to ``rank``."""
@@ -206,45 +224,99 @@ class Scheduler:
 
     # --- placement ---------------------------------------------------------------------
     def schedule(self, now: float | None = None) -> list[Placement]:
-        """Place as many queued tasks as fit now, in priority order (``now``: see the class notes)."""
+        """Place as many queued tasks as fit now, in priority order (``now``: see the class notes).
+
+        Classes (tasks competing for the same ranks) are tried in the order of their first
+        queued task; a class that cannot place its first task is done for this call. Only
+        classes that may place something are looked at (:meth:`_blocked`): the result is
+        the same as trying them all.
+        """
         if self.horizon is not None and now is None:
             raise ValueError("schedule() needs now= when the scheduler has a prefetch horizon")
         self._now = now
+        awake = self._awake
+        if not awake:
+            return []
+        queued, queues = self._queued, self._queues
+        singles = self._singles
         heads: list[tuple[tuple[int, int, int], tuple]] = []
-        for key in list(self._queues):
-            head = self._head(key)
-            if head is not None:
-                heads.append((head, key))
-        heapq.heapify(heads)
-        reserved = set(self._reservation[1]) if self._reservation else set()
+        for key in awake:
+            queue = queues.get(key)
+            if queue is not None:
+                while queue and queue[0][2] not in queued:
+                    heapq.heappop(queue)
+                if not queue:
+                    del queues[key]
+                    continue
+                single = singles.get(key)
+                if single is not None and not (single.counts[0] if queued[queue[0][2]].timeout is not None
+                                               else single.open):
+                    continue  # a single-rank class with no rank to take it: it would fail, changing nothing
+                heads.append((queue[0], key))
+        awake.clear()
+        if len(heads) > 1:
+            heapq.heapify(heads)
+        index = self._index
+        admit = self._admit if self.horizon is not None else None
         placements = []
+        failed: list[tuple] = []  # classes done for this call
         while heads:
             entry, key = heapq.heappop(heads)
             task_id = entry[2]
-            spec = self._queued[task_id]
-            if self._reservation is not None and self._reservation[0] != task_id \
-                    and self._queued[self._reservation[0]].resource_class == key:
-                # a higher-priority task of the holder's class now heads that queue: it takes
-                # over the reservation (same class, same ranks), else the holder is never tried
-                self._reservation = (task_id, self._reservation[1])
-            holder = self._reservation is not None and self._reservation[0] == task_id
-            ranks = self._find(spec, key, exclude=set() if holder else reserved)
-            if ranks is None:
-                if self._reservation is None and spec.ranks > 1:
-                    chosen = self._reserve(spec, key)
-                    if chosen:
-                        self._reservation = (task_id, chosen)
-                        reserved = set(chosen)
-                continue
-            heapq.heappop(self._queues[key])
-            del self._queued[task_id]
+            spec = queued[task_id]
+            if spec.ranks == 1:  # the common case, kept short: single-rank classes hold no reservation
+                single = singles.get(key) or self._single(spec, key)
+                if spec.timeout is None:
+                    rank = index.least_loaded(single, single.cap, admit) if single.open else None
+                else:
+                    rank = index.least_loaded(single, 1, admit) if single.counts[0] else None
+                if rank is None:
+                    failed.append(key)
+                    if (single.counts[0] if spec.timeout is not None else single.open):
+                        awake.add(key)
+                    continue
+                ranks = (rank,)
+                holder = False
+            else:
+                reservation = self._reservation
+                if reservation is not None and reservation[0] != task_id and self._holder_key == key:
+                    # a higher-priority task of the holder's class now heads that queue: it takes
+                    # over the reservation (same class, same ranks), else the holder is never tried
+                    reservation = self._reservation = (task_id, reservation[1])
+                holder = reservation is not None and reservation[0] == task_id
+                ranks = self._find_wide(spec, key, holder)
+                if ranks is None:
+                    if reservation is None:
+                        chosen = self._reserve(spec, key)
+                        if chosen:
+                            self._set_reservation((task_id, chosen), key)
+                    failed.append(key)
+                    if not self._blocked(key, task_id, spec):
+                        awake.add(key)
+                    continue
+            queue = queues[key]
+            heapq.heappop(queue)
+            del queued[task_id]
             if holder:
-                self._reservation = None
-                reserved = set()
+                self._set_reservation(None)
+                # ranks are free again: classes not yet tried in this call are tried at their turn
+                skip = set(failed)
+                skip.update(other for _, other in heads)
+                skip.add(key)
+                for other in list(queues):
+                    if other not in skip:
+                        head = self._head(other)
+                        if head is not None and head > entry:
+                            heapq.heappush(heads, (head, other))
             placements.append(Placement(task_id, ranks, self._occupy(task_id, ranks, now)))
-            head = self._head(key)
-            if head is not None:
-                heapq.heappush(heads, (head, key))
+            while queue and queue[0][2] not in queued:
+                heapq.heappop(queue)
+            if not queue:
+                del queues[key]
+            elif spec.ranks > 1 or (single.open if queued[queue[0][2]].timeout is None else single.counts[0]):
+                heapq.heappush(heads, (queue[0], key))
+            # else: a single-rank class with no rank left would fail at its turn, changing nothing;
+            # it is out of this call as if it had failed, and an event that frees a rank wakes it
         return placements
 
     def release(self, task_id: int, rank: int, now: float | None = None) -> int | None:
@@ -256,9 +328,12 @@ class Scheduler:
         held = self._held.get(task_id)
         if held is None or rank not in held:
             raise ValueError(f"rank {rank} does not hold task {task_id}")
-        held.remove(rank)
-        if not held:
+        if self.horizon is not None and now is None:
+            raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
+        if len(held) == 1:
             del self._held[task_id]
+        else:
+            held.remove(rank)
         self._load[rank] -= 1
         if self._exclusive.get(rank) == task_id:
             del self._exclusive[rank]
@@ -273,8 +348,6 @@ class Scheduler:
                     break
         started = order[slots - 1] if position < slots <= len(order) else None
         if self.horizon is not None:
-            if now is None:
-                raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
             if started is not None and started[2] is None:
                 started[2] = now + started[1]  # it starts now at the latest: its predicted end
             self._closed.discard(rank)
@@ -284,12 +357,27 @@ class Scheduler:
     # --- internals ---------------------------------------------------------------------
     def _head(self, key: tuple) -> tuple[int, int, int] | None:
         queue = self._queues[key]
-        while queue and queue[0][2] not in self._queued:
+        queued = self._queued
+        while queue and queue[0][2] not in queued:
             heapq.heappop(queue)
         if not queue:
             del self._queues[key]
             return None
         return queue[0]
+
+    def _set_reservation(self, reservation: tuple[int, tuple[int, ...]] | None, key: tuple | None = None) -> None:
+        """Reserve ranks for a blocked multi-rank task of class ``key``, or drop the reservation."""
+        old = self._reserved
+        previous = list(old)
+        old.clear()
+        self._reservation = reservation
+        self._holder_key = self._index.holder_key = key if reservation is not None else None
+        if reservation is not None:
+            old.update(reservation[1])
+        for rank in set(previous).symmetric_difference(old):
+            self._index.changed(rank)
+        if reservation is None:
+            self._awake.update(self._queues)  # ranks and the reservation are free for every class
 
     def _eligible(self, spec: TaskSpec, key: tuple) -> tuple[RankInfo, ...]:
         cached = self._eligible_cache.get(key)
@@ -300,29 +388,63 @@ class Scheduler:
             self._eligible_cache[key] = cached
         return cached
 
-    def _find(self, spec: TaskSpec, key: tuple, exclude: set[int]) -> tuple[int, ...] | None:
-        eligible = self._eligible(spec, key)
-        if not eligible:
-            return None
-        if spec.ranks == 1:
-            # a task with a timeout starts at once (its clock starts when it is placed)
-            limit = 1 if spec.timeout is not None else self._capacity[eligible[0].rank]
-            admit = self._admit if self.horizon is not None else None
-            rank = self._index.least_loaded(key, eligible, prefer_cpu=spec.gpus_per_rank == 0, limit=limit,
-                                            exclude=exclude, admit=admit)
-            return None if rank is None else (rank,)
+    def _single(self, spec: TaskSpec, key: tuple) -> SingleRankIndex:
+        single = self._singles.get(key)
+        if single is None:
+            eligible = self._eligible(spec, key)
+            cap = self._capacity[eligible[0].rank] if eligible else 1
+            single = self._singles[key] = self._index.single(key, eligible, spec.gpus_per_rank == 0, cap)
+        return single
+
+    def _wide(self, spec: TaskSpec, key: tuple) -> WideSet:
+        wide = self._wides.get(key)
+        if wide is None:
+            wide = self._wides[key] = self._index.wide(self._eligible(spec, key))
+            wide.add_class(spec.ranks, key)
+        return wide
+
+    def _find_wide(self, spec: TaskSpec, key: tuple, holder: bool) -> tuple[int, ...] | None:
+        """Idle ranks for multi-rank task ``spec`` (the holder of the reservation may use its ranks)."""
         if len(self._index.idle) < spec.ranks:
             return None
-        eligible_ranks = self._eligible_sets.get(key)
-        if eligible_ranks is None:
-            eligible_ranks = self._eligible_sets[key] = frozenset(info.rank for info in eligible)
-        idle = self._index.idle_among(eligible_ranks, exclude)
+        wide = self._wide(spec, key)
+        if not wide.ranks:
+            return None
+        if wide.fast and not holder:
+            return wide.best_fit(spec.ranks, spec.same_node, self._index.effective)
+        idle = self._index.idle_among(wide.members, () if holder else self._reserved)
         if len(idle) < spec.ranks:
             return None
         return _pack_in_allocation([self._info[r] for r in idle], spec.ranks, spec.same_node,
                                    node_order=lambda members: (len(members),))
 
+    def _blocked(self, key: tuple, task_id: int, spec: TaskSpec) -> bool:
+        """True if trying class ``key`` (first task ``task_id``) now would fail and change nothing.
+
+        Its classes stay out of :meth:`schedule` until something that could let them place
+        happens (a rank's load falls, a rank goes idle, a submission or cancel in the class,
+        the reservation ends, the inventory changes): the index and the methods wake them.
+        """
+        if spec.ranks == 1:
+            single = self._single(spec, key)
+            return (single.counts[0] if spec.timeout is not None else single.open) == 0
+        if self._reservation is None:
+            return False  # failing would reserve ranks
+        wide = self._wide(spec, key)
+        if self._holder_key != key:
+            return wide.total < spec.ranks
+        if self._reservation[0] != task_id:
+            return False  # trying it would hand the reservation over
+        idle = self._index.idle
+        return wide.total + sum(1 for r in self._reserved if r in idle and r in wide.members) < spec.ranks
+
     def _reserve(self, spec: TaskSpec, key: tuple) -> tuple[int, ...] | None:
+        wide = self._wide(spec, key)
+        if wide.ranks:
+            chosen = wide.reserve(spec.ranks, spec.same_node, self._index.ready, self._load)
+            if chosen is not False:
+                return chosen
+
         def readiness(info: RankInfo) -> tuple:
             return (info.rank in self._exclusive, self._load[info.rank], info.rank)
 
