@@ -119,7 +119,7 @@ def summarize(runs: list[dict]) -> dict:
     for key, results in found.items():
         kind = key.split(":")[0]
         field = METRICS[kind][1]
-        unsupported = [r["unsupported"] for r in results if "unsupported" in r]
+        unsupported = [r.get("unsupported") or r["note"] for r in results if "unsupported" in r or "note" in r]
         bad = [r for r in results if r.get("ok") is False]
         values = [r[field] for r in results if field in r and r.get("ok") is not False]
         entry = {"value": statistics.median(values) if values else None, "n": len(values),
@@ -332,6 +332,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3, help="runs of pilotq-mpi and mpi4py.futures (median)")
     parser.add_argument("--slow-repeats", type=int, default=1, help="runs of the other peers")
+    parser.add_argument("--mixed-limit", type=float, help="limit of the mixed workload in one run (default 90 s;"
+                        " 45 with --quick): a peer that launches an MPI job per task may need minutes")
     parser.add_argument("--timeout", type=float, help="hard limit per run of one peer (default 240 s; 120 with --quick)")
     parser.add_argument("--quick", action="store_true", help="4 processes, N=1,000, 16,000 bulk, 300 cutting tasks, 1 run")
     parser.add_argument("--out", default=str(HERE / "results" / "peers.json"))
@@ -341,6 +343,7 @@ def main() -> None:
         args.procs, args.tasks, args.bulk, args.cutting_tasks = [4], [1000], 16000, 300
         args.repeats, args.slow_repeats, args.pilot_startup_procs = 1, 1, []
     args.timeout = args.timeout or (120 if args.quick else 240)
+    args.mixed_limit = args.mixed_limit or (45 if args.quick else 90)
     blocks = plan_blocks(args)
     missing = {peer: why for peer in args.peers if (why := installed(peer))}
     started = time.time()
@@ -348,7 +351,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         workdir = Path(tmp)
         cfg = {"workloads": args.workloads, "tasks": args.tasks, "bulk": args.bulk, "chunk": args.chunk,
-               "cutting_tasks": args.cutting_tasks, "shots": args.shots, "mixed": MIXED}
+               "cutting_tasks": args.cutting_tasks, "shots": args.shots, "mixed": MIXED,
+               "mixed_limit": args.mixed_limit}
         if "cutting" in args.workloads:
             cfg["cutting_file"] = str(prepare_cutting(args.cutting_tasks))
         for rep in range(max(args.repeats, args.slow_repeats)):
@@ -374,6 +378,7 @@ def main() -> None:
     data = {"benchmark": "peers", "command": command, "peers": list(args.peers), "procs": args.procs,
             "workloads": args.workloads, "tasks": args.tasks, "bulk": args.bulk, "chunk": args.chunk,
             "cutting_tasks": args.cutting_tasks, "shots": args.shots, "mixed_spec": MIXED,
+            "mixed_limit_s": args.mixed_limit, "timeout_s": args.timeout,
             "repeats": {"mpi peers": args.repeats, "others": args.slow_repeats}, "statistic": "median",
             "blocks": blocks, "summaries": summaries, "runs": runs, "versions": versions(),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -47,6 +47,16 @@ class Peer:
     def gather(self, futures) -> list:
         return [f.result() for f in futures]
 
+    def gather_within(self, futures, limit: float) -> list:
+        """Results of concurrent.futures futures, or TimeoutError saying how many finished within ``limit`` s."""
+        from concurrent.futures import wait
+
+        done, _ = wait(futures, timeout=limit)
+        if len(done) < len(futures):
+            self.abandon = True
+            raise TimeoutError(f"finished {len(done)} of {len(futures)} mixed tasks within the {limit:.0f} s limit")
+        return [f.result() for f in futures]
+
     def bulk(self, n: int, chunk: int) -> int:
         raise NotImplementedError
 
@@ -82,7 +92,7 @@ class PilotqPeer(Peer):
         return sum(self.ex.map(T.noop_comm, range(n), chunksize=chunk))
 
     def mixed(self, tasks):
-        return self.gather([self.ex.submit(T.wide_comm, s, ranks=w) for w, s in tasks])
+        return self.gather_within([self.ex.submit(T.wide_comm, s, ranks=w) for w, s in tasks], self.cfg["mixed_limit"])
 
     def close(self):
         self.ex.shutdown()
@@ -137,9 +147,12 @@ class ExecutorlibPeer(Peer):
     def mixed(self, tasks):
         from executorlib import SingleNodeExecutor
 
-        with SingleNodeExecutor(max_cores=self.workers, block_allocation=False) as ex:
-            futures = [ex.submit(T.wide_world, s, resource_dict={"cores": w}) for w, s in tasks]
-            return self.gather(futures)
+        ex = SingleNodeExecutor(max_cores=self.workers, block_allocation=False)
+        futures = [ex.submit(T.wide_world, s, resource_dict={"cores": w}) for w, s in tasks]
+        try:
+            return self.gather_within(futures, self.cfg["mixed_limit"])
+        finally:
+            ex.shutdown(wait=not getattr(self, "abandon", False), cancel_futures=True)
 
     def close(self):
         self.ex.shutdown(wait=True)
@@ -201,13 +214,13 @@ class ParslPeer(Peer):
         wide = bash_app(T.wide_bash, executors=["htex"])
         wide(0.0, parsl_resource_specification={"num_nodes": 1, "num_ranks": 1, "ranks_per_node": 1}).result()
         start = time.perf_counter()
-        futures = self._admit(tasks, lambda w, s: wide(
+        futures = self._admit(tasks, start + self.cfg["mixed_limit"], lambda w, s: wide(
             s, parsl_resource_specification={"num_nodes": w, "num_ranks": w, "ranks_per_node": 1}))
-        codes = self.gather(futures)  # a bash app returns its exit code
+        codes = self.gather_within(futures, self.cfg["mixed_limit"] - (time.perf_counter() - start))  # exit codes
         self.mixed_makespan = time.perf_counter() - start
         return [w if code == 0 else -1 for (w, _), code in zip(tasks, codes)]
 
-    def _admit(self, tasks, submit) -> list:
+    def _admit(self, tasks, deadline: float, submit) -> list:
         """Submit each task only when its width fits the free slots (first pending task that fits first).
 
         Parsl's MPITaskScheduler re-queues a task that does not fit the free nodes by recursing
@@ -221,7 +234,12 @@ class ParslPeer(Peer):
         while pending:
             fits = next((i for i in pending if tasks[i][0] <= free), None)
             if fits is None:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                if time.perf_counter() > deadline:
+                    self.abandon = True
+                    raise TimeoutError(f"submitted {len(tasks) - len(pending)} of {len(tasks)} mixed tasks"
+                                       f" within the {self.cfg['mixed_limit']:.0f} s limit")
+                done, _ = wait(list(running), timeout=max(0.0, deadline - time.perf_counter()),
+                               return_when=FIRST_COMPLETED)
                 for f in done:
                     free += running.pop(f)
                 continue
@@ -316,6 +334,15 @@ PEERS = {"pilotq-mpi": PilotqPeer, "mpi4py.futures": FuturesPeer, "executorlib":
 
 
 # --------------------------------------------------------------------------- workloads
+def one_by_one(peer: Peer, n: int) -> None:
+    """Submit ``n`` no-op tasks one by one, then wait for all."""
+    start = time.perf_counter()
+    futures = [peer.submit_noop(i) for i in range(n)]
+    total = sum(peer.gather(futures))
+    seconds = time.perf_counter() - start
+    emit("one_by_one", n=n, seconds=seconds, per_s=n / seconds, ok=total == n * (n - 1) // 2)
+
+
 def run(cfg: dict) -> None:
     """Start the peer, run the configured workloads, print each result, shut down."""
     workers = cfg["procs"] - 1
@@ -329,13 +356,8 @@ def run(cfg: dict) -> None:
             tree = peers_procs.session_tree(peers_procs.run_root(cfg["orchestrator_pid"]))
             emit("memory", tree=[(pid, peers_procs.start_time(pid)) for pid in tree],
                  **peers_procs.memory_of(tree))
-        if "one_by_one" in workloads:
-            for n in cfg["tasks"]:
-                start = time.perf_counter()
-                futures = [peer.submit_noop(i) for i in range(n)]
-                total = sum(peer.gather(futures))
-                seconds = time.perf_counter() - start
-                emit("one_by_one", n=n, seconds=seconds, per_s=n / seconds, ok=total == n * (n - 1) // 2)
+        for n in sorted(cfg["tasks"]) if "one_by_one" in workloads else []:
+            one_by_one(peer, n)
         if "bulk" in workloads:
             n, chunk = cfg["bulk"], cfg["chunk"]
             start = time.perf_counter()
@@ -347,7 +369,8 @@ def run(cfg: dict) -> None:
             circuits = json.loads(Path(cfg["cutting_file"]).read_text())
             blobs = [bytes.fromhex(c) for c in circuits][: cfg["cutting_tasks"]]
             shots = cfg["shots"]
-            peer.gather([peer.submit_sample(blobs[0], shots, 0)])  # warm: Aer loaded on one worker
+            # warm: every worker loads qiskit and Aer (~1 s of CPU each) before the timed part
+            peer.gather([peer.submit_sample(blobs[0], shots, i) for i in range(4 * workers)])
             start = time.perf_counter()
             futures = [peer.submit_sample(b, shots, i) for i, b in enumerate(blobs)]
             results = peer.gather(futures)
@@ -367,6 +390,8 @@ def run(cfg: dict) -> None:
                      ok=widths == [w for w, _ in tasks])
             except Unsupported as e:
                 emit("mixed", unsupported=str(e))
+            except TimeoutError as e:
+                emit("mixed", note=str(e))
     finally:
         peer.close()
 
