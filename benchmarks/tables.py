@@ -236,7 +236,8 @@ def master_cost(data: dict) -> str:
             elif busy is not None:
                 busy = f"{busy:.0f}"
             rows.append([r["ranks"], r["workload"], per, busy or "-", "-" if driver is None else f"{driver:.0f}",
-                         *(f"{max(0.0, grouped.get(p, 0.0)):.0f}" for p in parts), f"{r['wall_tasks_per_s']:,.0f}"])
+                         *(f"{max(0.0, grouped.get(p, 0.0)):.0f}" if grouped else "-" for p in parts),
+                         f"{r['wall_tasks_per_s']:,.0f}"])
         load = mode.get("load_before") or [0]
         out.append(f"#### {label} (commit {mode.get('commit')}, {mode['tasks']:,} tasks, median of"
                    f" {mode['rows'][0]['repeats']}, load average {load[0]:.1f} before)\n\n`{mode['command']}`\n\n"
