@@ -97,6 +97,7 @@ METRICS = {
     "startup": ("start-up to first result", "seconds", "s", False),
     "memory": ("PSS idle, all processes", "total_mib", "MiB", False),
     "one_by_one": ("no-op one by one", "per_s", "/s", True),
+    "one_by_one_cpu": ("CPU per no-op task, all processes", "cpu_us", "us", False),
     "bulk": ("no-op bulk (chunks of 64)", "per_s", "/s", True),
     "cutting": ("cutting subexperiments (Aer, 100 shots)", "per_s", "/s", True),
     "mixed": ("mixed widths (makespan)", "seconds", "s", False),
@@ -115,10 +116,11 @@ def summarize(runs: list[dict]) -> dict:
         for r in run["results"]:
             key = r["workload"] + (f":{r['n']}" if r["workload"] == "one_by_one" else "")
             found.setdefault(key, []).append(r)
+            if r["workload"] == "one_by_one":  # the same runs, measured as CPU time
+                found.setdefault(f"one_by_one_cpu:{r['n']}", []).append(r)
     out = {}
     for key, results in found.items():
-        kind = key.split(":")[0]
-        field = METRICS[kind][1]
+        field = METRICS[key.split(":")[0]][1]
         unsupported = [r.get("unsupported") or r["note"] for r in results if "unsupported" in r or "note" in r]
         bad = [r for r in results if r.get("ok") is False]
         values = [r[field] for r in results if field in r and r.get("ok") is not False]
@@ -141,7 +143,8 @@ def expected_rows(workloads, tasks) -> list[str]:
     rows = []
     for kind in WORKLOADS:
         if kind in workloads:
-            rows += [f"one_by_one:{n}" for n in tasks] if kind == "one_by_one" else [kind]
+            rows += ([f"one_by_one:{n}" for n in tasks] + [f"one_by_one_cpu:{n}" for n in tasks]
+                     if kind == "one_by_one" else [kind])
     return rows
 
 
@@ -153,7 +156,7 @@ def table_rows(data: dict) -> list[dict]:
         for key in block["rows"]:
             kind = key.split(":")[0]
             label, _, unit, higher = METRICS[kind]
-            if kind == "one_by_one":
+            if kind in ("one_by_one", "one_by_one_cpu"):
                 label = f"{label}, N={int(key.split(':')[1]):,}"
             cells, values = {}, {}
             for peer in block["peers"]:
@@ -171,8 +174,9 @@ def table_rows(data: dict) -> list[dict]:
             row = {"key": key, "procs": procs, "label": label, "unit": unit, "higher_is_better": higher,
                    "cells": cells, "ratios": r, "best": min(r, key=r.get) if r else None,
                    "pilotq_verdict": verdict(r.get("pilotq-mpi"))}
-            if kind == "one_by_one" and "pilotq-mpi" in values and "mpi4py.futures" in values:
-                row["pilotq_over_futures"] = values["pilotq-mpi"] / values["mpi4py.futures"]
+            if kind.startswith("one_by_one") and "pilotq-mpi" in values and "mpi4py.futures" in values:
+                a, b = values["pilotq-mpi"], values["mpi4py.futures"]  # > 1: pilotq-mpi faster / cheaper
+                row["pilotq_over_futures"] = a / b if higher else b / a
             if kind == "mixed" and block.get("mixed_lower_bound"):
                 row["lower_bound_s"] = block["mixed_lower_bound"]
             rows.append(row)
@@ -182,6 +186,8 @@ def table_rows(data: dict) -> list[dict]:
 def _fmt(value: float, unit: str) -> str:
     if unit == "/s":
         return f"{value:,.0f}/s"
+    if unit == "us":
+        return f"{value:,.0f} us"
     if unit == "MiB":
         return f"{value:,.0f} MiB"
     return f"{value:.2f} s"
@@ -209,7 +215,8 @@ def markdown(data: dict) -> str:
         versus = f"{row['pilotq_over_futures']:.2f}" if "pilotq_over_futures" in row else ""
         label = row["label"] + (f" (bound {row['lower_bound_s']:.2f} s)" if "lower_bound_s" in row else "")
         lines.append([label, row["procs"], *cells, row["pilotq_verdict"], versus])
-    header = ["workload", "procs", *peers, "pilotq-mpi vs the best", "pilotq-mpi / mpi4py.futures"]
+    header = ["workload", "procs", *peers, "pilotq-mpi vs the best",
+              "pilotq-mpi vs mpi4py.futures (> 1: better)"]
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
     text = "\n".join(out)

@@ -334,13 +334,20 @@ PEERS = {"pilotq-mpi": PilotqPeer, "mpi4py.futures": FuturesPeer, "executorlib":
 
 
 # --------------------------------------------------------------------------- workloads
-def one_by_one(peer: Peer, n: int) -> None:
-    """Submit ``n`` no-op tasks one by one, then wait for all."""
+def tree_cpu(tree: list[int]) -> float:
+    """CPU seconds used so far by the run's processes (robust to the load others put on the machine)."""
+    return sum(c for c in map(peers_procs.cpu_seconds, tree) if c is not None)
+
+
+def one_by_one(peer: Peer, n: int, tree: list[int]) -> None:
+    """Submit ``n`` no-op tasks one by one, then wait for all; wall time and the CPU time of all processes."""
+    cpu = tree_cpu(tree)
     start = time.perf_counter()
     futures = [peer.submit_noop(i) for i in range(n)]
     total = sum(peer.gather(futures))
     seconds = time.perf_counter() - start
-    emit("one_by_one", n=n, seconds=seconds, per_s=n / seconds, ok=total == n * (n - 1) // 2)
+    emit("one_by_one", n=n, seconds=seconds, per_s=n / seconds, cpu_us=1e6 * (tree_cpu(tree) - cpu) / n,
+         ok=total == n * (n - 1) // 2)
 
 
 def run(cfg: dict) -> None:
@@ -351,13 +358,14 @@ def run(cfg: dict) -> None:
         first = peer.gather([peer.submit_noop(7)])[0]
         emit("startup", seconds=time.time() - cfg["launched_at"], ok=first == 7)
         workloads = cfg["workloads"]
+        tree = peers_procs.session_tree(peers_procs.run_root(cfg["orchestrator_pid"]))
         if "memory" in workloads:
             time.sleep(1.0)  # idle: let start-up work settle
             tree = peers_procs.session_tree(peers_procs.run_root(cfg["orchestrator_pid"]))
             emit("memory", tree=[(pid, peers_procs.start_time(pid)) for pid in tree],
                  **peers_procs.memory_of(tree))
         for n in sorted(cfg["tasks"]) if "one_by_one" in workloads else []:
-            one_by_one(peer, n)
+            one_by_one(peer, n, tree)
         if "bulk" in workloads:
             n, chunk = cfg["bulk"], cfg["chunk"]
             start = time.perf_counter()

@@ -49,10 +49,10 @@ def _run(status, *results):
 def _data():
     """A peers.json as main() writes it, for two process counts' worth of one block."""
     blocks = [{"procs": 4, "peers": ["pilotq-mpi", "mpi4py.futures", "dask", "parsl"],
-               "rows": ["startup", "one_by_one:1000", "mixed"], "mixed_lower_bound": 2.0}]
+               "rows": ["startup", "one_by_one:1000", "one_by_one_cpu:1000", "mixed"], "mixed_lower_bound": 2.0}]
     runs = {
         "pilotq-mpi@4": [_run("ok", {"workload": "startup", "seconds": 0.5, "ok": True},
-                              {"workload": "one_by_one", "n": 1000, "per_s": 6000.0, "ok": True},
+                              {"workload": "one_by_one", "n": 1000, "per_s": 6000.0, "cpu_us": 300.0, "ok": True},
                               {"workload": "mixed", "n": 120, "seconds": 2.3, "ok": True}),
                          _run("ok", {"workload": "startup", "seconds": 0.7, "ok": True},
                               {"workload": "one_by_one", "n": 1000, "per_s": 5000.0, "ok": True},
@@ -61,7 +61,7 @@ def _data():
                               {"workload": "one_by_one", "n": 1000, "per_s": 7000.0, "ok": True},
                               {"workload": "mixed", "n": 120, "seconds": 2.2, "ok": True})],
         "mpi4py.futures@4": [_run("ok", {"workload": "startup", "seconds": 0.4, "ok": True},
-                                  {"workload": "one_by_one", "n": 1000, "per_s": 4000.0, "ok": True},
+                                  {"workload": "one_by_one", "n": 1000, "per_s": 4000.0, "cpu_us": 600.0, "ok": True},
                                   {"workload": "mixed", "unsupported": "no multi-rank tasks"})],
         "dask@4": [_run("timed out after 240 s", {"workload": "startup", "seconds": 2.0, "ok": True})],
         "parsl@4": [_run("ok", {"workload": "startup", "seconds": 9.0, "ok": True},
@@ -92,6 +92,8 @@ def test_table_rows_ratios_against_the_best_peer_of_each_row():
     assert one["pilotq_over_futures"] == pytest.approx(1.5)
     assert one["cells"]["dask"]["note"] == "timed out after 240 s"  # finished start-up, then hung
     assert one["cells"]["parsl"]["note"] == "wrong results"
+    cpu = rows["one_by_one_cpu:1000"]  # only the runs that measured CPU time; lower is better
+    assert cpu["ratios"] == {"pilotq-mpi": 1.0, "mpi4py.futures": 2.0} and cpu["pilotq_over_futures"] == 2.0
     start = rows["startup"]
     assert start["best"] == "mpi4py.futures" and start["ratios"]["pilotq-mpi"] == pytest.approx(1.5)
     assert start["pilotq_verdict"] == "1.50x the best"
