@@ -174,6 +174,10 @@ def main(argv=None) -> int:
         pids = {f.result() for f in [pilot.submit(warm_up, 0.5) for _ in range(workers)]}
         result["warm_up_s"] = time.perf_counter() - t0
         result["warmed_workers"] = len(pids)
+        # the warm-up imported qiskit and Aer on every worker: no strategy of these plans pays first imports
+        from pilotq_mpi.workflows.planner.resources import mark_warm
+
+        mark_warm(pilot, ("qiskit", "aer"), len(pids))
         if cfg.get("calibrate"):
             from pilotq_mpi.workflows.planner import calibrate
 
