@@ -238,7 +238,8 @@ def cutting_terms(profile: CostProfile, option, *, shots: int, workers: int, cor
         per_partition.append((option.subexperiments(label), each))
     busy = max(1, min(workers, len(sizes)))
     speed = 1.0 / stretch(busy, cores, external_load) if backend == "aer-sampler" else 1.0
-    costs = batch_costs(per_partition, sizes, profile.get("pilot", "task_s"))
+    # each batch: the pilot's round trip (wall; over the speed too, a simplification) and the sampler task's fixed cost
+    costs = batch_costs(per_partition, sizes, profile.get("pilot", "task_s") + profile.get(backend, "batch_s"))
     driver = stretch(1, cores, external_load)
     out = {
         "generate": total * profile.get("cutting", "generate_s") * driver,

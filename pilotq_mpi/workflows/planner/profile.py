@@ -24,7 +24,8 @@ CPU work by the cores the ranks get (see :mod:`.model`).
 - ``aer-sampler`` / ``aer-sampler-gpu`` (cut subexperiments): ``circuit_s`` per circuit
   (transpile + setup), ``gate_s`` per gate (transpile), ``amp_gate_s`` per amplitude per gate,
   ``shot_s`` per shot of a circuit simulated shot by shot (mid-circuit measurement),
-  ``sample_s`` per shot sampled from a final state.
+  ``sample_s`` per shot sampled from a final state, ``batch_s`` per sampler task (loading the
+  batch, setting the sampler up; the transpiler's pass manager is kept by each worker).
 - ``comm``: ``latency_s`` and ``bytes_per_s`` of a ``Sendrecv`` between two worker ranks.
 - ``pilot``: ``task_s`` per task (submit to result, no-op), ``circuit_s`` per circuit sent
   (QPY both ways), ``result_s`` per subexperiment result received, ``import_qiskit_s`` and
@@ -54,9 +55,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
              "observable_term_amp_s": 1.0e-11, "gate_s": 2.0e-5, "init_amp_s": 1.0e-11, "setup_s": 0.5},
     "aer": {"amp_gate_s": {"18": 3.5e-8}, "setup_s": 0.19, "observable_amp_s": 1.0e-10},
     "aer-sampler": {"circuit_s": 5.3e-3, "gate_s": 7.1e-5, "amp_gate_s": 6.1e-9, "shot_s": 4.0e-5,
-                    "sample_s": 1.2e-5},
+                    "sample_s": 1.2e-5, "batch_s": 1.5e-2},
     "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
-                        "sample_s": 1.0e-6},
+                        "sample_s": 1.0e-6, "batch_s": 2.0e-2},
     "comm": {"latency_s": 6.4e-5, "bytes_per_s": 1.8e9},
     "pilot": {"task_s": 1.5e-3, "circuit_s": 3.0e-4, "result_s": 1.7e-5, "import_qiskit_s": 0.78,
               "import_aer_s": 0.09},
