@@ -356,8 +356,8 @@ def markdown(data: dict) -> str:
              _hits(q["held_out_families"])),
             ("Q-Dreamer on the cutting-only question (held out)", _hits(q["cutting_only_held_out"])),
             ("planner on the cutting-only question (all)", _hits(p["cutting_only"])),
-            ("prediction MAPE per strategy", ", ".join(f"{k} {_fmt_pct(v['mape'])}" for k, v in p["mape_by_label"].items()
-                                                        if k != "all"))]
+            ("prediction MAPE per strategy", ", ".join(f"{k} {_fmt_pct(v['mape'])}"
+                                                        for k, v in p["mape_by_label"].items() if k != "all"))]
     lines = [head, "", "| | measured run |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     for key in sorted(k for k in data if k.startswith("rescored_model_v")):
         e = data[key]

@@ -244,7 +244,8 @@ def bench_comm(comm, sizes=(1 << 8, 1 << 22), reps: int = 5) -> dict[str, float]
 
 
 def convert_gate_seconds(circuit, repeats: int = 3) -> float:
-    """CPU seconds (this thread) per gate to convert ``circuit`` to the state vector's fused gates (best of ``repeats``)."""
+    """CPU seconds (this thread) per gate to convert ``circuit`` to the state vector's fused gates
+    (best of ``repeats``)."""
     from ...statevector import circuit_to_gates, fuse_gates
 
     best = float("inf")
