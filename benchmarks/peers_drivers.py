@@ -149,10 +149,9 @@ class ExecutorlibPeer(Peer):
 
         ex = SingleNodeExecutor(max_cores=self.workers, block_allocation=False)
         futures = [ex.submit(T.wide_world, s, resource_dict={"cores": w}) for w, s in tasks]
-        try:
-            return self.gather_within(futures, self.cfg["mixed_limit"])
-        finally:
-            ex.shutdown(wait=not getattr(self, "abandon", False), cancel_futures=True)
+        out = self.gather_within(futures, self.cfg["mixed_limit"])  # on a timeout the run ends without waiting
+        ex.shutdown(wait=True)
+        return out
 
     def close(self):
         self.ex.shutdown(wait=True)
@@ -401,6 +400,9 @@ def run(cfg: dict) -> None:
             except TimeoutError as e:
                 emit("mixed", note=str(e))
     finally:
+        if getattr(peer, "abandon", False):  # tasks left running: shutting down would wait for them
+            sys.stdout.flush()
+            os._exit(0)  # peers.py kills the run's process tree
         peer.close()
 
 
