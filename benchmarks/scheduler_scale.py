@@ -210,6 +210,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def combine(paths: list[Path], out_path: Path) -> int:
+    """One result file from several (the first one's settings; rows by ranks then tasks; every command kept)."""
+    parts = [json.loads(p.read_text()) for p in paths]
+    out = dict(parts[0])
+    out["command"] = " && ".join(p["command"] for p in parts) + f" (in parallel; then --combine into {out_path.name})"
+    out["runs"] = [{"command": p["command"], "date": p["date"], "reference_loop_us": p["reference_loop_us"]}
+                   for p in parts]
+    out["results"] = sorted((r for p in parts for r in p["results"]), key=lambda r: (r["ranks"], r["tasks"]))
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
+    print(table(out["results"]))
+    print(f"\nwrote {out_path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 and 512 ranks, 2,000 tasks")
@@ -230,8 +244,12 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-max-tasks", type=int, default=100_000,
                         help="run the baseline only up to this many tasks (it may be slow)")
     parser.add_argument("--before", type=Path, default=None, help="an earlier result file to copy in for reference")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="merge result files of runs made in parallel (e.g. one per rank count) into --out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scheduler_scale.json")
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.out)
     ranks_list = args.ranks or ([64, 512] if args.quick else [64, 512, 4096])
     tasks_list = args.tasks or ([2_000] if args.quick else [10_000, 100_000, 1_000_000])
     factory = load_scheduler(args.scheduler)

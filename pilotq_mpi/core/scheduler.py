@@ -425,7 +425,7 @@ class Scheduler:
         happens (a rank's load falls, a rank goes idle, a submission or cancel in the class,
         the reservation ends, the inventory changes): the index and the methods wake them.
         """
-        if spec.ranks == 1:
+        if spec.ranks == 1:  # (schedule() checks single-rank classes inline, the same way)
             single = self._single(spec, key)
             return (single.counts[0] if spec.timeout is not None else single.open) == 0
         if self._reservation is None:

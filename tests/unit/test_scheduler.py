@@ -414,3 +414,56 @@ def test_release_says_which_waiting_task_starts():
     assert [p.task_id for p in s.schedule()] == [3]
     assert s.release(1, 1) == 3
     assert s.release(3, 1) is None
+
+
+# --- classes that cannot place are skipped until an event wakes them: the same as trying all ----------
+
+class TriesEveryClass(Scheduler):
+    """The reference for the wake-ups: every queued class is looked at in every schedule()."""
+
+    def schedule(self, now=None):
+        self._awake.update(self._queues)
+        return super().schedule(now)
+
+
+@settings(max_examples=60, deadline=None)
+@given(workload=workloads(), horizon=st.sampled_from([None, None, 0.05, 1.0]), seed=st.integers(0, 10**6))
+def test_skipping_blocked_classes_places_exactly_as_trying_every_class(workload, horizon, seed):
+    import random
+
+    inventory, prefetch, tasks, _ = workload
+    tasks = [spec for spec in tasks if feasible(inventory, spec)]
+    runs = []
+    for cls in (Scheduler, TriesEveryClass):
+        rng = random.Random(seed)
+        predictions = {}
+        s = cls(inventory, prefetch=prefetch, horizon=horizon, predict=predictions.get)
+        log, running, now, queued = [], {}, 0.0, []
+        pending = list(enumerate(tasks))
+        for _ in range(12 * len(tasks) + 10):
+            for _ in range(rng.choice([0, 1, 3])):
+                if pending:
+                    task, spec = pending.pop(0)
+                    if rng.random() < 0.2:
+                        spec = TaskSpec(ranks=spec.ranks, gpus_per_rank=spec.gpus_per_rank, qpu=spec.qpu,
+                                        priority=spec.priority, same_node=spec.same_node, timeout=1.0)
+                    predictions[task] = rng.choice([None, 0.01, 0.5])
+                    s.submit(task, spec, front=rng.random() < 0.1)
+                    queued.append(task)
+            if queued and rng.random() < 0.05:
+                victim = queued.pop(rng.randrange(len(queued)))
+                s.cancel(victim)
+            placed = s.schedule(now)
+            log.append((now, placed, s.reservation))
+            for p in placed:
+                running[p.task_id] = p.ranks
+                queued.remove(p.task_id)
+            if not running and not pending and not queued:
+                break
+            now += rng.choice([0.0, 0.01, 0.2])
+            if running:
+                task = rng.choice(sorted(running))
+                for rank in running.pop(task):
+                    log.append(("release", task, rank, s.release(task, rank, now)))
+        runs.append(log)
+    assert runs[0] == runs[1]

@@ -11,6 +11,7 @@ and a direct driver that also retires ranks, joins and removes allocations, canc
 requeues at the front. A change of policy must regenerate the fixture on purpose:
 
     python tests/unit/test_scheduler_golden.py          # rewrites the fixture from the current scheduler
+    PYTHONPATH=/tmp/old python tests/unit/test_scheduler_golden.py   # ... from a worktree of an older commit
 """
 from __future__ import annotations
 
@@ -158,6 +159,13 @@ def scenario_horizon_noisy_predictions_qpu() -> dict:
     return simulated(inventory, tasks, prefetch=2, horizon=2.0, predict=guesses.__getitem__, dispatch_latency=0.01)
 
 
+def scenario_round_robin_nodes() -> dict:
+    """Ranks dealt to 5 nodes round-robin (a node's ranks are not contiguous; nodes of unequal size)."""
+    infos = tuple(RankInfo(rank, f"node{rank % 5}", (0,) if rank % 3 else ()) for rank in range(1, 24))
+    inventory = Inventory(infos)
+    return simulated(inventory, random_tasks(16, 2000, inventory, rate=20.0), prefetch=1, dispatch_latency=0.01)
+
+
 def elastic(seed: int, horizon: float | None, prefetch: int) -> dict:
     """Drive the scheduler directly: submissions, front requeues, cancels, releases (also of
     waiting tasks), joins of allocations with a pool, retirement and removal of those ranks."""
@@ -233,6 +241,7 @@ SCENARIOS = {
     "kinds_prefetch2_qpu": scenario_kinds_prefetch2_qpu,
     "horizon_oracle": scenario_horizon_oracle,
     "horizon_noisy_predictions_qpu": scenario_horizon_noisy_predictions_qpu,
+    "round_robin_nodes": scenario_round_robin_nodes,
     "elastic_prefetch1": lambda: elastic(21, None, 1),
     "elastic_prefetch0": lambda: elastic(22, None, 0),
     "elastic_horizon": lambda: elastic(23, 0.2, 2),
@@ -263,9 +272,10 @@ def test_scenarios_exercise_what_they_claim():
 def regenerate() -> None:
     import subprocess
 
-    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "pilotq_mpi/core/scheduler.py",
-                             "pilotq_mpi/core/rank_index.py"], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[2]).stdout.strip()
+    import pilotq_mpi.core.scheduler as module  # the checkout it comes from (PYTHONPATH may point elsewhere)
+
+    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "scheduler.py", "rank_index.py"],
+                            capture_output=True, text=True, cwd=Path(module.__file__).parent).stdout.strip()
     data = {"about": "placements of pilotq_mpi.core.scheduler on seeded scenarios (tests/unit/test_scheduler_golden.py)",
             "scheduler_last_commit": commit, "python": sys.version.split()[0],
             "scenarios": {name: build() for name, build in sorted(SCENARIOS.items())}}
