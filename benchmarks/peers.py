@@ -24,8 +24,10 @@ Workloads, each peer in one fresh process tree per repeat (``peers_drivers.py``)
 * ``mixed``: tasks of width 1, 2 and 4 (only widths that fit the workers) that sleep and then
   allreduce over the task's ranks (peers without multi-rank tasks say so).
 
-Every run has a hard timeout; a peer that hangs is reported "timed out" with what it finished,
-and its whole process tree (session) is killed afterwards, daemons included. Ratios in the
+Every run has a hard timeout (``--timeout``; the mixed workload its own ``--mixed-limit``); a peer
+that hangs is reported "timed out" with what it finished, and its whole process tree (session)
+is killed afterwards, daemons included. Runs not started within ``--budget`` seconds (default
+900) are reported as not run: the MPI peers' repeats run first, then the others. Ratios in the
 table are against the best peer of each row (1.00 = best). Results: ``results/peers.json``.
 """
 from __future__ import annotations
@@ -297,7 +299,8 @@ def launch(peer: str, procs: int, cfg: dict, timeout: float, workdir: Path) -> d
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         if proc.returncode != 0:
-            status = f"failed (exit {proc.returncode})"
+            last = [line for line in stderr.splitlines() if line.strip()][-1:] or [""]
+            status = f"failed (exit {proc.returncode}): {last[0].strip()[:160]}"
     except subprocess.TimeoutExpired:
         status = f"timed out after {timeout:.0f} s"
         peers_procs.kill_tree(proc.pid)
@@ -339,13 +342,15 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3, help="runs of pilotq-mpi and mpi4py.futures (median)")
     parser.add_argument("--slow-repeats", type=int, default=1, help="runs of the other peers")
+    parser.add_argument("--budget", type=float, default=900,
+                        help="seconds for the whole benchmark: runs not started by then are reported as not run")
     parser.add_argument("--mixed-limit", type=float, help="limit of the mixed workload in one run (default 90 s;"
                         " 45 with --quick): a peer that launches an MPI job per task may need minutes")
     parser.add_argument("--timeout", type=float, help="hard limit per run of one peer (default 240 s; 120 with --quick)")
     parser.add_argument("--quick", action="store_true", help="4 processes, N=1,000, 16,000 bulk, 300 cutting tasks, 1 run")
     parser.add_argument("--out", default=str(HERE / "results" / "peers.json"))
     args = parser.parse_args()
-    command = "python benchmarks/peers.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
     if args.quick:
         args.procs, args.tasks, args.bulk, args.cutting_tasks = [4], [1000], 16000, 300
         args.repeats, args.slow_repeats, args.pilot_startup_procs = 1, 1, []
@@ -362,21 +367,31 @@ def main() -> None:
                "mixed_limit": args.mixed_limit}
         if "cutting" in args.workloads:
             cfg["cutting_file"] = str(prepare_cutting(args.cutting_tasks))
-        for rep in range(max(args.repeats, args.slow_repeats)):
-            for block in blocks:  # interleaved: every peer sees the machine's drifts alike
-                for peer in block["peers"]:
-                    if peer in missing or rep >= (args.repeats if peer in MPI_PEERS else args.slow_repeats):
-                        continue
-                    run_cfg = dict(cfg, workloads=block.get("only", args.workloads))
-                    run = launch(peer, block["procs"], run_cfg, args.timeout, workdir)
-                    runs.setdefault(f"{peer}@{block['procs']}", []).append(run)
-                    print(f"[{time.time() - started:5.0f}s] {peer} @ {block['procs']}: {run['status']} "
-                          f"({run['wall_s']:.1f} s, load {run['load_before']:.1f})  " + "  ".join(
-                              f"{r['workload']}{':' + str(r['n']) if r['workload'] == 'one_by_one' else ''}="
-                              + (f"{r.get('per_s', r.get('seconds', r.get('total_mib', 0))):,.2f}"
-                                 if 'unsupported' not in r else 'n/a') for r in run["results"]), flush=True)
-                    if run["status"] != "ok":
-                        print(run.get("stderr_tail", "")[-600:], flush=True)
+        # the MPI peers' repeats first (cheap; they decide the one-by-one target), interleaved so that
+        # both see the machine's drifts alike; then the other peers
+        schedule = [(block, peer) for rep in range(args.repeats) for block in blocks
+                    for peer in block["peers"] if peer in MPI_PEERS]
+        schedule += [(block, peer) for rep in range(args.slow_repeats) for block in blocks
+                     for peer in block["peers"] if peer not in MPI_PEERS]
+        for block, peer in schedule:
+            if peer in missing:
+                continue
+            if time.time() - started > args.budget:
+                runs.setdefault(f"{peer}@{block['procs']}", []).append(
+                    {"peer": peer, "procs": block["procs"], "results": [],
+                     "status": f"not run: the run's --budget of {args.budget:.0f} s was spent"})
+                continue
+            run_cfg = dict(cfg, workloads=block.get("only", args.workloads))
+            run = launch(peer, block["procs"], run_cfg, min(args.timeout, max(
+                30.0, args.budget - (time.time() - started))), workdir)
+            runs.setdefault(f"{peer}@{block['procs']}", []).append(run)
+            print(f"[{time.time() - started:5.0f}s] {peer} @ {block['procs']}: {run['status']} "
+                  f"({run['wall_s']:.1f} s, load {run['load_before']:.1f})  " + "  ".join(
+                      f"{r['workload']}{':' + str(r['n']) if r['workload'] == 'one_by_one' else ''}="
+                      + (f"{r.get('per_s', r.get('seconds', r.get('total_mib', 0))):,.2f}"
+                         if 'unsupported' not in r else 'n/a') for r in run["results"]), flush=True)
+            if run["status"] != "ok":
+                print(run.get("stderr_tail", "")[-600:], flush=True)
     summaries = {key: summarize(rs) for key, rs in runs.items()}
     for peer, why in missing.items():
         for block in blocks:

@@ -303,7 +303,7 @@ def peers(data: dict) -> str:
     from peers import markdown  # benchmarks/peers.py: its ratio logic is unit-tested there
 
     versions = ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v)
-    loads = [r["load_before"] for runs in data["runs"].values() for r in runs]
+    loads = [r["load_before"] for runs in data["runs"].values() for r in runs if "load_before" in r]
     return (f"### Peers side by side: same workloads, one run ({data['date']}; pilotq-mpi and mpi4py.futures median of"
             f" {data['repeats']['mpi peers']}, others {data['repeats']['others']} run)\n\n`{data['command']}`\n\n"
             f"Each cell: value (times the best of its row; best = 1.00). Load average during the runs"
