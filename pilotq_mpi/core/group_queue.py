@@ -1,11 +1,17 @@
 """The top master's queue under hierarchical masters: which group gets each ready task (pure, no MPI).
 
 The top master does not place tasks on ranks: each sub-master does that over its own group
-with the ordinary :class:`~.scheduler.Scheduler`. The top keeps every group fed, no more:
-a group holds at most ``workers * (1 + prefetch)`` rank-slots of tasks handed to it and not
-yet ended (a task of width k takes k slots), so work is never stranded in one group's
-queue while another group idles. Among groups with room, a task goes to the least loaded
-(outstanding slots over capacity), among those that can ever run it.
+with the ordinary :class:`~.scheduler.Scheduler`. The top keeps every group fed, no more, by
+the rule the scheduler applies to one rank (prefetch only behind short work), per group:
+
+* a group takes a task while the tasks it holds (rank-slots: a task of width k takes k) fit
+  its ranks' running slots (one per rank, a QPU's concurrency on its ranks);
+* beyond that, up to ``prefetch`` more per rank, only a single-rank task predicted short
+  (``predict(task) <= horizon``), and only while the group's tasks not predicted short leave
+  a slot free: short work then queues behind short work, never in a group whose ranks are all
+  held by long or unknown tasks while another group has a free rank.
+
+Among groups that may take a task, it goes to the least loaded (tasks held over capacity).
 
 Order: priority (larger first), then submission, per resource class; a class whose head
 cannot be handed out waits (no task of that class overtakes it), other classes go on.
@@ -14,8 +20,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import ResourceError
 from .groups import Group
@@ -27,25 +34,32 @@ class GroupQueue:
     """Ready tasks of the top master and the load of each group (see the module notes)."""
 
     def __init__(self, inventory: Inventory, groups: Sequence[Group], *, prefetch: int = 1,
-                 power_of_two: bool = False):
+                 power_of_two: bool = False, horizon: float | None = None,
+                 predict: Callable[[int], float | None] | None = None):
         self.inventory = inventory
         self.groups = list(groups)
         self.power_of_two = power_of_two
         self.prefetch = prefetch
+        self.horizon = None if horizon is None or math.isinf(horizon) else float(horizon)
+        self._predict = predict
         self._inventories = [group.inventory for group in self.groups]
-        self._capacity = [self._slots(inv) for inv in self._inventories]
+        self._running = [self._slots(inv, 0) for inv in self._inventories]
+        self._capacity = [self._slots(inv, prefetch) for inv in self._inventories]
         self._outstanding = [0] * len(self.groups)
+        self._long = [0] * len(self.groups)
+        """Slots held per group by tasks not predicted short."""
         self._fits: dict[tuple, tuple[int, ...]] = {}
         self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
         self._queued: dict[int, TaskSpec] = {}
-        self._placed: dict[int, tuple[int, int]] = {}
-        """task -> (group index, slots it holds there)."""
+        self._placed: dict[int, tuple[int, int, bool]] = {}
+        """task -> (group index, slots it holds there, predicted short)."""
         self._seq = itertools.count()
         self._front = itertools.count(1)
 
-    def _slots(self, inventory: Inventory) -> int:
-        """Rank-slots a group's sub-master can hold: ``1 + prefetch`` per rank (``concurrency + prefetch`` on QPU ranks)."""
-        return sum((inventory.qpus[r.qpu].concurrency if r.qpu else 1) + self.prefetch for r in inventory.ranks)
+    @staticmethod
+    def _slots(inventory: Inventory, prefetch: int) -> int:
+        """Rank-slots of a group: ``1 + prefetch`` per rank (``concurrency + prefetch`` on QPU ranks)."""
+        return sum((inventory.qpus[r.qpu].concurrency if r.qpu else 1) + prefetch for r in inventory.ranks)
 
     # --- QPUs ----------------------------------------------------------------------------
     def with_qpu(self, qpu) -> tuple[int, Inventory, Inventory]:
@@ -63,7 +77,8 @@ class GroupQueue:
     def pin(self, index: int, group_inventory: Inventory, inventory: Inventory) -> None:
         """Apply a :meth:`with_qpu` result."""
         self._inventories[index] = group_inventory
-        self._capacity[index] = self._slots(group_inventory)
+        self._running[index] = self._slots(group_inventory, 0)
+        self._capacity[index] = self._slots(group_inventory, self.prefetch)
         self.inventory = inventory
         self._fits.clear()
 
@@ -151,6 +166,8 @@ class GroupQueue:
     # --- hand-out ------------------------------------------------------------------------
     def assign(self) -> list[tuple[int, int]]:
         """Hand out every queued task that has room now: ``[(task_id, group index), ...]``."""
+        if not self._queued:
+            return []
         heads = []
         for key, queue in list(self._queues.items()):
             while queue and queue[0][2] not in self._queued:
@@ -165,14 +182,17 @@ class GroupQueue:
             entry, key = heapq.heappop(heads)
             task_id = entry[2]
             spec = self._queued[task_id]
-            group = self._least_loaded(self._groups_for(spec), spec.ranks)
+            short = spec.ranks == 1 and self._short(task_id)
+            group = self._least_loaded(self._groups_for(spec), spec.ranks, short)
             if group is None:
                 continue  # this class waits for room; others go on
             queue = self._queues[key]
             heapq.heappop(queue)
             del self._queued[task_id]
             self._outstanding[group] += spec.ranks
-            self._placed[task_id] = (group, spec.ranks)
+            if not short:
+                self._long[group] += spec.ranks
+            self._placed[task_id] = (group, spec.ranks, short)
             handed.append((task_id, group))
             while queue and queue[0][2] not in self._queued:
                 heapq.heappop(queue)
@@ -184,14 +204,25 @@ class GroupQueue:
         """A task handed to a group ended there: its slots are free."""
         placed = self._placed.pop(task_id, None)
         if placed is not None:
-            self._outstanding[placed[0]] -= placed[1]
+            group, width, short = placed
+            self._outstanding[group] -= width
+            if not short:
+                self._long[group] -= width
 
-    def _least_loaded(self, candidates: tuple[int, ...], width: int) -> int | None:
+    def _short(self, task_id: int) -> bool:
+        """Predicted to end within the horizon (always, without a horizon: prefetch behind anything)."""
+        if self.horizon is None:
+            return True
+        predicted = None if self._predict is None else self._predict(task_id)
+        return predicted is not None and predicted <= self.horizon
+
+    def _least_loaded(self, candidates: tuple[int, ...], width: int, short: bool) -> int | None:
         best, best_load = None, None
         for index in candidates:
             outstanding, capacity = self._outstanding[index], self._capacity[index]
-            if outstanding + width > max(capacity, width):
-                continue
+            if outstanding + width > self._running[index]:  # no free running slot for it
+                if not short or outstanding + width > capacity or self._long[index] >= self._running[index]:
+                    continue
             load = outstanding / capacity
             if best_load is None or load < best_load:
                 best, best_load = index, load

@@ -260,7 +260,8 @@ def _start_master(world, all_facts, options: PilotOptions, groups: list, *, driv
             sys.stderr.write(f"pilotq-mpi: {len(groups)} sub-masters (world ranks"
                              f" {', '.join(str(g.leader) for g in groups)}) over groups of {sizes} worker ranks\n")
         master = TopMaster(world, inventory, groups, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                           observer=build_observer(options, inventory, started), drain_grace=options.drain_grace)
+                           observer=build_observer(options, inventory, started), drain_grace=options.drain_grace,
+                           prefetch_horizon=options.prefetch_horizon)
         master.start()
         session.install(master)
         return master

@@ -5,8 +5,8 @@ A sub-master is the ordinary :class:`~.master.Master` over its group's worker ra
 from the top master instead of a driver and whose outcomes go back up:
 
 * top -> sub-master (:data:`DOWN`): a list of operations per message, one message per top
-  loop pass: ``("task", ...)`` (a ready task; the function's bytes only the first time the
-  group sees it), ``("cancel", task_id)`` (the driver cancelled a task not known to have
+  loop pass: ``("task", ...)`` (a ready task; its function's bytes and its spec only the first
+  time the group sees them, then ids: :class:`GroupLink`), ``("cancel", task_id)`` (the driver cancelled a task not known to have
   started), ``("qpu", spec)`` (pin ranks of this group, exactly as the top computed),
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
 * sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
@@ -56,15 +56,33 @@ class EndReport(NamedTuple):
     ranks: tuple[int, ...]
     started: float | None
     ended: float | None
-    rank_spans: dict
+    rank_spans: dict | None
+    """Each rank's own (started, ended) of a multi-rank task; None for one rank."""
     attempt: int
     moves: int
 
 
-def task_operation(sub: Submission, send_function: bool) -> tuple:
-    """The ``("task", ...)`` operation that hands ``sub`` to a group."""
-    return ("task", sub.task_id, sub.fn_id, sub.fn if send_function else None, sub.payload, sub.spec,
-            sub.kind, sub.submitted, sub.chunk)
+class GroupLink:
+    """What the top master has sent one group: functions and task specs go once, then by id
+    (pickling a spec, a slotted dataclass, cost more than the rest of a task's operation)."""
+
+    def __init__(self):
+        self.functions: set[int] = set()
+        self.specs: dict = {}
+
+    def task_operation(self, sub: Submission) -> tuple:
+        """The ``("task", ...)`` operation that hands ``sub`` to this group."""
+        fn = None
+        if sub.fn_id not in self.functions:
+            self.functions.add(sub.fn_id)
+            fn = sub.fn
+        known = self.specs.get(id(sub.spec))  # by identity: the driver reuses spec objects; hashing one costs
+        spec = None
+        if known is None:
+            known = self.specs[id(sub.spec)] = (sub.spec, len(self.specs))  # holds the spec: its id stays unique
+            spec = sub.spec
+        spec_id = known[1]
+        return ("task", sub.task_id, sub.fn_id, fn, sub.payload, spec_id, spec, sub.kind, sub.submitted, sub.chunk)
 
 
 def report_of(record: TaskRecord) -> EndReport:
@@ -80,16 +98,16 @@ def report_of(record: TaskRecord) -> EndReport:
             error = dumps(record.error)
         except Exception:  # noqa: BLE001 - keep the text
             error = dumps(RemoteError(f"{type(record.error).__name__}: {record.error}"))
+    spans = dict(record.rank_spans) if len(record.ranks) > 1 else None  # one rank: its span is (started, ended)
     return EndReport(record.task_id, record.state.value, value, error, record.traceback, record.timed_out,
-                     tuple(record.ranks), record.started, record.ended, dict(record.rank_spans), record.attempt,
-                     record.moves)
+                     tuple(record.ranks), record.started, record.ended, spans, record.attempt, record.moves)
 
 
 def _unpicklable(record: TaskRecord, exc: Exception) -> EndReport:
     error = RemoteError(f"task {record.name!r} (id {record.task_id}) returned a value its sub-master could not"
                         f" send on: {type(exc).__name__}: {exc}")
     return EndReport(record.task_id, TaskState.FAILED.value, None, dumps(error), "", False, tuple(record.ranks),
-                     record.started, record.ended, dict(record.rank_spans), record.attempt, record.moves)
+                     record.started, record.ended, dict(record.rank_spans) or None, record.attempt, record.moves)
 
 
 class Uplink(TaskObserver):
@@ -148,6 +166,7 @@ class SubMaster(Master):
                          prefetch_horizon=options.prefetch_horizon, drain_grace=options.drain_grace)
         self.group = group
         self._functions: dict[int, bytes] = {}
+        self._specs: dict[int, object] = {}
         self._told_to_stop = False
         """The top master sent "stop": the loop may end. Not before: a message of the top's left unread
         (the "stop" after an "abort") made the job end with SIGKILL (exit 9) instead of its code."""
@@ -182,9 +201,12 @@ class SubMaster(Master):
     def _apply(self, operation: tuple) -> None:
         kind = operation[0]
         if kind == "task":
-            _, task_id, fn_id, fn, payload, spec, name, submitted, chunk = operation
+            _, task_id, fn_id, fn, payload, spec_id, spec, name, submitted, chunk = operation
             if fn is not None:
                 self._functions[fn_id] = fn
+            if spec is not None:
+                self._specs[spec_id] = spec
+            spec = self._specs[spec_id]
             future = _RelayedFuture(task_id, self.observer.started)
             self._on_submit(Submission(task_id, fn_id, self._functions[fn_id], payload, spec, future,
                                        frozenset(), name, submitted, chunk))

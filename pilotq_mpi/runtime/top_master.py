@@ -20,8 +20,9 @@ from ..core.groups import Group
 from ..core.inventory import Inventory
 from ..core.states import TaskEvent, TaskState
 from ..errors import RemoteError, RemoteTraceback, ResourceError
-from .hierarchy import DOWN, UP, EndReport, task_operation
+from .hierarchy import DOWN, UP, EndReport, GroupLink
 from .master import Master, TaskObserver
+from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
 from .serialization import loads
 
@@ -35,15 +36,19 @@ class TopMaster(Master):
     """The master of a pilot whose worker ranks are split into sub-master groups."""
 
     def __init__(self, world, inventory: Inventory, groups: list[Group], *, prefetch: int = 1,
-                 power_of_two: bool = False, observer: TaskObserver | None = None, drain_grace: float = 30.0):
+                 power_of_two: bool = False, observer: TaskObserver | None = None, drain_grace: float = 30.0,
+                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON):
         super().__init__(world, inventory, prefetch=prefetch, power_of_two=power_of_two, observer=observer,
-                         drain_grace=drain_grace)
+                         drain_grace=drain_grace, prefetch_horizon=prefetch_horizon)
         self.groups = groups
-        self.scheduler = GroupQueue(inventory, groups, prefetch=prefetch, power_of_two=power_of_two)
+        # groups queue more than they can start only behind work predicted short (the run times
+        # reported by the sub-masters feed the same per-function estimates a master keeps)
+        self.scheduler = GroupQueue(inventory, groups, prefetch=prefetch, power_of_two=power_of_two,
+                                    horizon=prefetch_horizon, predict=self._predict)
         self._outgoing: dict[int, list[tuple]] = defaultdict(list)
         self._stuck: list[tuple[int, str]] = []
         """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
-        self._group_functions: list[set[int]] = [set() for _ in groups]
+        self._links = [GroupLink() for _ in groups]
 
     # --- loop ---------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -86,17 +91,10 @@ class TopMaster(Master):
             return
         for task_id, group in self.scheduler.assign():
             record = self.tasks[task_id]
-            if record.sub.future.cancelled():  # cancelled by the driver meanwhile (its cancel is on its way)
-                self.scheduler.finished(task_id)
-                self.deps.forget(task_id)
-                self._settle_cancelled(record)
-                self._end(record, E.CANCEL, already_resolved=True)
-                continue
-            # the future stays pending (cancellable) until the group reports the task started
+            # the future stays pending (cancellable) until the group reports the task started; a
+            # cancel() from now on reaches the group (_on_cancel)
             self._move(record, E.PLACED)
-            known = self._group_functions[group]
-            self._outgoing[group].append(task_operation(record.sub, record.sub.fn_id not in known))
-            known.add(record.sub.fn_id)
+            self._outgoing[group].append(self._links[group].task_operation(record.sub))
 
     def _on_up(self, message) -> bool:
         """Apply one sub-master message; True if it was that sub-master's last."""
@@ -139,7 +137,13 @@ class TopMaster(Master):
         if record is None or record.state is not TaskState.RUNNING:
             return  # ended here already (drain deadline, abort)
         record.ranks, record.started, record.ended = report.ranks, report.started, report.ended
-        record.rank_spans, record.attempt, record.moves = report.rank_spans, report.attempt, report.moves
+        record.attempt, record.moves = report.attempt, report.moves
+        if report.state == TaskState.DONE.value and len(report.ranks) == 1 and report.started is not None:
+            self._observe(record, report)  # the same per-function estimate a master keeps
+        if report.rank_spans is not None:
+            record.rank_spans = report.rank_spans
+        elif report.ranks and report.started is not None:
+            record.rank_spans = {report.ranks[0]: (report.started, report.ended)}
         record.traceback, record.timed_out = report.traceback, report.timed_out
         state = TaskState(report.state)
         value = error = None

@@ -98,3 +98,22 @@ def test_cancelled_tasks_are_not_handed_out():
     assert q.cancel(1) and not q.cancel(1)
     assert q.assign() == [(2, 0)]
     assert q.group_of(2) == 0 and q.group_of(1) is None
+
+
+def test_beyond_its_ranks_a_group_takes_only_short_work_and_only_with_a_rank_not_held_by_long_work():
+    predictions = {}
+    q = queue([2, 2], prefetch=1)
+    q.horizon, q._predict = 0.05, predictions.get  # (as TopMaster builds it: horizon and per-task predictions)
+    for task in (1, 2, 3):                          # long (unknown) tasks fill 3 of the 4 ranks
+        q.submit(task, TaskSpec(1))
+    assert len(q.assign()) == 3
+    full = max((0, 1), key=q.outstanding)
+    assert q.outstanding(full) == 2 and q.outstanding(1 - full) == 1
+    for task in range(10, 16):                      # short tasks
+        predictions[task] = 0.001
+        q.submit(task, TaskSpec(1))
+    handed = q.assign()
+    assert {group for _, group in handed} == {1 - full}, "nothing queues in the group whose ranks all run long work"
+    assert len(handed) == 3                         # its free rank, and prefetch behind the short work (1 per rank)
+    q.submit(20, TaskSpec(1))                       # a long one: no free rank anywhere
+    assert q.assign() == []
