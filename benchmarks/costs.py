@@ -11,7 +11,9 @@ Each measurement is a fresh ``mpiexec -n R python -m pilotq_mpi benchmarks/costs
 * ``memory``: PSS (``/proc/<pid>/smaps_rollup``) of every process of the same run after the idle
   window, and the modules a worker has loaded (``sys.modules``), checked for heavy packages that a
   worker does not need unless a task imports them.
-* ``startup``: from starting ``mpiexec`` to the first no-op result (target < 1 s at 8 ranks).
+* ``startup``: from starting ``mpiexec`` to the first no-op result (target < 1 s at 8 ranks), each
+  beside the start-up of plain MPI on the same ranks (``mpiexec -n R python -c`` importing mpi4py,
+  one barrier): what the pilot adds to the launch itself.
 
 Results: ``results/costs.json`` (with the load average: the machine is shared).
 """
@@ -111,6 +113,22 @@ def launch(kind: str, ranks: int, idle_s: float, timeout: float = 300) -> dict:
     return result
 
 
+def mpi_baseline(ranks: int, timeout: float = 120) -> float:
+    """Seconds from starting ``mpiexec -n ranks python`` to rank 0 past a barrier with mpi4py loaded (no pilot)."""
+    import peers_procs
+
+    code = ("import time; from mpi4py import MPI; MPI.COMM_WORLD.Barrier()\n"
+            "if MPI.COMM_WORLD.Get_rank() == 0: print(repr(time.time()))")
+    launched = time.time()
+    proc = subprocess.Popen([str(BIN / "mpiexec"), "-n", str(ranks), sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    finally:
+        peers_procs.kill_tree(proc.pid)
+    return float(stdout.split()[-1]) - launched
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inner", choices=("idle", "startup"), help=argparse.SUPPRESS)
@@ -137,17 +155,22 @@ def main() -> None:
           + f"; worker PSS {statistics.median(p['pss_mib'] for p in workers):.1f} MiB; heavy modules on a worker:"
           f" {idle['worker_heavy_modules'] or 'none'}", flush=True)
     startup: dict[int, list[float]] = {r: [] for r in args.startup_ranks}
+    baseline: dict[int, list[float]] = {r: [] for r in args.startup_ranks}
     runs = []
-    for _ in range(args.repeats):  # interleaved rank counts
+    for _ in range(args.repeats):  # interleaved rank counts, each beside plain MPI start-up of the same ranks
         for ranks in args.startup_ranks:
             run = launch("startup", ranks, args.idle)
+            run["mpi_baseline_s"] = mpi_baseline(ranks)
             startup[ranks].append(run["startup_s"])
+            baseline[ranks].append(run["mpi_baseline_s"])
             runs.append(run)
-            print(f"start-up {ranks} ranks: {run['startup_s']:.2f} s (load {run['load_before']:.1f})", flush=True)
+            print(f"start-up {ranks} ranks: {run['startup_s']:.2f} s (plain mpiexec + mpi4py + barrier"
+                  f" {run['mpi_baseline_s']:.2f} s; load {run['load_before']:.1f})", flush=True)
     data = {"benchmark": "costs", "command": "python benchmarks/costs.py" + (" --quick" if args.quick else ""),
             "idle": idle, "idle_ranks": args.idle_ranks, "idle_s": args.idle,
             "startup": [{"ranks": r, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
-                         "runs": len(v)} for r, v in startup.items()],
+                         "runs": len(v), "mpi_baseline_median_s": statistics.median(baseline[r])}
+                        for r, v in startup.items()],
             "startup_runs": runs, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s": time.time() - started}
