@@ -142,6 +142,63 @@ def run_one(ranks: int, tasks: int, args, factory) -> dict:
     return row
 
 
+def queued_run(ranks: int, tasks: int, placements: int, args, factory, warmup: int = 2_000) -> dict:
+    """The cost per placement with ``tasks`` queued before the first placement, measured over
+    ``placements`` placements (after ``warmup``) instead of running the whole bag to its end.
+
+    A minimal event loop (not the simulator): every task of ``mixed_workload`` is submitted,
+    then each completion (earliest simulated end first) is released and ``schedule()`` is
+    called; a prefetched task starts when ``release()`` says so. CPU time (process_time) is
+    summed around ``release()`` and ``schedule()`` only.
+    """
+    import heapq
+
+    inventory = Inventory.from_layout(ranks, ranks_per_node=RANKS_PER_NODE, gpus_per_rank=1)
+    workload = mixed_workload(tasks, wide_fraction=args.wide_fraction, gpu_fraction=args.gpu_fraction,
+                              seed=args.seed, sigma=args.sigma)
+    scheduler = factory(inventory, prefetch=args.prefetch)
+    for task, item in enumerate(workload):
+        scheduler.submit(task, item.spec)
+    events: list[tuple[float, int, int]] = []
+    clock = time.process_time
+
+    def started(task: int, ranks_: tuple[int, ...], now: float) -> None:
+        end = now + workload[task].duration
+        for rank in ranks_:
+            heapq.heappush(events, (end, task, rank))
+
+    load_before = os.getloadavg()[0]
+    start = clock()
+    first = scheduler.schedule()
+    first_s = clock() - start
+    for p in first:
+        if not p.waits:
+            started(p.task_id, p.ranks, 0.0)
+    done = cpu = 0.0
+    measured = calls = releases = 0
+    while events and measured < placements:
+        now, task, rank = heapq.heappop(events)
+        start = clock()
+        nxt = scheduler.release(task, rank)
+        placed = scheduler.schedule()
+        spent = clock() - start
+        releases += 1
+        if nxt is not None:
+            started(nxt, (rank,), now)
+        for p in placed:
+            if not p.waits:
+                started(p.task_id, p.ranks, now)
+        done += len(placed)
+        if done > warmup:
+            cpu += spent
+            measured += len(placed)
+            calls += 1
+    return {"ranks": ranks, "queued_at_start": tasks, "first_schedule_placements": len(first),
+            "first_schedule_cpu_s": first_s, "measured_placements": measured, "measured_calls": calls,
+            "queued_at_end": scheduler.queued, "cpu_us_per_placement": cpu / max(measured, 1) * 1e6,
+            "timer_overhead_us": timer_overhead_us(), "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
 def load_baseline(directory: Path):
     """The Scheduler class of another checkout (its scheduler.py with its own rank_index.py)."""
     core = directory / "pilotq_mpi" / "core"
@@ -210,6 +267,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def queued_main(args, ranks_list, factory, baseline, reference_before) -> int:
+    rows = []
+    for ranks in ranks_list:
+        row = {}
+        for name, cls in (("baseline", baseline), ("current", factory)):
+            if cls is None:
+                continue
+            row[name] = queued_run(ranks, args.queued, args.queued_placements, args, cls)
+            print(f"ranks={ranks} queued={args.queued:,} {name}: {row[name]['cpu_us_per_placement']:.1f} us CPU"
+                  f"/placement over {row[name]['measured_placements']:,} placements"
+                  f" (load {row[name]['load_before']:.1f})", flush=True)
+        rows.append({"ranks": ranks, **row})
+    out = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scheduler_scale"}
+    command = "python benchmarks/scheduler_scale.py " + " ".join(sys.argv[1:])
+    out["queued"] = {"command": command.strip(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "what": queued_run.__doc__.split("\n\n")[0].replace("\n    ", " "),
+        "reference_loop_us": {"before": reference_before, "after": reference_loop_us()}, "rows": rows}
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote the 'queued' entry of {args.out}")
+    return 0
+
+
 def combine(paths: list[Path], out_path: Path) -> int:
     """One result file from several (the first one's settings; rows by ranks then tasks; every command kept)."""
     parts = [json.loads(p.read_text()) for p in paths]
@@ -217,7 +296,10 @@ def combine(paths: list[Path], out_path: Path) -> int:
     out["command"] = " && ".join(p["command"] for p in parts) + f" (in parallel; then --combine into {out_path.name})"
     out["runs"] = [{"command": p["command"], "date": p["date"], "reference_loop_us": p["reference_loop_us"]}
                    for p in parts]
-    out["results"] = sorted((r for p in parts for r in p["results"]), key=lambda r: (r["ranks"], r["tasks"]))
+    out["results"] = sorted((r for p in parts for r in p.get("results", [])), key=lambda r: (r["ranks"], r["tasks"]))
+    for part in parts:
+        if "queued" in part:
+            out["queued"] = part["queued"]
     out_path.write_text(json.dumps(out, indent=2) + "\n")
     print(table(out["results"]))
     print(f"\nwrote {out_path}")
@@ -244,6 +326,10 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-max-tasks", type=int, default=100_000,
                         help="run the baseline only up to this many tasks (it may be slow)")
     parser.add_argument("--before", type=Path, default=None, help="an earlier result file to copy in for reference")
+    parser.add_argument("--queued", type=int, default=None, metavar="TASKS",
+                        help="instead of whole simulations: the cost per placement with TASKS queued first")
+    parser.add_argument("--queued-placements", type=int, default=100_000,
+                        help="placements measured in a --queued run")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
                         help="merge result files of runs made in parallel (e.g. one per rank count) into --out")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scheduler_scale.json")
@@ -255,6 +341,8 @@ def main(argv=None) -> int:
     factory = load_scheduler(args.scheduler)
     baseline = load_baseline(args.baseline) if args.baseline else None
     reference_before = reference_loop_us()
+    if args.queued:
+        return queued_main(args, ranks_list, factory, baseline, reference_before)
 
     rows = []
     for ranks in ranks_list:

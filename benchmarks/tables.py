@@ -357,10 +357,24 @@ def costs(data: dict) -> str:
             + _table(["process", "count", "idle CPU (median)", "PSS MiB (median)"], rows))
 
 
+def statevector_gpu(data: dict) -> str:
+    facts = data["facts"]
+    tests = "; ".join(f"{t['name']}: {t['summary']}" for t in data.get("tests", []))
+    rows = [[r["backend"] + ("" if r["backend"] == "numpy" else f" ({r['engine']})"),
+             "GPU" if r["backend"] == "cupy" else f"{r['threads']} cores", r["qubits"], r["dtype"],
+             f"{r['state_gib']:g}", f"{r['run_s']:.3f}", f"{r['s_per_layer']:.3f}", f"{r['gates_per_s']:,.0f}",
+             f"{r['amp_gate_s']:.2e}"] for r in data["benchmark"]]
+    return (f"### State vector on a GPU ({facts['gpu']}, CuPy {facts['cupy']}, one process; numpy on the same"
+            f" machine's {facts['cpu_count']} cores)\n\n`python benchmarks/gpu_check.py` (on a lent GPU machine)."
+            f" Tests there: {tests}.\n\n"
+            + _table(["backend", "on", "qubits", "dtype", "state GiB", "s/run (2 layers)", "s/layer", "gates/s",
+                      "s per amplitude x fused gate"], rows))
+
+
 RENDERERS = {"throughput": throughput, "subcomm": subcomm, "statevector": statevector, "cutting": cutting,
              "scheduler_scale": scheduler_scale, "mixed": mixed, "planner": planner,
              "elastic": elastic, "master_cost": master_cost, "scale_model": scale_model,
-             "peers": peers, "costs": costs}
+             "peers": peers, "costs": costs, "statevector_gpu": statevector_gpu}
 
 
 def render_all() -> str:
