@@ -55,6 +55,8 @@ class GroupQueue:
         """task -> (group index, slots it holds there, predicted short)."""
         self._seq = itertools.count()
         self._front = itertools.count(1)
+        self._changed = True
+        """Something that :meth:`assign` depends on changed since it last found nothing to hand out."""
 
     @staticmethod
     def _slots(inventory: Inventory, prefetch: int) -> int:
@@ -81,6 +83,7 @@ class GroupQueue:
         self._capacity[index] = self._slots(group_inventory, self.prefetch)
         self.inventory = inventory
         self._fits.clear()
+        self._changed = True
 
     def check_pinned(self, spec: TaskSpec, index: int, group_inventory: Inventory) -> None:
         """Raise :class:`ResourceError` unless some group could still run ``spec`` with group ``index``
@@ -139,10 +142,14 @@ class GroupQueue:
         self._queued[task_id] = spec
         entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
         heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
+        self._changed = True
 
     def cancel(self, task_id: int) -> bool:
         """Drop a queued task; False if it is not queued (handed to a group, or unknown)."""
-        return self._queued.pop(task_id, None) is not None
+        if self._queued.pop(task_id, None) is None:
+            return False
+        self._changed = True  # the next task of its class may fit where it did not
+        return True
 
     @property
     def queued(self) -> int:
@@ -166,8 +173,8 @@ class GroupQueue:
     # --- hand-out ------------------------------------------------------------------------
     def assign(self) -> list[tuple[int, int]]:
         """Hand out every queued task that has room now: ``[(task_id, group index), ...]``."""
-        if not self._queued:
-            return []
+        if not self._queued or not self._changed:
+            return []  # nothing new: the queue and every group's room are as when nothing fit
         heads = []
         for key, queue in list(self._queues.items()):
             while queue and queue[0][2] not in self._queued:
@@ -198,12 +205,14 @@ class GroupQueue:
                 heapq.heappop(queue)
             if queue:
                 heapq.heappush(heads, (queue[0], key))
+        self._changed = False  # every class's head was tried: what is left waits for a change
         return handed
 
     def finished(self, task_id: int) -> None:
         """A task handed to a group ended there: its slots are free."""
         placed = self._placed.pop(task_id, None)
         if placed is not None:
+            self._changed = True
             group, width, short = placed
             self._outstanding[group] -= width
             if not short:

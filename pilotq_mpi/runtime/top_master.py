@@ -74,10 +74,11 @@ class TopMaster(Master):
         self._shutdown_workers()
 
     def _flush(self) -> None:
-        for group, operations in self._outgoing.items():
-            leader = self.groups[group].leader
-            self._sends.append((self.world.isend(operations, dest=leader, tag=DOWN), self.world))
-        self._outgoing = defaultdict(list)
+        if self._outgoing:
+            for group, operations in self._outgoing.items():
+                leader = self.groups[group].leader
+                self._sends.append((self.world.isend(operations, dest=leader, tag=DOWN), self.world))
+            self._outgoing = defaultdict(list)
         if self._sends:
             self._sends = [sent for sent in self._sends if not sent[0].Test()]
 
