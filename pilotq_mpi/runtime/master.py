@@ -162,21 +162,7 @@ class Master(JoinedAllocations):
         backoff = Backoff()
         status = self._mpi.Status()
         while True:
-            worked = self._drain_inbox()
-            for comm in self._comms:
-                while (message := comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
-                    self._on_results(message.recv())
-                    worked = True
-            now = time.time()
-            if self._retry_heap or self._timed or self._draining:
-                worked |= self._check_clocks(now)
-            if self.elastic is not None:
-                worked |= self._check_allocations(now)
-            if worked:
-                self._dispatch()
-            self.observer.pass_ended()  # group commit of the journal; held futures resolve here
-            if self._sends:
-                self._sends = [sent for sent in self._sends if not sent[0].Test()]
+            worked = self._pass(status)
             if self._stopping and self._all_ended():
                 break
             if worked:
@@ -184,6 +170,25 @@ class Master(JoinedAllocations):
                 continue
             self._wait_idle(backoff)
         self._shutdown_workers()
+
+    def _pass(self, status) -> bool:
+        """One pass of the loop: commands, results, clocks, placements, sends; True if it did something."""
+        worked = self._drain_inbox()
+        for comm in self._comms:
+            while (message := comm.improbe(self._mpi.ANY_SOURCE, Tag.RESULT, status)) is not None:
+                self._on_results(message.recv())
+                worked = True
+        now = time.time()
+        if self._retry_heap or self._timed or self._draining:
+            worked |= self._check_clocks(now)
+        if self.elastic is not None:
+            worked |= self._check_allocations(now)
+        if worked:
+            self._dispatch()
+        self.observer.pass_ended()  # group commit of the journal; held futures resolve here
+        if self._sends:
+            self._sends = [sent for sent in self._sends if not sent[0].Test()]
+        return worked
 
     def _wait_idle(self, backoff: Backoff) -> None:
         """Nothing to do: wait a little, or until the driver posts something."""

@@ -51,27 +51,19 @@ class TopMaster(Master):
         self._links = [GroupLink() for _ in groups]
 
     # --- loop ---------------------------------------------------------------------------
-    def _loop(self) -> None:
-        backoff = Backoff()
-        status = self._mpi.Status()
-        while True:
-            worked = self._drain_inbox()
-            while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
-                self._on_up(message.recv())
-                worked = True
-            if self._draining:
-                worked |= self._check_clocks(time.time())
-            if worked:
-                self._dispatch()
-            self.observer.pass_ended()  # the journal's group commit (see Master._loop)
-            self._flush()
-            if self._stopping and self._all_ended():
-                break
-            if worked:
-                backoff.reset()
-                continue
-            self._wait_idle(backoff)
-        self._shutdown_workers()
+    def _pass(self, status) -> bool:
+        """One pass: the driver's commands, the groups' outcomes, the drain's end, hand-outs, sends."""
+        worked = self._drain_inbox()
+        while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
+            self._on_up(message.recv())
+            worked = True
+        if self._draining:
+            worked |= self._check_clocks(time.time())
+        if worked:
+            self._dispatch()
+        self.observer.pass_ended()  # the journal's group commit (see Master._pass)
+        self._flush()
+        return worked
 
     def _flush(self) -> None:
         if self._outgoing:
