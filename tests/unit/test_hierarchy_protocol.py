@@ -1,0 +1,60 @@
+"""Hierarchical masters: what the top master sends a group and what a sub-master reports back (no MPI)."""
+import threading
+from concurrent.futures import Future
+
+from pilotq_mpi.core.specs import TaskSpec
+from pilotq_mpi.core.states import TaskEvent, TaskState
+from pilotq_mpi.errors import RemoteError
+from pilotq_mpi.runtime.hierarchy import EndReport, GroupLink, report_of
+from pilotq_mpi.runtime.records import Submission, TaskRecord
+from pilotq_mpi.runtime.serialization import loads
+
+
+def submission(task_id, spec, fn_id=7):
+    return Submission(task_id, fn_id, b"function-bytes", b"payload", spec, Future(), frozenset(), "kind", 1.0)
+
+
+def test_a_group_gets_each_function_and_spec_once_then_ids():
+    link = GroupLink()
+    spec, other = TaskSpec(1), TaskSpec(2)
+    first = link.task_operation(submission(1, spec))
+    again = link.task_operation(submission(2, spec))
+    wide = link.task_operation(submission(3, other, fn_id=8))
+    assert first[3] == b"function-bytes" and first[6] is spec
+    assert again[3] is None and again[6] is None and again[5] == first[5]  # by id only
+    assert wide[3] == b"function-bytes" and wide[6] is other and wide[5] != first[5]
+
+
+def ended(record, event, **fields):
+    record.fire(TaskEvent.DEPS_MET)
+    record.fire(TaskEvent.PLACED)
+    for name, value in fields.items():
+        setattr(record, name, value)
+    record.fire(event)
+    return report_of(record)
+
+
+def test_a_done_task_reports_its_pickled_value_and_one_rank_needs_no_span_dict():
+    record = TaskRecord(submission(1, TaskSpec(1)))
+    report = ended(record, TaskEvent.SUCCEEDED, result={"value": 42}, ranks=(3,), started=1.0, ended=2.0,
+                   rank_spans={3: (1.0, 2.0)})
+    assert report.state == TaskState.DONE.value and loads(report.value) == {"value": 42}
+    assert report.error is None and report.rank_spans is None and report.ranks == (3,)
+    assert EndReport._make(tuple(report)) == report  # travels as a plain tuple
+
+
+def test_a_failed_task_reports_its_error_and_traceback_and_a_multi_rank_one_its_spans():
+    record = TaskRecord(submission(2, TaskSpec(2)))
+    report = ended(record, TaskEvent.RAISED, error=ValueError("bad input"), traceback="Traceback ...",
+                   ranks=(3, 4), rank_spans={3: (1.0, 2.0), 4: (1.0, 2.5)})
+    error = loads(report.error)
+    assert isinstance(error, ValueError) and str(error) == "bad input"
+    assert report.traceback == "Traceback ..." and report.rank_spans == {3: (1.0, 2.0), 4: (1.0, 2.5)}
+
+
+def test_a_value_that_will_not_pickle_fails_the_task_with_the_reason():
+    record = TaskRecord(submission(3, TaskSpec(1)))
+    report = ended(record, TaskEvent.SUCCEEDED, result=threading.Lock(), ranks=(3,))
+    assert report.state == TaskState.FAILED.value
+    error = loads(report.error)
+    assert isinstance(error, RemoteError) and "could not send on" in str(error)
