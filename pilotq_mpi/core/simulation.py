@@ -42,7 +42,9 @@ Simulated time is all this module computes with, with one exception: the wall ti
 spent *inside* ``Scheduler.schedule()``, ``Scheduler.release()`` and ``Scheduler.submit()``
 is measured with ``timer`` (``time.perf_counter`` by default) around those calls only,
 to report the scheduler's own CPU cost per decision. Pass a fake ``timer`` to make a run
-fully deterministic; nothing else reads it.
+fully deterministic; nothing else reads it. With ``MasterModel(scheduler=True)`` those readings
+are also charged to the master as simulated time (pass ``time.thread_time`` for CPU time): the
+schedule then depends on the real scheduler's speed at that size.
 
 Also here: :func:`mixed_workload`, a seeded generator of mixed-width workloads.
 """
@@ -465,7 +467,6 @@ class _Engine:
         self.end_at = [math.nan] * n
         self.ranks_of: list[tuple[int, ...]] = [()] * n
         self.reported = [0] * n
-        self.group_of: dict[int, _Server] = {}
         self.seen_at = 0.0
         self.events: list = []
         self.seq = 0
