@@ -539,7 +539,8 @@ class Master(JoinedAllocations):
         if error is not None:
             record.error = error
         self._timed.discard(record.sub.task_id)
-        # observers first: a journaled result is on disk before the driver can see it
+        # observers first: a journaled result is on disk before the driver can see it (the journal
+        # observer swaps record.sub.future for a stand-in until its group commit: read it after)
         self.observer.task_ended(record)
         future = record.sub.future
         if not already_resolved:
