@@ -34,6 +34,7 @@ class Peer:
 
     bulk_method = "map(chunksize)"
     mixed_method = ""
+    mixed_last = False  # True: run the mixed workload after everything else (it may disturb what follows)
 
     def __init__(self, workers: int, cfg: dict):
         self.workers, self.cfg = workers, cfg
@@ -53,7 +54,12 @@ class Peer:
 
         done, _ = wait(futures, timeout=limit)
         if len(done) < len(futures):
-            self.abandon = True
+            self.abandon = True  # end the run without waiting in the peer's shutdown
+            for f in futures:
+                try:
+                    f.cancel()  # those not started yet
+                except NotImplementedError:  # Parsl's AppFuture
+                    pass
             raise TimeoutError(f"finished {len(done)} of {len(futures)} mixed tasks within the {limit:.0f} s limit")
         return [f.result() for f in futures]
 
@@ -128,6 +134,7 @@ class ExecutorlibPeer(Peer):
 
     bulk_method = "submit of chunks (its map sends items one by one)"
     mixed_method = "resource_dict={'cores': w}, block_allocation=False: one mpiexec -n w per task"
+    mixed_last = True  # past its limit, its per-task MPI launches go on and slow everything after
 
     def __init__(self, workers, cfg):
         super().__init__(workers, cfg)
@@ -149,7 +156,7 @@ class ExecutorlibPeer(Peer):
 
         ex = SingleNodeExecutor(max_cores=self.workers, block_allocation=False)
         futures = [ex.submit(T.wide_world, s, resource_dict={"cores": w}) for w, s in tasks]
-        out = self.gather_within(futures, self.cfg["mixed_limit"])  # on a timeout the run ends without waiting
+        out = self.gather_within(futures, self.cfg["mixed_limit"])  # past the limit: left as is, tasks cancelled
         ex.shutdown(wait=True)
         return out
 
@@ -210,7 +217,13 @@ class ParslPeer(Peer):
         os.environ["PBS_NODEFILE"] = str(nodefile)
         self.close()
         self.parsl.load(self._config(mpi=True))
-        wide = bash_app(T.wide_bash, executors=["htex"])
+        try:
+            return self._mixed(tasks, bash_app(T.wide_bash, executors=["htex"]))
+        finally:  # back to the plain executor for what follows
+            self.close()
+            self.parsl.load(self._config(mpi=False))
+
+    def _mixed(self, tasks, wide):
         wide(0.0, parsl_resource_specification={"num_nodes": 1, "num_ranks": 1, "ranks_per_node": 1}).result()
         start = time.perf_counter()
         futures = self._admit(tasks, start + self.cfg["mixed_limit"], lambda w, s: wide(
@@ -349,6 +362,26 @@ def one_by_one(peer: Peer, n: int, tree: list[int]) -> None:
          ok=total == n * (n - 1) // 2)
 
 
+def mixed(peer: Peer, cfg: dict, workers: int) -> None:
+    """The mixed-width workload (if configured): makespan, or why the peer cannot run it."""
+    if "mixed" not in cfg["workloads"]:
+        return
+    tasks = [(w, s) for w, s, count in cfg["mixed"] for _ in range(count) if w <= workers]
+    order = sorted(range(len(tasks)), key=lambda i: (i * 7919) % len(tasks))  # interleave the widths
+    tasks = [tasks[i] for i in order]
+    try:
+        start = time.perf_counter()
+        results = peer.mixed(tasks)
+        seconds = getattr(peer, "mixed_makespan", None) or time.perf_counter() - start
+        widths = [r if isinstance(r, int) else r[0] for r in results]
+        emit("mixed", n=len(tasks), seconds=seconds, method=peer.mixed_method,
+             ok=widths == [w for w, _ in tasks])
+    except Unsupported as e:
+        emit("mixed", unsupported=str(e))
+    except TimeoutError as e:
+        emit("mixed", note=str(e))
+
+
 def run(cfg: dict) -> None:
     """Start the peer, run the configured workloads, print each result, shut down."""
     workers = cfg["procs"] - 1
@@ -363,7 +396,8 @@ def run(cfg: dict) -> None:
             tree = peers_procs.session_tree(peers_procs.run_root(cfg["orchestrator_pid"]))
             emit("memory", tree=[(pid, peers_procs.start_time(pid)) for pid in tree],
                  **peers_procs.memory_of(tree))
-        for n in sorted(cfg["tasks"]) if "one_by_one" in workloads else []:
+        counts = sorted(cfg["tasks"]) if "one_by_one" in workloads else []
+        for n in counts[:-1]:
             one_by_one(peer, n, tree)
         if "bulk" in workloads:
             n, chunk = cfg["bulk"], cfg["chunk"]
@@ -384,21 +418,12 @@ def run(cfg: dict) -> None:
             seconds = time.perf_counter() - start
             emit("cutting", n=len(blobs), shots=shots, seconds=seconds, per_s=len(blobs) / seconds,
                  ok=all(sum(c.values()) == shots for c in results))
-        if "mixed" in workloads:
-            tasks = [(w, s) for w, s, count in cfg["mixed"] for _ in range(count) if w <= workers]
-            order = sorted(range(len(tasks)), key=lambda i: (i * 7919) % len(tasks))  # interleave the widths
-            tasks = [tasks[i] for i in order]
-            try:
-                start = time.perf_counter()
-                results = peer.mixed(tasks)
-                seconds = getattr(peer, "mixed_makespan", None) or time.perf_counter() - start
-                widths = [r if isinstance(r, int) else r[0] for r in results]
-                emit("mixed", n=len(tasks), seconds=seconds, method=peer.mixed_method,
-                     ok=widths == [w for w, _ in tasks])
-            except Unsupported as e:
-                emit("mixed", unsupported=str(e))
-            except TimeoutError as e:
-                emit("mixed", note=str(e))
+        if not peer.mixed_last:
+            mixed(peer, cfg, workers)
+        for n in counts[-1:]:  # the largest count late: on the slowest peers it may reach the run's timeout
+            one_by_one(peer, n, tree)
+        if peer.mixed_last:
+            mixed(peer, cfg, workers)
     finally:
         if getattr(peer, "abandon", False):  # tasks left running: shutting down would wait for them
             sys.stdout.flush()
