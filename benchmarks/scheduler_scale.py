@@ -290,13 +290,15 @@ def queued_main(args, ranks_list, factory, baseline, reference_before) -> int:
 
 
 def combine(paths: list[Path], out_path: Path) -> int:
-    """One result file from several (the first one's settings; rows by ranks then tasks; every command kept)."""
+    """One result file from several runs (the first one's settings; rows by ranks then tasks; every
+    command kept; the ``queued`` entry of the last file that has one)."""
     parts = [json.loads(p.read_text()) for p in paths]
-    out = dict(parts[0])
-    out["command"] = " && ".join(p["command"] for p in parts) + f" (in parallel; then --combine into {out_path.name})"
+    sims = [p for p in parts if "results" in p]
+    out = dict(sims[0] if sims else parts[0])
+    out["command"] = " ; ".join(p["command"] for p in sims) + f" (separate runs, merged with --combine into {out_path.name})"
     out["runs"] = [{"command": p["command"], "date": p["date"], "reference_loop_us": p["reference_loop_us"]}
-                   for p in parts]
-    out["results"] = sorted((r for p in parts for r in p.get("results", [])), key=lambda r: (r["ranks"], r["tasks"]))
+                   for p in sims]
+    out["results"] = sorted((r for p in sims for r in p["results"]), key=lambda r: (r["ranks"], r["tasks"]))
     for part in parts:
         if "queued" in part:
             out["queued"] = part["queued"]
