@@ -7,17 +7,16 @@ tasks (which stay within one group) can keep to one node.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 from .inventory import Inventory, RankInfo
 
-AUTO_MIN_WORKERS = 1024
-"""Below this many worker ranks a single master keeps up (see benchmarks/scale_model.py)."""
-AUTO_GROUP_SIZE = 256
-"""Worker ranks per sub-master in the automatic mode: 64 nodes of 4 GPUs, so the widest task
-of the mission (a 64-GPU state vector) fits in one group."""
+AUTO_SUBMASTERS = 0
+"""What ``auto`` chooses: one master, at every size. Measured (benchmarks/master_cost.py, quiet machine):
+the top master costs about as much per task as a single master (177 against 163 us, the driver's
+submit included), so sub-masters add no throughput yet; benchmarks/scale_model.py says they pay
+once the top costs 120 us per task or less. Until then they are chosen by a count only."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,10 @@ class Group:
 
 
 def submaster_count(setting: str | int | None, workers: int) -> int:
-    """How many sub-masters to run for ``workers`` ranks: ``"auto"``/None, or a number (0: one master).
-
-    Auto: none below :data:`AUTO_MIN_WORKERS`; above it one per :data:`AUTO_GROUP_SIZE` ranks.
-    """
+    """How many sub-masters to run for ``workers`` ranks: ``"auto"``/None (:data:`AUTO_SUBMASTERS`), or a
+    number (0: one master)."""
     if setting in (None, "", "auto"):
-        return 0 if workers < AUTO_MIN_WORKERS else math.ceil(workers / AUTO_GROUP_SIZE)
+        return AUTO_SUBMASTERS
     count = int(setting)
     if count < 0:
         raise ValueError(f"PILOTQ_SUBMASTERS={setting!r}: must be 'auto' or an integer >= 0")

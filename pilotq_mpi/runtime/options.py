@@ -74,7 +74,7 @@ class PilotOptions:
     lost_after: float = 10.0
     """Seconds without a heartbeat after which a joined allocation counts as lost."""
     submasters: str = "auto"
-    """Sub-masters (hierarchical masters): ``auto`` (none below 1,024 worker ranks), or a count; 0: one master."""
+    """Sub-masters (hierarchical masters): a count, or ``auto`` (one master for now: see core.groups); 0: one master."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "PilotOptions":

@@ -102,13 +102,12 @@ class TopMaster(Master):
 
     def _on_started(self, task_id: int) -> None:
         record = self.tasks.get(task_id)
-        if record is None:
+        if record is None or task_id in self._notified:
             return
-        future = record.sub.future
-        if future.cancelled():
-            self._settle_cancelled(record)  # it started anyway: it runs, and the future stays cancelled
-        elif not future.running():
-            future.set_running_or_notify_cancel()
+        # a group reports a task's start once; False: the driver cancelled it, it runs anyway and its
+        # future stays cancelled (its waiters are told now)
+        if not record.sub.future.set_running_or_notify_cancel():
+            self._notified.add(task_id)
 
     def _settle_cancelled(self, record) -> None:
         """Tell the waiters of a future the driver cancelled (once)."""

@@ -3,7 +3,7 @@ import pytest
 
 from pilotq_mpi import ResourceError
 from pilotq_mpi.core.group_queue import GroupQueue
-from pilotq_mpi.core.groups import AUTO_GROUP_SIZE, AUTO_MIN_WORKERS, split_groups, submaster_count
+from pilotq_mpi.core.groups import split_groups, submaster_count
 from pilotq_mpi.core.inventory import Inventory, RankInfo
 from pilotq_mpi.core.specs import TaskSpec
 
@@ -12,9 +12,8 @@ def ranks(count, per_node, first=1):
     return [RankInfo(first + i, f"node{(first + i) // per_node}") for i in range(count)]
 
 
-def test_auto_is_one_master_below_the_threshold_and_one_submaster_per_group_above():
-    assert submaster_count("auto", AUTO_MIN_WORKERS - 1) == 0
-    assert submaster_count(None, 8191) == -(-8191 // AUTO_GROUP_SIZE)
+def test_auto_is_one_master_and_a_count_forces_sub_masters():
+    assert submaster_count("auto", 16_384) == 0 and submaster_count(None, 8) == 0
     assert submaster_count("2", 9) == 2
     assert submaster_count(0, 4096) == 0
 
