@@ -171,7 +171,7 @@ def main() -> None:
             "startup": [{"ranks": r, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
                          "runs": len(v), "mpi_baseline_median_s": statistics.median(baseline[r])}
                         for r, v in startup.items()],
-            "startup_runs": runs, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "startup_runs": runs, "commit": __import__("peers").commit(), "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "wall_s": time.time() - started}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -240,6 +240,15 @@ def installed(peer: str) -> str | None:
     return None
 
 
+def commit() -> str:
+    """The commit measured, with '+changes' when pilotq_mpi/ or benchmarks/peers*.py differ from it."""
+    def git(*argv):
+        return subprocess.run(["git", *argv], cwd=HERE, capture_output=True, text=True).stdout.strip()
+
+    changed = [word for word in git("status", "--porcelain", "--", "../pilotq_mpi", ".").split() if word.endswith(".py")]
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+changes" if changed else "")
+
+
 def versions() -> dict:
     """Installed versions of the peers (and of MPICH)."""
     out = {}
@@ -359,6 +368,7 @@ def main() -> None:
     blocks = plan_blocks(args)
     missing = {peer: why for peer in args.peers if (why := installed(peer))}
     started = time.time()
+    measured = commit()
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         workdir = Path(tmp)
@@ -402,7 +412,7 @@ def main() -> None:
             "cutting_tasks": args.cutting_tasks, "shots": args.shots, "mixed_spec": MIXED,
             "mixed_limit_s": args.mixed_limit, "timeout_s": args.timeout,
             "repeats": {"mpi peers": args.repeats, "others": args.slow_repeats}, "statistic": "median",
-            "blocks": blocks, "summaries": summaries, "runs": runs, "versions": versions(),
+            "blocks": blocks, "summaries": summaries, "runs": runs, "versions": versions(), "commit": measured,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_end": os.getloadavg(), "wall_s": time.time() - started,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
