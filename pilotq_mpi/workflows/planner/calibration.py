@@ -2,14 +2,16 @@
 
 Compute constants are **CPU seconds** (``time.process_time`` in a worker rank, whose only
 thread runs the task; ``time.thread_time`` on the driver, whose process also runs the master
-thread), so a profile made on a loaded machine predicts a quiet one: the model divides CPU work
-by the cores the ranks get (see :mod:`.model`). Only what is wall time by nature is timed on
+thread): the model divides CPU work by the cores the ranks get (see :mod:`.model`). CPU time moves
+far less with the load than wall time, but contention still inflates it (shared caches, memory
+bandwidth, hyperthreads): calibrate on a machine as quiet as the runs will be. Only what is wall time by nature is timed on
 the wall clock: the pilot's task round trip and the ``Sendrecv`` latency and bandwidth between
 ranks (measured first, before the other probes load the ranks), and GPU work.
 
 The CPU probes run **at once**, each on its own worker rank (CPU time does not change when
 they share the cores), and the driver-side probes run meanwhile on the driver, so
-:func:`calibrate` takes about the largest probe, ~10-25 s on a 2-core machine:
+:func:`calibrate` takes about the largest probe (3.4 s at load 2, 33-69 s at load 9-26 on a
+2-core machine):
 
 - ``numpy`` state vector: random 2-qubit layers, fused as the simulator fuses them, at 14, 18
   and 20 qubits (CPU seconds per amplitude per fused gate), observables (per X-group sweep and

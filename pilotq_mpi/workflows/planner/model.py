@@ -23,8 +23,9 @@ subexperiments, shots, batches) from the problem and the resources. Terms:
   per shot), plus the cutting terms above when the circuit is cut.
 
 CPU work over the cores the ranks get (model v3). The profile's compute constants are CPU
-seconds (the calibration times them with ``time.process_time``/``thread_time``, so a profile
-made on a loaded machine holds for a quiet one). A strategy's predicted wall time is its CPU
+seconds (the calibration times them with ``time.process_time``/``thread_time``: far less
+sensitive to the load than wall time, though contention still inflates CPU time: on the 2-vCPU
+build machine up to 4x for the state vector between load averages 2 and 26). A strategy's predicted wall time is its CPU
 work divided by the cores its busy processes actually get, plus what is really wall
 (communication latency, the pilot's task round trip, a QPU's queue):
 
