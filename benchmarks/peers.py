@@ -358,6 +358,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, help="hard limit per run of one peer (default 240 s; 120 with --quick)")
     parser.add_argument("--quick", action="store_true", help="4 processes, N=1,000, 16,000 bulk, 300 cutting tasks, 1 run")
     parser.add_argument("--out", default=str(HERE / "results" / "peers.json"))
+    parser.add_argument("--add-to", metavar="FILE", help="replace these peers' runs at these process counts in an"
+                        " earlier peers.json (e.g. runs its --budget left out) and write it to --out")
     args = parser.parse_args()
     command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
     if args.quick:
@@ -416,6 +418,12 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_end": os.getloadavg(), "wall_s": time.time() - started,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.add_to:  # keep the earlier run; these (peer, procs) replace their entries in it
+        earlier = json.loads(Path(args.add_to).read_text())
+        earlier["runs"].update(runs)
+        earlier["summaries"].update({key: summaries[key] for key in runs})
+        earlier["command"] += f"; then {command} (runs of {', '.join(sorted(runs))}, finished {data['date']})"
+        data = earlier
     print(markdown(data))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=1))
