@@ -1,8 +1,9 @@
 """pilotq-mpi side by side with every peer that installs here, same workloads, one run.
 
-    python benchmarks/peers.py            # 4 and 8 processes, every peer (~10 min on 2 cores)
+    python benchmarks/peers.py            # 4 and 8 processes, every peer (at most --budget 900 s + one run)
     python benchmarks/peers.py --quick    # 4 processes, smaller workloads, one run each (~2 min)
     python benchmarks/peers.py --peers pilotq-mpi mpi4py.futures --procs 4
+    python benchmarks/peers.py --peers parsl --procs 8 --add-to results/peers.json   # fill in runs left out
 
 Peers (``pip install -e '.[peers]'``; one that is not installed is reported as such):
 pilotq-mpi (``mpiexec -n P python -m pilotq_mpi``), mpi4py.futures (``mpiexec -n P python -m
