@@ -38,6 +38,9 @@ from .polling import Backoff
 from .serialization import dumps, loads
 
 MASTER = 0
+IDLE_POLL_S = 0.01
+"""How often a worker idle for 0.1 s or more looks for a message (the first task after a long idle
+waits at most this long)."""
 AWAY_S = 0.002
 """After this long without probing (a task ran), probe once more before starting the next task."""
 SHORT_S = 0.0002
@@ -91,7 +94,8 @@ class Worker:
     # --- loop ------------------------------------------------------------------------
     def serve(self) -> None:
         """Serve until SHUTDOWN arrives and every accepted task has been reported."""
-        backoff = Backoff()
+        # idle for a while (no task for 0.1 s): poll every 10 ms, not every 1 ms (idle CPU ~0.6%, not ~3%)
+        backoff = Backoff(idle_ceiling=IDLE_POLL_S)
         stopping = False
         status = self._mpi.Status()
         probed = time.monotonic()
