@@ -49,7 +49,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +59,7 @@ sys.path.insert(0, str(HERE.parent))
 from pilotq_mpi.core.inventory import Inventory  # noqa: E402
 from pilotq_mpi.core.simulation import MasterModel, simulate, simulate_hierarchical  # noqa: E402
 from pilotq_mpi.core.specs import TaskSpec  # noqa: E402
+from master_cost import _git_commit  # noqa: E402  (the same commit stamp as the costs it reads)
 
 RANKS = (1024, 4096, 16384)
 DURATIONS = (0.1, 1.0, 10.0)
@@ -329,16 +329,6 @@ def _findings(single_rows: list[dict], hier_rows: list[dict], sweep_rows: list[d
     out["with_top_90us_fewest_groups_meeting_target_at_8192"] = min(r["groups"] for r in sizes) if sizes else None
     out["with_top_90us_largest_group_meeting_target"] = max(r["group_size"] for r in sizes) if sizes else None
     return out
-
-
-def _git_commit() -> str | None:
-    if os.environ.get("PILOTQ_BENCH_COMMIT"):
-        return os.environ["PILOTQ_BENCH_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 if __name__ == "__main__":
