@@ -145,15 +145,15 @@ class Uplink(TaskObserver):
 class _RelayedFuture(Future):
     """The sub-master's future of a task: its start is reported to the top (whose future the driver holds)."""
 
-    def __init__(self, task_id: int, started: list[int]):
+    def __init__(self, task_id: int, uplink: "Uplink"):
         super().__init__()
         self._task_id = task_id
-        self._started = started
+        self._uplink = uplink
 
     def set_running_or_notify_cancel(self) -> bool:
         running = super().set_running_or_notify_cancel()
-        if running:
-            self._started.append(self._task_id)
+        if running:  # the uplink's list of this pass (it starts a new one each pass)
+            self._uplink.started.append(self._task_id)
         return running
 
 
@@ -207,7 +207,7 @@ class SubMaster(Master):
             if spec is not None:
                 self._specs[spec_id] = spec
             spec = self._specs[spec_id]
-            future = _RelayedFuture(task_id, self.observer.started)
+            future = _RelayedFuture(task_id, self.observer)
             self._on_submit(Submission(task_id, fn_id, self._functions[fn_id], payload, spec, future,
                                        frozenset(), name, submitted, chunk))
         elif kind == "cancel":

@@ -58,3 +58,39 @@ def test_a_value_that_will_not_pickle_fails_the_task_with_the_reason():
     assert report.state == TaskState.FAILED.value
     error = loads(report.error)
     assert isinstance(error, RemoteError) and "could not send on" in str(error)
+
+
+class Sent:
+    """What ``isend`` returns: already complete."""
+
+    def Test(self):
+        return True
+
+
+class RecordingWorld:
+    """Stands in for the communicator the uplink sends on: keeps what was sent (a copy, as MPI would)."""
+
+    def __init__(self):
+        self.messages = []
+
+    def isend(self, body, dest, tag):
+        import pickle
+
+        self.messages.append(pickle.loads(pickle.dumps(body)))
+        return Sent()
+
+
+def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up():
+    from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
+
+    world = RecordingWorld()
+    uplink = Uplink(world)
+    early = _RelayedFuture(1, uplink)
+    late = _RelayedFuture(2, uplink)   # handed out in the same pass, prefetched behind task 1
+    assert early.set_running_or_notify_cancel()
+    uplink.pass_ended()
+    assert late.set_running_or_notify_cancel()  # starts a pass later
+    uplink.pass_ended()
+    assert [message[0] for message in world.messages] == [[1], [2]]
+    uplink.close()
+    assert world.messages[-1] == ([], [], True)
