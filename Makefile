@@ -69,6 +69,13 @@ bench: $(STAMP)  ## benchmarks (JSON in benchmarks/results, table in benchmarks/
 	$(PY) benchmarks/trace_writer.py
 	$(PY) benchmarks/elastic.py
 	$(PY) benchmarks/planner.py
+	$(PY) benchmarks/scheduler_scale.py
+	$(PY) benchmarks/master_cost.py
+	$(PY) benchmarks/scale_model.py
+	$(PY) benchmarks/costs.py
+	$(PY) -m pip install --quiet -e '.[peers]'  # the peer runtimes, for peers.py only
+	$(PY) benchmarks/peers.py
+	$(PY) benchmarks/tables.py --update
 
 figures: $(STAMP)  ## the Pilot-Quantum paper's figures at size small (JSON + PNG in benchmarks/results)
 	$(PY) benchmarks/figures/run.py --size small
