@@ -57,6 +57,10 @@ def test_cluster_of_a_killed_test_process_is_cleaned_up_by_its_watchdog(tmp_path
     try:
         line = child.stdout.readline()
         assert line.startswith("READY"), line
+        # RUNNING comes before srun has started the step's tasks: wait for them (a loaded machine is slow)
+        give_up = time.monotonic() + 60
+        while len(_marked_pids(str(base))) < 5 and time.monotonic() < give_up:
+            time.sleep(0.2)
         assert len(_marked_pids(str(base))) >= 5, "daemons, slurmstepd, the job and its tasks run"
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
