@@ -166,8 +166,10 @@ def test_mixed_workload_is_reproducible_by_seed():
     widths = [t.spec.ranks for t in a]
     assert set(widths) <= {1, 2, 4, 8, 16} and 50 < sum(w > 1 for w in widths) < 150
     assert 150 < sum(t.spec.gpus_per_rank for t in a) < 350
-    # generated (seeded) workload values, not measured times
-    assert all(t.duration > 0 for t in a) and {t.submit_time for t in a} == {0.0}
+    # generated (seeded) lognormal draws, not measured times: all positive, all distinct
+    draws = sorted(t.duration for t in a)
+    assert draws[0] > 0 and len(set(draws)) == len(draws)
+    assert {t.submit_time for t in a} == {0.0}
     stream = mixed_workload(200, wide_fraction=0.0, gpu_fraction=0.0, seed=1, arrival_rate=10.0)
     times = [t.submit_time for t in stream]
     assert times == sorted(times) and 10 < times[-1] < 40
