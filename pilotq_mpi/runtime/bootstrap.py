@@ -251,37 +251,44 @@ def _start_master(world, all_facts, options: PilotOptions, groups: list, *, driv
     inventory = build_inventory(all_facts, options, frozenset(g.leader for g in groups))
     if not options.quiet:
         sys.stderr.write(f"pilotq-mpi: {inventory.describe()}\n")
-    started = time.time()
+    observer = build_observer(options, inventory, time.time())
     if groups:
-        from .top_master import TopMaster
-
-        if not options.quiet:
-            sizes = ", ".join(str(len(g.workers)) for g in groups)
-            sys.stderr.write(f"pilotq-mpi: {len(groups)} sub-masters (world ranks"
-                             f" {', '.join(str(g.leader) for g in groups)}) over groups of {sizes} worker ranks\n")
-        master = TopMaster(world, inventory, groups, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                           observer=build_observer(options, inventory, started), drain_grace=options.drain_grace,
-                           prefetch_horizon=options.prefetch_horizon)
-        master.start()
-        session.install(master)
-        return master
-    elastic = None
-    if options.run_dir:
-        from mpi4py import MPI
-
-        from .elastic import Elastic
-        from .rundir import RunDir
-
-        elastic = Elastic(MPI, RunDir(options.run_dir), next_rank=world.Get_size(), lost_after=options.lost_after,
-                          import_path=sys.path[0] if driver else None)
-        if not options.quiet:
-            sys.stderr.write(f"pilotq-mpi: joinable: python -m pilotq_mpi --join {options.run_dir} [--pool NAME]\n")
-    master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                    stuck_grace=options.stuck_grace, observer=build_observer(options, inventory, started),
-                    prefetch_horizon=options.prefetch_horizon, elastic=elastic, drain_grace=options.drain_grace)
+        master = _top_master(world, inventory, groups, options, observer)
+    else:
+        master = Master(world, inventory, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                        stuck_grace=options.stuck_grace, observer=observer, prefetch_horizon=options.prefetch_horizon,
+                        elastic=_elastic(world, options, driver), drain_grace=options.drain_grace)
     master.start()
     session.install(master)
     return master
+
+
+def _top_master(world, inventory, groups: list, options: PilotOptions, observer):
+    """The top master over sub-master ``groups`` (hierarchical masters)."""
+    from .top_master import TopMaster
+
+    if not options.quiet:
+        sizes = ", ".join(str(len(g.workers)) for g in groups)
+        sys.stderr.write(f"pilotq-mpi: {len(groups)} sub-masters (world ranks"
+                         f" {', '.join(str(g.leader) for g in groups)}) over groups of {sizes} worker ranks\n")
+    return TopMaster(world, inventory, groups, prefetch=options.prefetch, power_of_two=options.power_of_two,
+                     observer=observer, drain_grace=options.drain_grace, prefetch_horizon=options.prefetch_horizon)
+
+
+def _elastic(world, options: PilotOptions, driver: bool):
+    """The pilot's joinable side when it has a run directory (``--run-dir``), else None."""
+    if not options.run_dir:
+        return None
+    from mpi4py import MPI
+
+    from .elastic import Elastic
+    from .rundir import RunDir
+
+    elastic = Elastic(MPI, RunDir(options.run_dir), next_rank=world.Get_size(), lost_after=options.lost_after,
+                      import_path=sys.path[0] if driver else None)
+    if not options.quiet:
+        sys.stderr.write(f"pilotq-mpi: joinable: python -m pilotq_mpi --join {options.run_dir} [--pool NAME]\n")
+    return elastic
 
 
 def _finish_master(master, world) -> None:

@@ -32,6 +32,7 @@ from ..core.states import TaskState
 from ..errors import RemoteError
 from .master import Master, TaskObserver
 from .options import PilotOptions
+from .polling import Backoff
 from .records import Submission, TaskRecord
 from .serialization import dumps
 
@@ -135,8 +136,6 @@ class Uplink(TaskObserver):
     def close(self) -> None:
         """The sub-master is done: send the last message and wait until it is taken."""
         self.pass_ended(last=self.stuck or True)
-        from .polling import Backoff
-
         backoff = Backoff()
         while not all(request.Test() for request in self._sends):
             backoff.sleep()

@@ -7,6 +7,7 @@ is the only code on rank 0 that calls MPI. The driver talks to it through :meth:
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import sys
 import threading
@@ -192,7 +193,6 @@ class Master(JoinedAllocations):
 
     def _wait_idle(self, backoff: Backoff) -> None:
         """Nothing to do: wait a little, or until the driver posts something."""
-        self.observer.pass_ended()  # (a loop that forgot to end its pass: held journal futures resolve now)
         delay = backoff.next_delay()
         if not delay:  # a spin: Event.wait(0) would only cost a lock round trip (~5 us)
             return
@@ -270,12 +270,8 @@ class Master(JoinedAllocations):
             inventory = self.inventory.with_qpu(qpu)
             for record in self.tasks.values():
                 if not record.state.terminal and record.spec.qpu is None:
-                    try:
+                    with qpu_conflict(qpu, record):
                         inventory.check(record.spec, power_of_two=self.scheduler.power_of_two)
-                    except ResourceError as exc:
-                        raise ResourceError(
-                            f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
-                            f" (id {record.task_id}) needs ({exc}); declare QPUs before submitting tasks") from None
         except Exception as exc:
             reply.set_exception(exc)
             return
@@ -704,6 +700,17 @@ class Master(JoinedAllocations):
         if self.elastic is not None:
             self.elastic.close()
         self.observer.close()
+
+
+@contextlib.contextmanager
+def qpu_conflict(qpu: QpuSpec, record: TaskRecord):
+    """A ResourceError inside says what declaring ``qpu`` now would take from live task ``record``."""
+    try:
+        yield
+    except ResourceError as exc:
+        raise ResourceError(
+            f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
+            f" (id {record.task_id}) needs ({exc}); declare QPUs before submitting tasks") from None
 
 
 def _tasks(count: int) -> str:

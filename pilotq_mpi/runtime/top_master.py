@@ -21,7 +21,7 @@ from ..core.inventory import Inventory
 from ..core.states import TaskEvent, TaskState
 from ..errors import RemoteError, RemoteTraceback, ResourceError
 from .hierarchy import DOWN, UP, EndReport, GroupLink
-from .master import Master, TaskObserver
+from .master import Master, TaskObserver, qpu_conflict
 from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
 from .serialization import loads
@@ -177,15 +177,11 @@ class TopMaster(Master):
                 if record.state.terminal or record.spec.qpu is not None:
                     continue
                 group = self.scheduler.group_of(record.task_id)
-                try:
+                with qpu_conflict(qpu, record):
                     if group is None:  # still here: some group must still fit it
                         self.scheduler.check_pinned(record.spec, index, group_inventory)
                     elif group == index:
                         group_inventory.check(record.spec, power_of_two=self.scheduler.power_of_two)
-                except ResourceError as exc:
-                    raise ResourceError(
-                        f"declaring QPU {qpu.name!r} now would pin ranks that task {record.name!r}"
-                        f" (id {record.task_id}) needs ({exc}); declare QPUs before submitting tasks") from None
         except Exception as exc:  # noqa: BLE001 - the driver's declaration raises it
             reply.set_exception(exc)
             return
