@@ -14,6 +14,12 @@ at the top with the member elsewhere (stale). Because keys are static, an old en
 exactly right again if the member comes back, so each heap holds at most one entry per
 member: no growth, no compaction, and in steady state (a rank's load going 1 -> 2 -> 1)
 no heap operation at all.
+
+Classes whose single-rank indexes would be equal (same ranks in the same preference order, same
+capacity; e.g. "1 GPU" and "no GPU" on nodes where every rank has a GPU) share one index, so
+a change of load is counted once. The common transitions, a rank's load going up or down by
+one while nothing else about it changes, have their own short paths (:meth:`RankIndex.raised`,
+:meth:`RankIndex.lowered`); every other change goes through :meth:`RankIndex.changed`.
 """
 from __future__ import annotations
 
@@ -36,7 +42,8 @@ class SingleRankIndex:
 
     Within a level the order is (GPU rank when CPU is preferred, rank), encoded in one int.
     ``counts[level]`` is exact; ``open`` is their sum; ``classes`` are the scheduler's
-    resource-class keys to wake when a rank becomes available here.
+    resource-class keys to wake when a rank becomes available here (every class sharing
+    this index).
     """
 
     __slots__ = ("cap", "counts", "open", "heaps", "present", "keys", "classes")
@@ -284,7 +291,13 @@ class RankIndex:
         self.effective: dict[int, float] = {info.rank: self._effective(info.rank) for info in ranks}
         self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else load[info.rank]
                                         for info in ranks}
+        """Per rank: its load, or infinity while a multi-rank task holds it (the order of reservations);
+        up to date after :meth:`flush_ready`."""
+        self._ready_changed: set[int] = set()
+        """Ranks whose load or exclusivity changed since :meth:`flush_ready` (``ready`` and the
+        readiness heaps do not show it yet)."""
         self._singles: dict[tuple, SingleRankIndex] = {}
+        self._single_sets: dict[tuple, SingleRankIndex] = {}
         self._singles_of: dict[int, list[SingleRankIndex]] = {info.rank: [] for info in ranks}
         self._wides: dict[tuple, WideSet] = {}
         self._wides_of: dict[int, list[WideSet]] = {info.rank: [] for info in ranks}
@@ -308,9 +321,8 @@ class RankIndex:
             if self.holder_key is not None:
                 self.wake.add(self.holder_key)
         if rank in self._exclusive:
-            effective = ready = INF
+            effective = INF
         else:
-            ready = load
             effective = INF if (rank in self._closed or rank in self._retired or rank in self._reserved) else load
         old = self.effective[rank]
         if effective != old:
@@ -332,29 +344,119 @@ class RankIndex:
             if old == 0 or effective == 0:
                 for wide in self._wides_of[rank]:
                     wide.candidate(rank, effective == 0, self.wake)
-        if ready != self.ready[rank]:
-            self.ready[rank] = ready
-            if ready != INF:
-                for wide in self._wides_of[rank]:
-                    present = wide.ready_present.get(ready)
-                    if present is None:
-                        present = wide.ready_present[ready] = set()
-                        wide.ready_heaps[ready] = []
+        self._ready_changed.add(rank)
+
+    def raised(self, rank: int) -> None:
+        """``rank``'s load rose by one and nothing else about it changed (a single-rank task placed).
+
+        The same as :meth:`changed`, in fewer steps: while a rank is open (finite effective
+        load) its effective load is its load, so the new one is the old one plus one.
+        """
+        effective = self.effective
+        old = effective[rank]
+        if old == INF:
+            self.changed(rank)
+            return
+        load = old + 1
+        effective[rank] = load
+        if not old:
+            self.idle.discard(rank)
+            for wide in self._wides_of[rank]:
+                wide.candidate(rank, False, self.wake)
+        for single in self._singles_of[rank]:
+            cap = single.cap
+            if old < cap:
+                counts = single.counts
+                counts[old] -= 1
+                if load < cap:
+                    counts[load] += 1
+                    present = single.present[load]
                     if rank not in present:
                         present.add(rank)
-                        heappush(wide.ready_heaps[ready], rank)
+                        heappush(single.heaps[load], single.keys[rank])
+                else:
+                    single.open -= 1
+        self._ready_changed.add(rank)
+
+    def lowered(self, rank: int) -> None:
+        """``rank``'s load fell by one and nothing else about it changed (a single-rank task ended).
+
+        The same as :meth:`changed`, in fewer steps (see :meth:`raised`); a rank that was shut
+        (held by a multi-rank task, closed, retired or reserved) takes the general path.
+        """
+        effective = self.effective
+        old = effective[rank]
+        if old == INF:
+            self.changed(rank)
+            return
+        load = old - 1
+        effective[rank] = load
+        wake = self.wake
+        if not load:
+            self.idle.add(rank)
+            if self.holder_key is not None:
+                wake.add(self.holder_key)
+            for wide in self._wides_of[rank]:
+                wide.candidate(rank, True, wake)
+        for single in self._singles_of[rank]:
+            cap = single.cap
+            if load < cap:
+                counts = single.counts
+                if old < cap:
+                    counts[old] -= 1
+                else:
+                    single.open += 1
+                counts[load] += 1
+                present = single.present[load]
+                if rank not in present:
+                    present.add(rank)
+                    heappush(single.heaps[load], single.keys[rank])
+                wake.update(single.classes)
+        self._ready_changed.add(rank)
+
+    def flush_ready(self) -> None:
+        """Bring the readiness heaps of the multi-rank sets up to date (before :meth:`WideSet.reserve`).
+
+        Readiness changes with nearly every placement and is read only when a reservation is
+        chosen, so changes are collected (a set of ranks) and entered here, once per rank.
+        """
+        changed = self._ready_changed
+        if not changed:
+            return
+        ready, wides_of, load, exclusive = self.ready, self._wides_of, self._load, self._exclusive
+        for rank in changed:
+            level = ready[rank] = INF if rank in exclusive else load[rank]
+            if level == INF:
+                continue
+            for wide in wides_of[rank]:
+                present = wide.ready_present.get(level)
+                if present is None:
+                    present = wide.ready_present[level] = set()
+                    wide.ready_heaps[level] = []
+                if rank not in present:
+                    present.add(rank)
+                    heappush(wide.ready_heaps[level], rank)
+        changed.clear()
 
     # --- per-class indexes ------------------------------------------------------------------
     def single(self, key: tuple, eligible: Sequence[RankInfo], prefer_cpu: bool, cap: int) -> SingleRankIndex:
-        """The index of single-rank class ``key`` (built on first use)."""
+        """The index of single-rank class ``key`` (built on first use; shared with every class
+        that has the same ranks in the same preference order and the same ``cap``)."""
         index = self._singles.get(key)
         if index is None:
-            keys = {info.rank: ((1 << _RANK_BITS) if prefer_cpu and info.gpus else 0) | info.rank
+            # GPU ranks come last when CPU is preferred; if all ranks (or none) have a GPU that
+            # changes no order, and the class can share the index of a class without the preference
+            gpu_last = prefer_cpu and len({bool(info.gpus) for info in eligible}) > 1
+            keys = {info.rank: ((1 << _RANK_BITS) if gpu_last and info.gpus else 0) | info.rank
                     for info in eligible}
-            index = self._singles[key] = SingleRankIndex(keys, cap, self.effective)
+            signature = (cap, tuple(sorted(keys.values())))
+            index = self._single_sets.get(signature)
+            if index is None:
+                index = self._single_sets[signature] = SingleRankIndex(keys, cap, self.effective)
+                for info in eligible:
+                    self._singles_of[info.rank].append(index)
             index.classes.add(key)
-            for info in eligible:
-                self._singles_of[info.rank].append(index)
+            self._singles[key] = index
         return index
 
     def wide(self, eligible: Sequence[RankInfo]) -> WideSet:
@@ -362,6 +464,7 @@ class RankIndex:
         signature = tuple(info.rank for info in eligible)
         wide = self._wides.get(signature)
         if wide is None:
+            self.flush_ready()
             wide = self._wides[signature] = WideSet(eligible, self.effective, self.ready)
             for info in eligible:
                 self._wides_of[info.rank].append(wide)

@@ -25,15 +25,26 @@ Rules, in order of importance:
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import defaultdict, deque
+from heapq import heapify, heappop, heappush
 from typing import Callable, Iterable, NamedTuple
 
 from .inventory import Inventory, RankInfo
 from .rank_index import RankIndex, SingleRankIndex, WideSet
 from .specs import TaskSpec
+
+
+_ID_BITS = 64
+_ID_MASK = (1 << _ID_BITS) - 1
+_SEQ_BIAS = 1 << 63
+"""Queue entries are ints ordering as (-priority, sequence, task id): ``(-priority << 128) |
+((sequence + _SEQ_BIAS) << 64) | task_id`` (front submissions take negative sequences). One int
+compares several times faster than a tuple, and a queue may hold millions."""
+
+
+_INF = math.inf
 
 
 class Placement(NamedTuple):
@@ -46,6 +57,11 @@ class Placement(NamedTuple):
     task_id: int
     ranks: tuple[int, ...]
     waits: bool = False
+
+
+_new_placement = tuple.__new__
+"""``_new_placement(Placement, (task_id, ranks, waits))``: a Placement without the Python-level
+``Placement.__new__`` call (one is made per placement)."""
 
 
 class Scheduler:
@@ -94,7 +110,8 @@ class Scheduler:
         until an event wakes them: see :meth:`_blocked` and :class:`RankIndex`)."""
         self._now: float | None = None
         self._held: dict[int, list[int]] = {}
-        self._queues: dict[tuple, list[tuple[int, int, int]]] = {}
+        self._queues: dict[tuple, list[int]] = {}
+        """Per resource class, a heap of queue entries (ints, see ``_ID_BITS``) of queued and cancelled tasks."""
         self._queued: dict[int, TaskSpec] = {}
         self._seq = itertools.count()
         self._front = itertools.count(1)
@@ -158,13 +175,16 @@ class Scheduler:
         """
         if task_id in self._queued:
             raise ValueError(f"task {task_id} is already queued")
+        if task_id.__class__ is not int and not isinstance(task_id, int) or not 0 <= task_id <= _ID_MASK:
+            raise ValueError(f"task ids must be integers in [0, 2**{_ID_BITS}), got {task_id!r}")
         self._queued[task_id] = spec
-        entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
+        entry = (-spec.priority << 128 | (_SEQ_BIAS - next(self._front) if front else _SEQ_BIAS + next(self._seq)) << 64
+                 | task_id)
         key = spec.resource_class
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = []
-        heapq.heappush(queue, entry)
+        heappush(queue, entry)
         self._awake.add(key)
 
     def cancel(self, task_id: int) -> bool:
@@ -231,92 +251,114 @@ class Scheduler:
         classes that may place something are looked at (:meth:`_blocked`): the result is
         the same as trying them all.
         """
-        if self.horizon is not None and now is None:
+        if now is None and self.horizon is not None:
             raise ValueError("schedule() needs now= when the scheduler has a prefetch horizon")
         self._now = now
         awake = self._awake
         if not awake:
             return []
-        queued, queues = self._queued, self._queues
-        singles = self._singles
-        heads: list[tuple[tuple[int, int, int], tuple]] = []
+        queued, queues, singles = self._queued, self._queues, self._singles
+        # (queue entry, class, its single-rank index or None); entries are unique ints, so the
+        # tuples never compare beyond them
+        heads: list[tuple[int, tuple, SingleRankIndex | None]] = []
         for key in awake:
+            single = singles.get(key)
+            if single is not None and not single.open:
+                continue  # a single-rank class with no rank to take it: it would fail, changing nothing
             queue = queues.get(key)
-            if queue is not None:
-                while queue and queue[0][2] not in queued:
-                    heapq.heappop(queue)
-                if not queue:
-                    del queues[key]
+            if queue is None:
+                continue
+            head = queue[0]  # (a class's queue is never empty: it is removed instead)
+            if head & _ID_MASK not in queued:
+                head = self._head(key)
+                if head is None:
                     continue
-                single = singles.get(key)
-                if single is not None and not (single.counts[0] if queued[queue[0][2]].timeout is not None
-                                               else single.open):
-                    continue  # a single-rank class with no rank to take it: it would fail, changing nothing
-                heads.append((queue[0], key))
+            if single is not None and not single.counts[0] and queued[head & _ID_MASK].timeout is not None:
+                continue  # (a task with a timeout needs an idle rank)
+            heads.append((head, key, single))
         awake.clear()
+        if not heads:
+            return []
         if len(heads) > 1:
-            heapq.heapify(heads)
+            heapify(heads)
         index = self._index
+        least_loaded = index.least_loaded
         admit = self._admit if self.horizon is not None else None
         placements = []
         failed: list[tuple] = []  # classes done for this call
         while heads:
-            entry, key = heapq.heappop(heads)
-            task_id = entry[2]
+            entry, key, single = heappop(heads)
+            if single is not None and not single.open:
+                failed.append(key)  # it would fail, changing nothing (an event that frees a rank wakes it)
+                continue
+            task_id = entry & _ID_MASK
             spec = queued[task_id]
             if spec.ranks == 1:  # the common case, kept short: single-rank classes hold no reservation
-                single = singles.get(key) or self._single(spec, key)
+                if single is None:
+                    single = self._single(spec, key)
                 if spec.timeout is None:
-                    rank = index.least_loaded(single, single.cap, admit) if single.open else None
+                    rank = least_loaded(single, single.cap, admit) if single.open else None
                 else:
-                    rank = index.least_loaded(single, 1, admit) if single.counts[0] else None
+                    rank = least_loaded(single, 1, admit) if single.counts[0] else None
                 if rank is None:
                     failed.append(key)
                     if (single.counts[0] if spec.timeout is not None else single.open):
                         awake.add(key)
                     continue
-                ranks = (rank,)
-                holder = False
-            else:
-                reservation = self._reservation
-                if reservation is not None and reservation[0] != task_id and self._holder_key == key:
-                    # a higher-priority task of the holder's class now heads that queue: it takes
-                    # over the reservation (same class, same ranks), else the holder is never tried
-                    reservation = self._reservation = (task_id, reservation[1])
-                holder = reservation is not None and reservation[0] == task_id
-                ranks = self._find_wide(spec, key, holder)
-                if ranks is None:
-                    if reservation is None:
-                        chosen = self._reserve(spec, key)
-                        if chosen:
-                            self._set_reservation((task_id, chosen), key)
-                    failed.append(key)
-                    if not self._blocked(key, task_id, spec):
-                        awake.add(key)
-                    continue
+                queue = queues[key]
+                heappop(queue)
+                del queued[task_id]
+                placements.append(_new_placement(Placement, (task_id, (rank,), self._occupy_one(task_id, rank, now))))
+                if single.open:
+                    while queue:
+                        head = queue[0]
+                        if head & _ID_MASK in queued:
+                            if single.counts[0] or queued[head & _ID_MASK].timeout is None:
+                                heappush(heads, (head, key, single))
+                            break
+                        heappop(queue)
+                    else:
+                        del queues[key]
+                elif not queue:
+                    del queues[key]
+                # else (not pushed back): no rank left for its next task; it would fail at its turn,
+                # changing nothing: it is out of this call as if it had failed, and an event that
+                # frees a rank wakes it
+                continue
+            reservation = self._reservation
+            if reservation is not None and reservation[0] != task_id and self._holder_key == key:
+                # a higher-priority task of the holder's class now heads that queue: it takes
+                # over the reservation (same class, same ranks), else the holder is never tried
+                reservation = self._reservation = (task_id, reservation[1])
+            holder = reservation is not None and reservation[0] == task_id
+            ranks = self._find_wide(spec, key, holder)
+            if ranks is None:
+                if reservation is None:
+                    chosen = self._reserve(spec, key)
+                    if chosen:
+                        self._set_reservation((task_id, chosen), key)
+                failed.append(key)
+                if not self._blocked(key, task_id, spec):
+                    awake.add(key)
+                continue
             queue = queues[key]
-            heapq.heappop(queue)
+            heappop(queue)
             del queued[task_id]
             if holder:
                 self._set_reservation(None)
                 # ranks are free again: classes not yet tried in this call are tried at their turn
                 skip = set(failed)
-                skip.update(other for _, other in heads)
+                skip.update(other for _, other, _ in heads)
                 skip.add(key)
                 for other in list(queues):
                     if other not in skip:
                         head = self._head(other)
                         if head is not None and head > entry:
-                            heapq.heappush(heads, (head, other))
-            placements.append(Placement(task_id, ranks, self._occupy(task_id, ranks, now)))
-            while queue and queue[0][2] not in queued:
-                heapq.heappop(queue)
-            if not queue:
-                del queues[key]
-            elif spec.ranks > 1 or (single.open if queued[queue[0][2]].timeout is None else single.counts[0]):
-                heapq.heappush(heads, (queue[0], key))
-            # else: a single-rank class with no rank left would fail at its turn, changing nothing;
-            # it is out of this call as if it had failed, and an event that frees a rank wakes it
+                            heappush(heads, (head, other, singles.get(other)))
+            placements.append(_new_placement(Placement, (task_id, ranks, self._occupy(task_id, ranks, now))))
+            head = self._head(key)
+            if head is not None:
+                heappush(heads, (head, key, None))
         return placements
 
     def release(self, task_id: int, rank: int, now: float | None = None) -> int | None:
@@ -328,38 +370,44 @@ class Scheduler:
         held = self._held.get(task_id)
         if held is None or rank not in held:
             raise ValueError(f"rank {rank} does not hold task {task_id}")
-        if self.horizon is not None and now is None:
+        gated = self.horizon is not None
+        if now is None and gated:
             raise ValueError("release() needs now= when the scheduler has a prefetch horizon")
         if len(held) == 1:
             del self._held[task_id]
         else:
             held.remove(rank)
         self._load[rank] -= 1
-        if self._exclusive.get(rank) == task_id:
-            del self._exclusive[rank]
-        order, slots = self._order[rank], self._slots[rank]
-        position = 0
+        exclusive = self._exclusive
+        if rank in exclusive and exclusive[rank] == task_id:
+            del exclusive[rank]
+        order = self._order[rank]
+        slots = self._slots[rank]
         if order[0][0] == task_id:
             order.popleft()
+            started = order[slots - 1] if slots <= len(order) else None
         else:  # a waiting task dropped before it started (revoked), or a late report
+            position = 0
             for position, entry in enumerate(order):
                 if entry[0] == task_id:
                     del order[position]
                     break
-        started = order[slots - 1] if position < slots <= len(order) else None
-        if self.horizon is not None:
+            started = order[slots - 1] if position < slots <= len(order) else None
+        if gated:
             if started is not None and started[2] is None:
                 started[2] = now + started[1]  # it starts now at the latest: its predicted end
             self._closed.discard(rank)
-        self._index.changed(rank)
+        self._index.lowered(rank)  # (the general path when the rank was shut: held by this task, closed...)
         return None if started is None else started[0]
 
     # --- internals ---------------------------------------------------------------------
-    def _head(self, key: tuple) -> tuple[int, int, int] | None:
+    def _head(self, key: tuple) -> int | None:
+        """The queue entry of class ``key``'s first queued task (cancelled ones dropped); None and
+        the class's queue removed if it has none."""
         queue = self._queues[key]
         queued = self._queued
-        while queue and queue[0][2] not in queued:
-            heapq.heappop(queue)
+        while queue and queue[0] & _ID_MASK not in queued:
+            heappop(queue)
         if not queue:
             del self._queues[key]
             return None
@@ -435,12 +483,15 @@ class Scheduler:
             return wide.total < spec.ranks
         if self._reservation[0] != task_id:
             return False  # trying it would hand the reservation over
-        idle = self._index.idle
-        return wide.total + sum(1 for r in self._reserved if r in idle and r in wide.members) < spec.ranks
+        usable = self._reserved & self._index.idle  # (C loops over the smaller set: the reservation)
+        if usable:
+            usable &= wide.members
+        return wide.total + len(usable) < spec.ranks
 
     def _reserve(self, spec: TaskSpec, key: tuple) -> tuple[int, ...] | None:
         wide = self._wide(spec, key)
         if wide.ranks:
+            self._index.flush_ready()
             chosen = wide.reserve(spec.ranks, spec.same_node, self._index.ready, self._load)
             if chosen is not False:
                 return chosen
@@ -452,26 +503,33 @@ class Scheduler:
         return _pack_in_allocation(candidates, spec.ranks, spec.same_node,
                                    node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
 
-    def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> bool:
-        """Record the placement; True if the task waits behind others on its rank."""
-        gated = self.horizon is not None
+    def _occupy_one(self, task_id: int, rank: int, now: float | None) -> bool:
+        """Record a single-rank placement; True if the task waits behind others on its rank."""
         # extend, not assign: a retried task may still hold ranks of an attempt that timed out
+        held = self._held.get(task_id)
+        if held is None:
+            self._held[task_id] = [rank]
+        else:
+            held.append(rank)
+        self._load[rank] += 1
+        order = self._order[rank]
+        predict = self._predict
+        predicted = None if predict is None or self.horizon is None else predict(task_id)
+        if predicted is None:
+            predicted = _INF
+        waits = len(order) >= self._slots[rank]
+        # [task, predicted seconds, predicted end]; the end is known once it runs
+        order.append([task_id, predicted, None if waits or now is None else now + predicted])
+        self._index.raised(rank)
+        return waits
+
+    def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> bool:
+        """Record a multi-rank placement (it never waits: its ranks were idle)."""
         held = self._held.get(task_id)
         if held is None:
             self._held[task_id] = list(ranks)
         else:
             held.extend(ranks)
-        if len(ranks) == 1:  # the common case, kept short
-            rank = ranks[0]
-            self._load[rank] += 1
-            order = self._order[rank]
-            predicted = None if not gated or self._predict is None else self._predict(task_id)
-            predicted = math.inf if predicted is None else predicted
-            waits = len(order) >= self._slots[rank]
-            # [task, predicted seconds, predicted end]; the end is known once it runs
-            order.append([task_id, predicted, None if waits or now is None else now + predicted])
-            self._index.changed(rank)
-            return waits
         for rank in ranks:
             self._load[rank] += 1
             self._exclusive[rank] = task_id
