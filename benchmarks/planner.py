@@ -56,11 +56,11 @@ DEPTHS = {"hea": (1, 2), "qaoa": (1, 2), "brick": (4, 8), "longrange": (2, 4)}
 
 SIZES = {
     # name: grid + run settings
-    "tiny": {"qubits": (), "extra": [("hea", 10, 1, "zprod"), ("brick", 10, 4, "zsum")], "repeats": 1, "shots": 20,
-             "max_subexperiments": 20, "max_cuts": 1, "long_s": 5.0, "batch_timeout": 300, "calibrate": False,
+    "tiny": {"qubits": (), "extra": [("hea", 10, 1, "zprod"), ("brick", 10, 4, "zsum")], "repeats": 1, "short_repeats": 1,
+             "short_s": 0.0, "shots": 20, "max_subexperiments": 20, "max_cuts": 1, "long_s": 5.0, "batch_timeout": 300, "calibrate": False,
              "one_batch": True},
     "small": {"qubits": (10, 16, 22), "extra": [("hea", 26, 1, "zprod"), ("qaoa", 26, 1, "zsum")], "repeats": 3,
-              "shots": 200, "max_subexperiments": 150, "max_cuts": 3, "long_s": 6.0, "batch_timeout": 600,
+              "short_repeats": 9, "short_s": 0.5, "shots": 200, "max_subexperiments": 150, "max_cuts": 3, "long_s": 6.0, "batch_timeout": 600,
               "calibrate": True, "one_batch": False},
 }
 
@@ -279,7 +279,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="planner-bench-"))
     profile_path = args.profile or (str(workdir / "profile.json") if cfg["calibrate"] else None)
-    base = {"repeats": cfg["repeats"], "shots": cfg["shots"], "seed": args.seed, "long_s": cfg["long_s"],
+    base = {"repeats": cfg["repeats"], "short_repeats": cfg["short_repeats"], "short_s": cfg["short_s"],
+            "shots": cfg["shots"], "seed": args.seed, "long_s": cfg["long_s"],
             "max_volume": cfg["max_subexperiments"] * cfg["shots"], "max_cuts": cfg["max_cuts"],
             "profile": profile_path, "threads": args.threads, "calibrate": False}
     runs = []
@@ -295,7 +296,8 @@ def main(argv=None) -> int:
     profile = next((r["profile"] for r in runs if r.get("profile")), None)
     meta = {"command": command, "size": args.size, "host": platform.node(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "workers": args.workers, "threads_per_rank": args.threads,
-            "repeats": cfg["repeats"], "shots": cfg["shots"], "max_subexperiments": cfg["max_subexperiments"],
+            "repeats": cfg["repeats"], "short_repeats": cfg["short_repeats"], "short_s": cfg["short_s"],
+            "shots": cfg["shots"], "max_subexperiments": cfg["max_subexperiments"],
             "max_cuts": cfg["max_cuts"], "seed": args.seed, "long_s": cfg["long_s"],
             "profile_source": args.profile or ("calibrated in this run" if cfg["calibrate"] else "planner default"),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "total_s": time.perf_counter() - started,

@@ -4,7 +4,8 @@ Started by ``benchmarks/planner.py`` as
 ``mpiexec -n W+1 python -m pilotq_mpi benchmarks/planner_driver.py --batch IN.json --out OUT.json``
 (rank 0 runs this driver and the master; W worker ranks). ``IN.json``::
 
-    {"items": [{...grid spec...}, ...], "repeats": 3, "shots": 500, "seed": 1, "long_s": 10.0,
+    {"items": [{...grid spec...}, ...], "repeats": 3, "short_repeats": 9, "short_s": 0.5,
+     "shots": 500, "seed": 1, "long_s": 10.0,
      "max_volume": 2e5, "max_cuts": 3, "profile": PATH, "calibrate": false, "quick_calibrate": false}
 
 For each circuit the driver calls ``plan(circuit, observable, pilot, shots=shots, profile=...)``
@@ -19,7 +20,10 @@ count, not a prediction) are not run; the reason is recorded. A run whose work m
 another strategy (failover) is recorded as an error for that strategy.
 
 Repeats of a circuit's strategies are interleaved (round-robin); a strategy whose first run
-took more than ``long_s`` gets no second repeat, more than ``long_s / 3`` no third.
+took more than ``long_s`` gets no second repeat, more than ``long_s / 3`` no third. A strategy
+whose median after ``repeats`` runs is under ``short_s`` seconds runs up to ``short_repeats``
+times in all: its times are short enough for the machine's noise to decide within 10%, and
+more repeats cost little.
 With ``"calibrate": true`` the driver first measures the planner's cost profile on this pilot
 (``calibrate(pilot)``, same ranks and environment as the measurements) and saves it to
 ``profile``. Writes ``OUT.json`` after every circuit (partial results survive a timeout).
@@ -113,13 +117,16 @@ def measure_item(pilot, spec: dict, cfg: dict, profile) -> dict:
     measured = {s.label: {"kind": s.kind, "params": s.params, "times": [], "walls": [], "runs": [], "loadavg": [],
                           "runnable": []} for s in runs}
     repeats, long_s = int(cfg["repeats"]), float(cfg["long_s"])
-    for rep in range(repeats):
+    short_repeats, short_s = int(cfg.get("short_repeats", repeats)), float(cfg.get("short_s", 0.0))
+    for rep in range(max(repeats, short_repeats)):
         for s in runs:
             rec = measured[s.label]
             if rec.get("error"):
                 continue
             if rec["times"] and rec["times"][0] > (long_s if rep == 1 else long_s / 3):
                 continue  # long runs: fewer repeats (see the module docstring)
+            if rep >= repeats and not (rec["times"] and statistics.median(rec["times"]) < short_s):
+                continue  # only short runs get the extra repeats
             load = os.getloadavg()[0]
             runnable = runnable_now()  # other processes runnable now (this pilot's ranks are idle between runs)
             w0 = time.perf_counter()

@@ -397,3 +397,16 @@ def test_cut_search_returns_none_when_find_cuts_exceeds_max_cuts():
     assert search(qc, terms, 3, 0, 3) is None  # refused before enumerating 6^cuts QPD weights
     found = search(qc, terms, 8, 0, 3)  # a size that needs few cuts still gets its option
     assert found is not None and 1 <= found.num_cuts <= 3
+
+
+def test_statevector_task_term_uses_the_calibrated_tiny_task_at_that_width():
+    profile = CostProfile()
+    profile.update("pilot", {"task_s": 0.001, "sv_task_s": {"1": 0.004, "2": 0.009}})
+    assert model.statevector_task_seconds(profile, 1) == 0.004
+    assert model.statevector_task_seconds(profile, 2) == 0.009
+    # not measured at 4 ranks, nor for GPU ranks: the round trip times 1 + log2(k)
+    assert model.statevector_task_seconds(profile, 4) == pytest.approx(0.003)
+    assert model.statevector_task_seconds(profile, 2, "cupy") == pytest.approx(0.002)
+    terms = model.statevector_terms(profile, num_qubits=10, ranks=2, fused_gates=3, swaps=1, x_groups=1, terms=1,
+                                    cores=2, convert_s=0.0)
+    assert terms["task"] == pytest.approx(0.009 + profile.get("pilot", "circuit_s"))

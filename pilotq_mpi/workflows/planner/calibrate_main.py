@@ -17,7 +17,10 @@ def describe(profile) -> str:
         parts = []
         for key, value in values.items():
             if isinstance(value, dict):
-                parts.append(f"{key}=" + "/".join(f"{k}q:{float(v):.3g}" for k, v in value.items()))
+                by_ranks = key == "sv_task_s"  # keyed by ranks; the other tables by qubits
+                parts.append(f"{key}=" + "/".join(
+                    (f"{k} rank{'s' * (k != '1')}" if by_ranks else f"{k}q") + f":{float(v):.3g}"
+                    for k, v in value.items()))
             elif isinstance(value, (int, float)):
                 parts.append(f"{key}={value:.3g}")
         lines.append(f"  {backend:<16}" + " ".join(parts))

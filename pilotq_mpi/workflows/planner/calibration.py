@@ -285,6 +285,38 @@ class _Done:
         return self.value
 
 
+def _tiny_statevector_tasks(pilot, workers: int, repeats: int = 5) -> dict[str, float]:
+    """Median wall seconds of a tiny distributed state-vector task on k = 1, 2, 4, ... ranks.
+
+    The fixed cost of a k-rank ``statevector_task`` (round trip, sub-communicator, sending and
+    converting the circuit, gathering the result), run the way :func:`run` runs the strategy.
+    A 6-gate circuit on ``log2(k) + 4`` qubits makes its compute negligible.
+    """
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import SparsePauliOp
+
+    from ...statevector import statevector_task
+
+    out: dict[str, float] = {}
+    k = 1
+    while k <= min(workers, 8):
+        n = k.bit_length() - 1 + 4
+        qc = QuantumCircuit(n)
+        qc.h(range(3))
+        qc.cx(0, n - 1)
+        qc.cx(1, 2)
+        qc.rz(0.3, n - 1)
+        observable = [SparsePauliOp("Z" * n)]
+        walls = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pilot.submit(statevector_task, qc, observable, ranks=k, name="calibrate:statevector_task").result()
+            walls.append(time.perf_counter() - t0)
+        out[str(k)] = statistics.median(walls[1:])  # the first one warms the ranks
+        k *= 2
+    return out
+
+
 def _start(pilot, fn, *args, ranks: int = 1, gpus: int = 0):
     """Submit a probe to ``pilot`` (a future), or run it here at once when ``pilot`` is None."""
     if pilot is None:
@@ -337,8 +369,9 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
             pilot.submit(_noop).result()
             trips.append(time.perf_counter() - t0)
         task_s = statistics.median(trips)
+        sv_task_s = _tiny_statevector_tasks(pilot, workers)
     else:
-        task_s = 0.0
+        task_s, sv_task_s = 0.0, {}
     seconds["round_trip"] = time.perf_counter() - started
     if workers >= 2:
         t0 = time.perf_counter()
@@ -410,6 +443,8 @@ def calibrate(pilot=None, *, profile: CostProfile | None = None, save: bool | st
                                "stderr_s": (c3 - c2) / (total * len(terms))})
     seconds["driver"] = time.perf_counter() - t0
     pilot_values = {"task_s": task_s, "circuit_s": qpy_s, "result_s": result_s}
+    if sv_task_s:
+        pilot_values["sv_task_s"] = sv_task_s
     if importer is not None:
         try:
             out, _ = importer.communicate(timeout=120)

@@ -5,7 +5,8 @@ constants come from a :class:`~.profile.CostProfile`; the counts (fused gates, s
 subexperiments, shots, batches) from the problem and the resources. Terms:
 
 - distributed state vector on ``k`` ranks (``n`` qubits, ``m = n - log2 k`` local):
-  ``task`` (pilot round trip + sending the circuit), ``convert`` (circuit to fused gates:
+  ``task`` (the calibrated wall time of a tiny state-vector task on ``k`` ranks, else the pilot
+  round trip, + sending the circuit), ``convert`` (circuit to fused gates:
   the circuit's gates x a calibrated seconds-per-gate constant), ``init`` (zeroing ``2^m``
   amplitudes), ``apply`` (fused gates x ``2^n`` amplitudes x seconds per amplitude-gate at
   ``m`` local qubits, over the ``k`` ranks' CPU share, see below), ``swap`` (index-bit swaps x
@@ -129,6 +130,16 @@ def count_swaps(gates: Sequence, num_qubits: int, num_global: int) -> int:
     return swaps
 
 
+def statevector_task_seconds(profile: CostProfile, ranks: int, backend: str = "numpy") -> float:
+    """Fixed wall seconds of a ``ranks``-rank state-vector task: the calibrated tiny task's time
+    (``pilot.sv_task_s``) when measured at that width for numpy ranks, else the no-op round trip
+    times ``1 + log2(ranks)``."""
+    measured = profile.get("pilot", "sv_task_s") if backend == "numpy" else {}
+    if str(ranks) in measured:
+        return float(measured[str(ranks)])
+    return profile.get("pilot", "task_s") * (1 + math.log2(ranks))
+
+
 def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fused_gates: int, swaps: int,
                       x_groups: int, terms: int, cores: int, convert_s: float, backend: str = "numpy",
                       itemsize: int = 16, external_load: float = 0.0) -> dict[str, float]:
@@ -148,7 +159,7 @@ def statevector_terms(profile: CostProfile, *, num_qubits: int, ranks: int, fuse
     observable = x_groups * profile.get(backend, "observable_amp_s") + terms * profile.get(backend,
                                                                                             "observable_term_amp_s")
     out = {
-        "task": profile.get("pilot", "task_s") * (1 + math.log2(ranks)) + profile.get("pilot", "circuit_s"),
+        "task": statevector_task_seconds(profile, ranks, backend) + profile.get("pilot", "circuit_s"),
         "convert": convert_s * slow,
         "init": profile.get(backend, "init_amp_s") * local * slow,
         "apply": fused_gates * (local * per_amp_gate + profile.get(backend, "gate_s")) * slow,

@@ -27,7 +27,9 @@ CPU work by the cores the ranks get (see :mod:`.model`).
   ``sample_s`` per shot sampled from a final state, ``batch_s`` per sampler task (loading the
   batch, setting the sampler up; the transpiler's pass manager is kept by each worker).
 - ``comm``: ``latency_s`` and ``bytes_per_s`` of a ``Sendrecv`` between two worker ranks.
-- ``pilot``: ``task_s`` per task (submit to result, no-op), ``circuit_s`` per circuit sent
+- ``pilot``: ``task_s`` per task (submit to result, no-op), ``sv_task_s`` the wall seconds of a
+  tiny distributed state-vector task by ranks (``{"1": ..., "2": ..., "4": ...}``: its fixed cost
+  on k ranks; empty until calibrated on a pilot), ``circuit_s`` per circuit sent
   (QPY both ways), ``result_s`` per subexperiment result received, ``import_qiskit_s`` and
   ``import_aer_s`` (a fresh interpreter importing qiskit, then Aer: paid once per worker).
 - ``cutting``: ``generate_s`` per subexperiment generated, ``reconstruct_s`` and ``stderr_s``
@@ -59,7 +61,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "aer-sampler-gpu": {"circuit_s": 2.0e-2, "gate_s": 2.6e-3, "amp_gate_s": 2.0e-11, "shot_s": 3.0e-5,
                         "sample_s": 1.0e-6, "batch_s": 2.0e-2},
     "comm": {"latency_s": 6.4e-5, "bytes_per_s": 1.8e9},
-    "pilot": {"task_s": 1.5e-3, "circuit_s": 3.0e-4, "result_s": 1.7e-5, "import_qiskit_s": 0.78,
+    "pilot": {"task_s": 1.5e-3, "sv_task_s": {}, "circuit_s": 3.0e-4, "result_s": 1.7e-5, "import_qiskit_s": 0.78,
               "import_aer_s": 0.09},
     "cutting": {"generate_s": 2.9e-3, "reconstruct_s": 4.0e-4, "stderr_s": 1.4e-3},
 }
