@@ -18,13 +18,14 @@ no heap operation at all.
 Classes whose single-rank indexes would be equal (same ranks in the same preference order, same
 capacity; e.g. "1 GPU" and "no GPU" on nodes where every rank has a GPU) share one index, so
 a change of load is counted once. The common transitions, a rank's load going up or down by
-one while nothing else about it changes, have their own short paths (:meth:`RankIndex.raised`,
-:meth:`RankIndex.lowered`); every other change goes through :meth:`RankIndex.changed`.
+one while nothing else about it changes, have their own short paths (:meth:`RankIndex.take`,
+which also finds the rank, and :meth:`RankIndex.lowered`); every other change goes through
+:meth:`RankIndex.changed`.
 """
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
-from typing import Callable, Collection, Mapping, MutableSet, Sequence
+from typing import Callable, Collection, Mapping, MutableSequence, MutableSet, Sequence
 
 from .inventory import RankInfo
 
@@ -35,6 +36,16 @@ shut for waiting tasks (closed), retired, or reserved for a blocked multi-rank t
 
 _RANK_BITS = 40
 _RANK_MASK = (1 << _RANK_BITS) - 1
+
+
+def _per_rank(ranks: Sequence[RankInfo], fill) -> list | dict:
+    """A table indexed by rank: a list (``fill`` where no worker has that number) when the rank
+    numbers are dense enough, else a dict. Lists are read faster and keep per-rank state close
+    together in memory, which counts at thousands of ranks."""
+    top = max((info.rank for info in ranks), default=-1)
+    if top < 2 * len(ranks) + 1024 and min((info.rank for info in ranks), default=0) >= 0:
+        return [fill] * (top + 1)
+    return {}
 
 
 class SingleRankIndex:
@@ -288,7 +299,9 @@ class RankIndex:
         self.holder_key = None
         self._position = {info.rank: index for index, info in enumerate(ranks)}
         self.idle = {info.rank for info in ranks if load[info.rank] == 0}
-        self.effective: dict[int, float] = {info.rank: self._effective(info.rank) for info in ranks}
+        self.effective: MutableSequence[float] | dict[int, float] = _per_rank(ranks, INF)
+        for info in ranks:
+            self.effective[info.rank] = self._effective(info.rank)
         self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else load[info.rank]
                                         for info in ranks}
         """Per rank: its load, or infinity while a multi-rank task holds it (the order of reservations);
@@ -298,9 +311,13 @@ class RankIndex:
         readiness heaps do not show it yet)."""
         self._singles: dict[tuple, SingleRankIndex] = {}
         self._single_sets: dict[tuple, SingleRankIndex] = {}
-        self._singles_of: dict[int, list[SingleRankIndex]] = {info.rank: [] for info in ranks}
+        self._singles_of = _per_rank(ranks, None)
+        for info in ranks:
+            self._singles_of[info.rank] = []
         self._wides: dict[tuple, WideSet] = {}
-        self._wides_of: dict[int, list[WideSet]] = {info.rank: [] for info in ranks}
+        self._wides_of = _per_rank(ranks, None)
+        for info in ranks:
+            self._wides_of[info.rank] = []
 
     def _effective(self, rank: int) -> float:
         if rank in self._exclusive or rank in self._closed or rank in self._retired or rank in self._reserved:
@@ -346,43 +363,13 @@ class RankIndex:
                     wide.candidate(rank, effective == 0, self.wake)
         self._ready_changed.add(rank)
 
-    def raised(self, rank: int) -> None:
-        """``rank``'s load rose by one and nothing else about it changed (a single-rank task placed).
-
-        The same as :meth:`changed`, in fewer steps: while a rank is open (finite effective
-        load) its effective load is its load, so the new one is the old one plus one.
-        """
-        effective = self.effective
-        old = effective[rank]
-        if old == INF:
-            self.changed(rank)
-            return
-        load = old + 1
-        effective[rank] = load
-        if not old:
-            self.idle.discard(rank)
-            for wide in self._wides_of[rank]:
-                wide.candidate(rank, False, self.wake)
-        for single in self._singles_of[rank]:
-            cap = single.cap
-            if old < cap:
-                counts = single.counts
-                counts[old] -= 1
-                if load < cap:
-                    counts[load] += 1
-                    present = single.present[load]
-                    if rank not in present:
-                        present.add(rank)
-                        heappush(single.heaps[load], single.keys[rank])
-                else:
-                    single.open -= 1
-        self._ready_changed.add(rank)
-
     def lowered(self, rank: int) -> None:
         """``rank``'s load fell by one and nothing else about it changed (a single-rank task ended).
 
-        The same as :meth:`changed`, in fewer steps (see :meth:`raised`); a rank that was shut
-        (held by a multi-rank task, closed, retired or reserved) takes the general path.
+        The same as :meth:`changed`, in fewer steps: while a rank is open (finite effective
+        load) its effective load is its load, so the new one is the old one less one. A rank
+        that was shut (held by a multi-rank task, closed, retired or reserved) takes the
+        general path.
         """
         effective = self.effective
         old = effective[rank]
@@ -447,7 +434,7 @@ class RankIndex:
             # GPU ranks come last when CPU is preferred; if all ranks (or none) have a GPU that
             # changes no order, and the class can share the index of a class without the preference
             gpu_last = prefer_cpu and len({bool(info.gpus) for info in eligible}) > 1
-            keys = {info.rank: ((1 << _RANK_BITS) if gpu_last and info.gpus else 0) | info.rank
+            keys = {info.rank: (1 << _RANK_BITS) | info.rank if gpu_last and info.gpus else info.rank
                     for info in eligible}
             signature = (cap, tuple(sorted(keys.values())))
             index = self._single_sets.get(signature)
@@ -470,10 +457,10 @@ class RankIndex:
                 self._wides_of[info.rank].append(wide)
         return wide
 
-    def least_loaded(self, single: SingleRankIndex, limit: int,
-                     admit: Callable[[int], bool] | None = None) -> int | None:
+    def take(self, single: SingleRankIndex, limit: int, admit: Callable[[int], bool] | None = None) -> int | None:
         """The rank of ``single`` with the lowest (effective load, GPU rank when CPU is preferred,
-        rank) whose effective load is below ``limit``; None if there is none.
+        rank) whose effective load is below ``limit``, its load counted one higher (as by
+        :meth:`changed` would: the caller places a single-rank task there); None if there is none.
 
         ``admit(rank)``, if given, is asked about busy candidates; when it says no it must
         have closed the rank (and called :meth:`changed`), and the next candidate is tried.
@@ -485,13 +472,36 @@ class RankIndex:
                 continue
             heap, present = single.heaps[level], single.present[level]
             while counts[level]:
-                rank = heap[0] & _RANK_MASK
+                rank = heap[0]
+                if rank > _RANK_MASK:
+                    rank &= _RANK_MASK
                 if effective[rank] != level:
                     heappop(heap)
                     present.discard(rank)
                     continue
                 if level and admit is not None and not admit(rank):
                     continue
+                # its load goes up by one: what changed() would do, knowing that the old level is `level`
+                load = level + 1
+                effective[rank] = load
+                if not level:
+                    self.idle.discard(rank)
+                    for wide in self._wides_of[rank]:
+                        wide.candidate(rank, False, self.wake)
+                for other in self._singles_of[rank]:
+                    cap = other.cap
+                    if level < cap:
+                        other_counts = other.counts
+                        other_counts[level] -= 1
+                        if load < cap:
+                            other_counts[load] += 1
+                            other_present = other.present[load]
+                            if rank not in other_present:
+                                other_present.add(rank)
+                                heappush(other.heaps[load], other.keys[rank])
+                        else:
+                            other.open -= 1
+                self._ready_changed.add(rank)
                 return rank
         return None
 

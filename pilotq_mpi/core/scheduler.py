@@ -281,9 +281,10 @@ class Scheduler:
             return []
         if len(heads) > 1:
             heapify(heads)
-        index = self._index
-        least_loaded = index.least_loaded
-        admit = self._admit if self.horizon is not None else None
+        take = self._index.take
+        gated = self.horizon is not None
+        admit = self._admit if gated else None
+        held_by, loads, orders, slots = self._held, self._load, self._order, self._slots
         placements = []
         failed: list[tuple] = []  # classes done for this call
         while heads:
@@ -297,9 +298,9 @@ class Scheduler:
                 if single is None:
                     single = self._single(spec, key)
                 if spec.timeout is None:
-                    rank = least_loaded(single, single.cap, admit) if single.open else None
+                    rank = take(single, single.cap, admit)
                 else:
-                    rank = least_loaded(single, 1, admit) if single.counts[0] else None
+                    rank = take(single, 1, admit) if single.counts[0] else None
                 if rank is None:
                     failed.append(key)
                     if (single.counts[0] if spec.timeout is not None else single.open):
@@ -308,7 +309,19 @@ class Scheduler:
                 queue = queues[key]
                 heappop(queue)
                 del queued[task_id]
-                placements.append(_new_placement(Placement, (task_id, (rank,), self._occupy_one(task_id, rank, now))))
+                # record it (the index has counted it already)
+                held = held_by.get(task_id)
+                if held is None:
+                    held_by[task_id] = [rank]
+                else:  # a retried task may still hold ranks of an attempt that timed out
+                    held.append(rank)
+                loads[rank] += 1
+                order = orders[rank]
+                predicted = self._predicted(task_id) if gated else _INF
+                waits = len(order) >= slots[rank]
+                # [task, predicted seconds, predicted end]; the end is known once it runs
+                order.append([task_id, predicted, None if waits or now is None else now + predicted])
+                placements.append(_new_placement(Placement, (task_id, (rank,), waits)))
                 if single.open:
                     while queue:
                         head = queue[0]
@@ -503,25 +516,10 @@ class Scheduler:
         return _pack_in_allocation(candidates, spec.ranks, spec.same_node,
                                    node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
 
-    def _occupy_one(self, task_id: int, rank: int, now: float | None) -> bool:
-        """Record a single-rank placement; True if the task waits behind others on its rank."""
-        # extend, not assign: a retried task may still hold ranks of an attempt that timed out
-        held = self._held.get(task_id)
-        if held is None:
-            self._held[task_id] = [rank]
-        else:
-            held.append(rank)
-        self._load[rank] += 1
-        order = self._order[rank]
-        predict = self._predict
-        predicted = None if predict is None or self.horizon is None else predict(task_id)
-        if predicted is None:
-            predicted = _INF
-        waits = len(order) >= self._slots[rank]
-        # [task, predicted seconds, predicted end]; the end is known once it runs
-        order.append([task_id, predicted, None if waits or now is None else now + predicted])
-        self._index.raised(rank)
-        return waits
+    def _predicted(self, task_id: int) -> float:
+        """The task's predicted duration in seconds (infinity when unknown)."""
+        predicted = None if self._predict is None else self._predict(task_id)
+        return _INF if predicted is None else predicted
 
     def _occupy(self, task_id: int, ranks: tuple[int, ...], now: float | None) -> bool:
         """Record a multi-rank placement (it never waits: its ranks were idle)."""
