@@ -54,8 +54,9 @@ class TaskObserver:
     def pass_ended(self) -> None:
         """The loop finished a pass; records kept since the last pass are committed (journal)."""
 
-    def note(self, record: dict) -> None:
-        """A record of another kind than a task (e.g. an adapt decision) for the trace."""
+    def note(self, record: dict) -> bool:
+        """A record of another kind than a task (e.g. an adapt decision) for the trace; True if kept."""
+        return False
 
     def close(self) -> None:
         """The pilot is done."""
