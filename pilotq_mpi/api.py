@@ -291,10 +291,7 @@ class Pilot(Executor):
         if not isinstance(record, dict) or not isinstance(record.get("type"), str):
             raise ValueError(f"a trace record is a dict with a 'type' string, got {str(record)[:80]}")
         note = getattr(getattr(self._master, "observer", None), "note", None)
-        if note is None:
-            return False
-        note(record)
-        return True
+        return False if note is None else bool(note(record))
 
 
 class PoolView(Executor):

@@ -41,9 +41,10 @@ class TraceObserver(TaskObserver):
             record.ended, started, record.ranks,
             [i.node for i in infos], [i.gpus for i in infos], record.spec.qpu, error, spans=spans))
 
-    def note(self, record: dict) -> None:
-        """Write a record of another kind (e.g. the planner's ``plan`` record) into the trace."""
+    def note(self, record: dict) -> bool:
+        """Write a record of another kind (e.g. the planner's ``plan`` record) into the trace; True."""
         self._writer.write_record(record)
+        return True
 
     def close(self) -> None:
         self._writer.write_end()
@@ -160,11 +161,14 @@ class Observers(TaskObserver):
     def __init__(self, *observers: TaskObserver):
         self._observers = observers
 
-    def note(self, record: dict) -> None:
-        """Hand a non-task record (e.g. the planner's) to the observers that keep such records."""
+    def note(self, record: dict) -> bool:
+        """Hand a non-task record (e.g. the planner's) to the observers that keep such records;
+        True when one of them recorded it."""
+        kept = False
         for observer in self._observers:
             if hasattr(observer, "note"):
-                observer.note(record)
+                kept = bool(observer.note(record)) or kept
+        return kept
 
     def task_ended(self, record: TaskRecord) -> None:
         for observer in self._observers:

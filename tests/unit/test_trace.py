@@ -297,3 +297,17 @@ def test_trace_observer_writes_each_ranks_own_span(tmp_path: Path) -> None:
     assert (wide["start"], wide["end"], wide["spans"]) == (101.0, 104.0, [[101.0, 102.0], [101.5, 104.0]])
     assert wide["gpus"] == [[], [0]]
     assert (single["start"], single["end"]) == (101.0, 103.0) and "spans" not in single
+
+
+def test_note_reports_whether_a_trace_kept_the_record(tmp_path):
+    """``Pilot.note`` returns what the observers say: True only when a trace wrote the record."""
+    from pilotq_mpi.core.inventory import Inventory
+    from pilotq_mpi.core.inventory import RankInfo as InventoryRank
+    from pilotq_mpi.runtime.observers import JournalObserver, Observers, TraceObserver
+
+    assert Observers(JournalObserver()).note({"type": "plan"}) is False
+    path = tmp_path / "notes.jsonl"
+    traced = Observers(JournalObserver(), TraceObserver(str(path), Inventory((InventoryRank(1, "n1"),)), 0.0))
+    assert traced.note({"type": "plan", "best": "statevector/2"}) is True
+    traced.close()
+    assert [r for r in read_trace(path) if r.get("type") == "plan"] == [{"type": "plan", "best": "statevector/2"}]
