@@ -24,6 +24,7 @@ which also finds the rank, and :meth:`RankIndex.lowered`); every other change go
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from heapq import heapify, heappop, heappush
 from typing import Callable, Collection, Mapping, MutableSequence, MutableSet, Sequence
 
@@ -38,40 +39,53 @@ _RANK_BITS = 40
 _RANK_MASK = (1 << _RANK_BITS) - 1
 
 
-def _per_rank(ranks: Sequence[RankInfo], fill) -> list | dict:
-    """A table indexed by rank: a list (``fill`` where no worker has that number) when the rank
-    numbers are dense enough, else a dict. Lists are read faster and keep per-rank state close
-    together in memory, which counts at thousands of ranks."""
+def _dense_size(ranks: Sequence[RankInfo]) -> int | None:
+    """1 + the largest rank number when rank numbers are dense enough to index lists by them."""
     top = max((info.rank for info in ranks), default=-1)
     if top < 2 * len(ranks) + 1024 and min((info.rank for info in ranks), default=0) >= 0:
-        return [fill] * (top + 1)
-    return {}
+        return top + 1
+    return None
+
+
+def _per_rank(size: int | None, fill) -> list | dict:
+    """A table indexed by rank: a list of ``size`` (``fill`` where no worker has that number)
+    when rank numbers are dense (``size`` from :func:`_dense_size`), else a dict. Lists are read
+    faster and keep per-rank state close together in memory, which counts at thousands of ranks."""
+    return {} if size is None else [fill] * size
+
+
+def _flags(size: int | None) -> bytearray | defaultdict:
+    """A 0/1 flag per rank, all 0: a bytearray when rank numbers are dense, else a dict."""
+    return defaultdict(int) if size is None else bytearray(size)
 
 
 class SingleRankIndex:
     """The ranks of one single-rank resource class by effective load (levels below ``cap``).
 
-    Within a level the order is (GPU rank when CPU is preferred, rank), encoded in one int.
+    Within a level the order is (GPU rank when CPU is preferred, rank), encoded in one int
+    (``plain``: the key is the rank itself). ``present[level][rank]`` is 1 while the level's heap
+    holds an entry for the rank (current or stale).
     ``counts[level]`` is exact; ``open`` is their sum; ``classes`` are the scheduler's
     resource-class keys to wake when a rank becomes available here (every class sharing
     this index).
     """
 
-    __slots__ = ("cap", "counts", "open", "heaps", "present", "keys", "classes")
+    __slots__ = ("cap", "counts", "open", "heaps", "present", "keys", "plain", "classes")
 
-    def __init__(self, keys: dict[int, int], cap: int, effective: Mapping[int, float]):
+    def __init__(self, keys: dict[int, int], cap: int, effective: Mapping[int, float], size: int | None = None):
         self.cap = cap
         self.keys = keys
+        self.plain = all(rank == key for rank, key in keys.items())
         self.counts = [0] * cap
         self.heaps: list[list[int]] = [[] for _ in range(cap)]
-        self.present: list[set[int]] = [set() for _ in range(cap)]
+        self.present = [_flags(size) for _ in range(cap)]
         self.classes: set = set()
         for rank, key in keys.items():
             level = effective[rank]
             if level < cap:
                 self.counts[level] += 1
                 self.heaps[level].append(key)
-                self.present[level].add(rank)
+                self.present[level][rank] = 1
         for heap in self.heaps:
             heapify(heap)
         self.open = sum(self.counts)
@@ -299,7 +313,8 @@ class RankIndex:
         self.holder_key = None
         self._position = {info.rank: index for index, info in enumerate(ranks)}
         self.idle = {info.rank for info in ranks if load[info.rank] == 0}
-        self.effective: MutableSequence[float] | dict[int, float] = _per_rank(ranks, INF)
+        self._size = _dense_size(ranks)
+        self.effective: MutableSequence[float] | dict[int, float] = _per_rank(self._size, INF)
         for info in ranks:
             self.effective[info.rank] = self._effective(info.rank)
         self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else load[info.rank]
@@ -311,11 +326,11 @@ class RankIndex:
         readiness heaps do not show it yet)."""
         self._singles: dict[tuple, SingleRankIndex] = {}
         self._single_sets: dict[tuple, SingleRankIndex] = {}
-        self._singles_of = _per_rank(ranks, None)
+        self._singles_of = _per_rank(self._size, None)
         for info in ranks:
             self._singles_of[info.rank] = []
         self._wides: dict[tuple, WideSet] = {}
-        self._wides_of = _per_rank(ranks, None)
+        self._wides_of = _per_rank(self._size, None)
         for info in ranks:
             self._wides_of[info.rank] = []
 
@@ -353,9 +368,9 @@ class RankIndex:
                     single.counts[effective] += 1
                     single.open += 1
                     present = single.present[effective]
-                    if rank not in present:
-                        present.add(rank)
-                        heappush(single.heaps[effective], single.keys[rank])
+                    if not present[rank]:
+                        present[rank] = 1
+                        heappush(single.heaps[effective], rank if single.plain else single.keys[rank])
                     if effective < old:
                         self.wake.update(single.classes)
             if old == 0 or effective == 0:
@@ -395,9 +410,9 @@ class RankIndex:
                     single.open += 1
                 counts[load] += 1
                 present = single.present[load]
-                if rank not in present:
-                    present.add(rank)
-                    heappush(single.heaps[load], single.keys[rank])
+                if not present[rank]:
+                    present[rank] = 1
+                    heappush(single.heaps[load], rank if single.plain else single.keys[rank])
                 wake.update(single.classes)
         self._ready_changed.add(rank)
 
@@ -439,7 +454,7 @@ class RankIndex:
             signature = (cap, tuple(sorted(keys.values())))
             index = self._single_sets.get(signature)
             if index is None:
-                index = self._single_sets[signature] = SingleRankIndex(keys, cap, self.effective)
+                index = self._single_sets[signature] = SingleRankIndex(keys, cap, self.effective, self._size)
                 for info in eligible:
                     self._singles_of[info.rank].append(index)
             index.classes.add(key)
@@ -477,7 +492,7 @@ class RankIndex:
                     rank &= _RANK_MASK
                 if effective[rank] != level:
                     heappop(heap)
-                    present.discard(rank)
+                    present[rank] = 0
                     continue
                 if level and admit is not None and not admit(rank):
                     continue
@@ -496,9 +511,9 @@ class RankIndex:
                         if load < cap:
                             other_counts[load] += 1
                             other_present = other.present[load]
-                            if rank not in other_present:
-                                other_present.add(rank)
-                                heappush(other.heaps[load], other.keys[rank])
+                            if not other_present[rank]:
+                                other_present[rank] = 1
+                                heappush(other.heaps[load], rank if other.plain else other.keys[rank])
                         else:
                             other.open -= 1
                 self._ready_changed.add(rank)

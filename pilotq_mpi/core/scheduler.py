@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from heapq import heapify, heappop, heappush
 from typing import Callable, Iterable, NamedTuple
 
@@ -57,6 +58,36 @@ class Placement(NamedTuple):
     task_id: int
     ranks: tuple[int, ...]
     waits: bool = False
+
+
+class _RankTasks(deque):
+    """The tasks on one rank in the order its worker runs them: ``[task, predicted seconds,
+    predicted end]`` entries; the first ``slots`` run, the rest wait (prefetch). Its length is
+    the rank's load."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self, slots: int = 1):
+        super().__init__()
+        self.slots = slots
+
+
+class _Loads(Mapping):
+    """Rank -> tasks on it: a read-only view of the ranks' task lists (a load is their length)."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self, tasks: dict[int, _RankTasks]):
+        self._tasks = tasks
+
+    def __getitem__(self, rank: int) -> int:
+        return len(self._tasks[rank])
+
+    def __iter__(self):
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
 
 _new_placement = tuple.__new__
@@ -93,11 +124,11 @@ class Scheduler:
             raise ValueError(f"slack must be a number of seconds >= 0, got {slack!r}")
         self.slack = float(slack)
         self._predict = predict
-        self._load: dict[int, int] = {}
         self._exclusive: dict[int, int] = {}
         # per rank, its tasks in the order the worker runs them: [task, predicted s, predicted end];
         # the first `slots` entries run, the rest wait (prefetch); end is set when an entry starts
-        self._order: dict[int, deque[list]] = {}
+        self._order: dict[int, _RankTasks] = {}
+        self._load = _Loads(self._order)
         self._retired: set[int] = set()
         """Ranks that take no new task (their allocation is leaving); they leave once idle."""
         self._closed: set[int] = set()
@@ -113,6 +144,8 @@ class Scheduler:
         self._queues: dict[tuple, list[int]] = {}
         """Per resource class, a heap of queue entries (ints, see ``_ID_BITS``) of queued and cancelled tasks."""
         self._queued: dict[int, TaskSpec] = {}
+        self._timed: set[tuple] = set()
+        """Classes that have had a task with a timeout queued (only their heads' timeouts are looked up)."""
         self._seq = itertools.count()
         self._front = itertools.count(1)
         self._reservation: tuple[int, tuple[int, ...]] | None = None
@@ -129,14 +162,16 @@ class Scheduler:
         for rank in [r for r in self._load if r not in ranks]:
             if self._load[rank]:
                 raise ValueError(f"rank {rank} still holds tasks {list(self.tasks_on(rank))}; it cannot leave")
-            del self._load[rank], self._order[rank]
+            del self._order[rank]
             self._closed.discard(rank)
             self._retired.discard(rank)
         self.inventory = inventory
         for info in inventory.ranks:
-            self._load.setdefault(info.rank, 0)
-            self._order.setdefault(info.rank, deque())
+            if info.rank not in self._order:
+                self._order[info.rank] = _RankTasks()
         self._slots = {r.rank: inventory.qpus[r.qpu].concurrency if r.qpu else 1 for r in inventory.ranks}
+        for rank, slots in self._slots.items():
+            self._order[rank].slots = slots
         self._capacity = {rank: slots + self.prefetch for rank, slots in self._slots.items()}
         self._closed.clear()  # judged again, with the new slots, when a placement looks at them
         self._info = {info.rank: info for info in inventory.ranks}
@@ -181,6 +216,8 @@ class Scheduler:
         entry = (-spec.priority << 128 | (_SEQ_BIAS - next(self._front) if front else _SEQ_BIAS + next(self._seq)) << 64
                  | task_id)
         key = spec.resource_class
+        if spec.timeout is not None:
+            self._timed.add(key)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = []
@@ -209,7 +246,7 @@ class Scheduler:
 
     def load(self, rank: int) -> int:
         """Tasks currently assigned to ``rank``."""
-        return self._load[rank]
+        return len(self._order[rank])
 
     def held_ranks(self) -> dict[int, tuple[int, ...]]:
         """Placed tasks and the ranks they still hold."""
@@ -257,9 +294,9 @@ class Scheduler:
         awake = self._awake
         if not awake:
             return []
-        queued, queues, singles = self._queued, self._queues, self._singles
-        # (queue entry, class, its single-rank index or None); entries are unique ints, so the
-        # tuples never compare beyond them
+        queued, queues, singles, timed = self._queued, self._queues, self._singles, self._timed
+        # (queue entry, class, the class's single-rank index or None for a multi-rank class);
+        # entries are unique ints, so the tuples never compare beyond them
         heads: list[tuple[int, tuple, SingleRankIndex | None]] = []
         for key in awake:
             single = singles.get(key)
@@ -273,7 +310,11 @@ class Scheduler:
                 head = self._head(key)
                 if head is None:
                     continue
-            if single is not None and not single.counts[0] and queued[head & _ID_MASK].timeout is not None:
+            if single is None:
+                spec = queued[head & _ID_MASK]
+                if spec.ranks == 1:  # its index is built now (it is tried as before: no skip)
+                    single = self._single(spec, key)
+            elif key in timed and not single.counts[0] and queued[head & _ID_MASK].timeout is not None:
                 continue  # (a task with a timeout needs an idle rank)
             heads.append((head, key, single))
         awake.clear()
@@ -282,30 +323,31 @@ class Scheduler:
         if len(heads) > 1:
             heapify(heads)
         take = self._index.take
-        gated = self.horizon is not None
-        admit = self._admit if gated else None
-        held_by, loads, orders, slots = self._held, self._load, self._order, self._slots
+        admit = self._admit if self.horizon is not None else None
+        held_by, orders = self._held, self._order
         placements = []
         failed: list[tuple] = []  # classes done for this call
         while heads:
             entry, key, single = heappop(heads)
-            if single is not None and not single.open:
-                failed.append(key)  # it would fail, changing nothing (an event that frees a rank wakes it)
-                continue
             task_id = entry & _ID_MASK
-            spec = queued[task_id]
-            if spec.ranks == 1:  # the common case, kept short: single-rank classes hold no reservation
-                if single is None:
-                    single = self._single(spec, key)
-                if spec.timeout is None:
-                    rank = take(single, single.cap, admit)
-                else:
-                    rank = take(single, 1, admit) if single.counts[0] else None
-                if rank is None:
-                    failed.append(key)
-                    if (single.counts[0] if spec.timeout is not None else single.open):
-                        awake.add(key)
+            if single is not None:  # the common case, kept short: single-rank classes hold no reservation
+                if not single.open:
+                    failed.append(key)  # it would fail, changing nothing (an event that frees a rank wakes it)
                     continue
+                if key in timed and queued[task_id].timeout is not None:
+                    rank = take(single, 1, admit) if single.counts[0] else None
+                    if rank is None:
+                        failed.append(key)
+                        if single.counts[0]:
+                            awake.add(key)
+                        continue
+                else:
+                    rank = take(single, single.cap, admit)
+                    if rank is None:
+                        failed.append(key)
+                        if single.open:
+                            awake.add(key)
+                        continue
                 queue = queues[key]
                 heappop(queue)
                 del queued[task_id]
@@ -315,10 +357,9 @@ class Scheduler:
                     held_by[task_id] = [rank]
                 else:  # a retried task may still hold ranks of an attempt that timed out
                     held.append(rank)
-                loads[rank] += 1
                 order = orders[rank]
-                predicted = self._predicted(task_id) if gated else _INF
-                waits = len(order) >= slots[rank]
+                predicted = _INF if admit is None else self._predicted(task_id)
+                waits = len(order) >= order.slots
                 # [task, predicted seconds, predicted end]; the end is known once it runs
                 order.append([task_id, predicted, None if waits or now is None else now + predicted])
                 placements.append(_new_placement(Placement, (task_id, (rank,), waits)))
@@ -326,7 +367,7 @@ class Scheduler:
                     while queue:
                         head = queue[0]
                         if head & _ID_MASK in queued:
-                            if single.counts[0] or queued[head & _ID_MASK].timeout is None:
+                            if single.counts[0] or key not in timed or queued[head & _ID_MASK].timeout is None:
                                 heappush(heads, (head, key, single))
                             break
                         heappop(queue)
@@ -338,6 +379,7 @@ class Scheduler:
                 # changing nothing: it is out of this call as if it had failed, and an event that
                 # frees a rank wakes it
                 continue
+            spec = queued[task_id]
             reservation = self._reservation
             if reservation is not None and reservation[0] != task_id and self._holder_key == key:
                 # a higher-priority task of the holder's class now heads that queue: it takes
@@ -367,7 +409,10 @@ class Scheduler:
                     if other not in skip:
                         head = self._head(other)
                         if head is not None and head > entry:
-                            heappush(heads, (head, other, singles.get(other)))
+                            other_single = singles.get(other)
+                            if other_single is None and queued[head & _ID_MASK].ranks == 1:
+                                other_single = self._single(queued[head & _ID_MASK], other)
+                            heappush(heads, (head, other, other_single))
             placements.append(_new_placement(Placement, (task_id, ranks, self._occupy(task_id, ranks, now))))
             head = self._head(key)
             if head is not None:
@@ -390,12 +435,11 @@ class Scheduler:
             del self._held[task_id]
         else:
             held.remove(rank)
-        self._load[rank] -= 1
         exclusive = self._exclusive
         if rank in exclusive and exclusive[rank] == task_id:
             del exclusive[rank]
-        order = self._order[rank]
-        slots = self._slots[rank]
+        order = self._order[rank]  # (its length is the load: one less below)
+        slots = order.slots
         if order[0][0] == task_id:
             order.popleft()
             started = order[slots - 1] if slots <= len(order) else None
@@ -509,12 +553,14 @@ class Scheduler:
             if chosen is not False:
                 return chosen
 
+        tasks = self._order
+
         def readiness(info: RankInfo) -> tuple:
-            return (info.rank in self._exclusive, self._load[info.rank], info.rank)
+            return (info.rank in self._exclusive, len(tasks[info.rank]), info.rank)
 
         candidates = sorted(self._eligible(spec, key), key=readiness)
         return _pack_in_allocation(candidates, spec.ranks, spec.same_node,
-                                   node_order=lambda members: (-sum(1 for m in members if self._load[m.rank] == 0),))
+                                   node_order=lambda members: (-sum(1 for m in members if not tasks[m.rank]),))
 
     def _predicted(self, task_id: int) -> float:
         """The task's predicted duration in seconds (infinity when unknown)."""
@@ -529,7 +575,6 @@ class Scheduler:
         else:
             held.extend(ranks)
         for rank in ranks:
-            self._load[rank] += 1
             self._exclusive[rank] = task_id
             self._order[rank].append([task_id, math.inf, None])
             self._index.changed(rank)
@@ -544,9 +589,9 @@ class Scheduler:
         the rank, not at every change: it costs one check per placement.
         """
         slots = self._slots[rank]
-        if self._load[rank] < slots:
-            return True
         order = self._order[rank]
+        if len(order) < slots:
+            return True
         if slots == 1:
             head = order[0]
             ahead = head[1] if len(order) == 1 else sum(entry[1] for entry in order)
