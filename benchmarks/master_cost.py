@@ -217,6 +217,16 @@ def install_meters(meter: Meter) -> None:
     from pilotq_mpi.journal import Journal
 
     wrap(Journal, "record_many", "observers: journal commit")  # its calls: commits (records per commit)
+    # the top master of the hierarchical mode: its own overrides (inherited methods are metered above)
+    from pilotq_mpi.core import group_queue
+    from pilotq_mpi.runtime import top_master
+
+    for name in ("submit", "assign", "finished"):
+        wrap(group_queue.GroupQueue, name, "scheduler")
+    for name, part in (("_dispatch", "bookkeeping: dispatch"), ("_on_up", "bookkeeping: result"),
+                       ("_on_report", "bookkeeping: result"), ("_on_started", "bookkeeping: result")):
+        if name in vars(top_master.TopMaster):  # only its own: an inherited one is metered already
+            wrap(top_master.TopMaster, name, part)
     # pickling inside isend/recv goes through serialization.dumps/loads (installed into MPI.pickle
     # by run_pilot); result values are loaded by messages.unpack_result
     serialization.dumps = meter.wrap("pickle", serialization.dumps)

@@ -53,6 +53,8 @@ class GroupQueue:
         self._queued: dict[int, TaskSpec] = {}
         self._placed: dict[int, tuple[int, int, bool]] = {}
         """task -> (group index, slots it holds there, predicted short)."""
+        self._class_of: dict[int, tuple[TaskSpec, tuple]] = {}
+        """id(spec) -> (spec, its resource class): most submissions reuse a spec object."""
         self._seq = itertools.count()
         self._front = itertools.count(1)
         self._changed = True
@@ -141,7 +143,15 @@ class GroupQueue:
             raise ValueError(f"task {task_id} is already queued")
         self._queued[task_id] = spec
         entry = (-spec.priority, -next(self._front) if front else next(self._seq), task_id)
-        heapq.heappush(self._queues.setdefault(spec.resource_class, []), entry)
+        known = self._class_of.get(id(spec))  # by identity: the driver reuses spec objects
+        if known is None or known[0] is not spec:
+            if len(self._class_of) > 4096:
+                self._class_of.clear()
+            known = self._class_of[id(spec)] = (spec, spec.resource_class)
+        queue = self._queues.get(known[1])
+        if queue is None:
+            queue = self._queues[known[1]] = []
+        heapq.heappush(queue, entry)
         self._changed = True
 
     def cancel(self, task_id: int) -> bool:
@@ -175,36 +185,73 @@ class GroupQueue:
         """Hand out every queued task that has room now: ``[(task_id, group index), ...]``."""
         if not self._queued or not self._changed:
             return []  # nothing new: the queue and every group's room are as when nothing fit
-        heads = []
-        for key, queue in list(self._queues.items()):
-            while queue and queue[0][2] not in self._queued:
-                heapq.heappop(queue)
-            if queue:
-                heads.append((queue[0], key))
-            else:
-                del self._queues[key]
-        heapq.heapify(heads)
-        handed = []
+        queued, queues = self._queued, self._queues
+        if len(queues) == 1:  # one resource class (the common case)
+            heads = []
+            for key, queue in queues.items():
+                while queue and queue[0][2] not in queued:
+                    heapq.heappop(queue)
+                if queue:
+                    heads.append((queue[0], key))
+        else:
+            heads = []
+            for key, queue in list(queues.items()):
+                while queue and queue[0][2] not in queued:
+                    heapq.heappop(queue)
+                if queue:
+                    heads.append((queue[0], key))
+                else:
+                    del queues[key]
+            heapq.heapify(heads)
+        handed: list[tuple[int, int]] = []
+        outstanding, long, placed = self._outstanding, self._long, self._placed
+        running, capacity = self._running, self._capacity
+        horizon, predict = self.horizon, self._predict
+        heappop = heapq.heappop
         while heads:
-            entry, key = heapq.heappop(heads)
-            task_id = entry[2]
-            spec = self._queued[task_id]
-            short = spec.ranks == 1 and self._short(task_id)
-            group = self._least_loaded(self._groups_for(spec), spec.ranks, short)
-            if group is None:
-                continue  # this class waits for room; others go on
-            queue = self._queues[key]
-            heapq.heappop(queue)
-            del self._queued[task_id]
-            self._outstanding[group] += spec.ranks
-            if not short:
-                self._long[group] += spec.ranks
-            self._placed[task_id] = (group, spec.ranks, short)
-            handed.append((task_id, group))
-            while queue and queue[0][2] not in self._queued:
-                heapq.heappop(queue)
-            if queue:
-                heapq.heappush(heads, (queue[0], key))
+            entry, key = heappop(heads)
+            queue = queues[key]
+            rival = heads[0][0] if heads else None
+            spec = queued[entry[2]]
+            width = spec.ranks  # (the same for every task of the class, as are the groups it fits)
+            fits = self._groups_for(spec)
+            while True:  # this class's tasks while its head goes first (no heap round trip per task)
+                task_id = entry[2]
+                # short: predicted to end within the horizon (always without one: prefetch behind anything)
+                if width != 1:
+                    short = False
+                elif horizon is None:
+                    short = True
+                else:
+                    predicted = None if predict is None else predict(task_id)
+                    short = predicted is not None and predicted <= horizon
+                # the least loaded group with room (see the module notes), inline
+                group, best = None, None
+                for index in fits:
+                    load = outstanding[index]
+                    if load + width > running[index]:  # no free running slot for it
+                        if not short or load + width > capacity[index] or long[index] >= running[index]:
+                            continue
+                    load /= capacity[index]
+                    if best is None or load < best:
+                        group, best = index, load
+                if group is None:
+                    break  # this class waits for room; others go on
+                heappop(queue)
+                del queued[task_id]
+                outstanding[group] += width
+                if not short:
+                    long[group] += width
+                placed[task_id] = (group, width, short)
+                handed.append((task_id, group))
+                while queue and queue[0][2] not in queued:
+                    heappop(queue)
+                if not queue:
+                    break
+                entry = queue[0]
+                if rival is not None and rival < entry:
+                    heapq.heappush(heads, (entry, key))
+                    break
         self._changed = False  # every class's head was tried: what is left waits for a change
         return handed
 
@@ -217,22 +264,3 @@ class GroupQueue:
             self._outstanding[group] -= width
             if not short:
                 self._long[group] -= width
-
-    def _short(self, task_id: int) -> bool:
-        """Predicted to end within the horizon (always, without a horizon: prefetch behind anything)."""
-        if self.horizon is None:
-            return True
-        predicted = None if self._predict is None else self._predict(task_id)
-        return predicted is not None and predicted <= self.horizon
-
-    def _least_loaded(self, candidates: tuple[int, ...], width: int, short: bool) -> int | None:
-        best, best_load = None, None
-        for index in candidates:
-            outstanding, capacity = self._outstanding[index], self._capacity[index]
-            if outstanding + width > self._running[index]:  # no free running slot for it
-                if not short or outstanding + width > capacity or self._long[index] >= self._running[index]:
-                    continue
-            load = outstanding / capacity
-            if best_load is None or load < best_load:
-                best, best_load = index, load
-        return best

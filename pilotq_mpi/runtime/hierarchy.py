@@ -11,7 +11,8 @@ from the top master instead of a driver and whose outcomes go back up:
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
 * sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
   sub-master loop pass: the ids of tasks that started (their futures turn running, so they
-  can no longer be cancelled), an :class:`EndReport` per task that ended, and ``last`` on
+  can no longer be cancelled), an :class:`EndReport` per task that ended (as a plain tuple in its
+  field order: a named tuple costs a Python-level constructor call to unpickle), and ``last`` on
   the sub-master's final message: True once its workers are stopped, or ``(code, message)``
   when ranks of its group stayed stuck in tasks. The top master reads until it has every
   group's last message (so none is left unread), and then, if a group is stuck, aborts the
@@ -44,7 +45,10 @@ TOP = 0
 
 
 class EndReport(NamedTuple):
-    """How a task ended in a sub-master's group (what the top's journal, trace and future need)."""
+    """How a task ended in a sub-master's group (what the top's journal, trace and future need).
+
+    It travels as a plain tuple in this field order (:func:`report_of`); ``EndReport._make``
+    names the fields of one."""
 
     task_id: int
     state: str
@@ -86,8 +90,9 @@ class GroupLink:
         return ("task", sub.task_id, sub.fn_id, fn, sub.payload, spec_id, spec, sub.kind, sub.submitted, sub.chunk)
 
 
-def report_of(record: TaskRecord) -> EndReport:
-    """The report of an ended task; a value or error that will not pickle becomes a :class:`RemoteError`."""
+def report_of(record: TaskRecord) -> tuple:
+    """The report of an ended task, a plain tuple in :class:`EndReport`'s field order; a value or error
+    that will not pickle becomes a :class:`RemoteError`."""
     value = error = None
     if record.state is TaskState.DONE:
         try:
@@ -100,15 +105,15 @@ def report_of(record: TaskRecord) -> EndReport:
         except Exception:  # noqa: BLE001 - keep the text
             error = dumps(RemoteError(f"{type(record.error).__name__}: {record.error}"))
     spans = dict(record.rank_spans) if len(record.ranks) > 1 else None  # one rank: its span is (started, ended)
-    return EndReport(record.task_id, record.state.value, value, error, record.traceback, record.timed_out,
-                     tuple(record.ranks), record.started, record.ended, spans, record.attempt, record.moves)
+    return (record.task_id, record.state.value, value, error, record.traceback, record.timed_out,
+            tuple(record.ranks), record.started, record.ended, spans, record.attempt, record.moves)
 
 
-def _unpicklable(record: TaskRecord, exc: Exception) -> EndReport:
+def _unpicklable(record: TaskRecord, exc: Exception) -> tuple:
     error = RemoteError(f"task {record.name!r} (id {record.task_id}) returned a value its sub-master could not"
                         f" send on: {type(exc).__name__}: {exc}")
-    return EndReport(record.task_id, TaskState.FAILED.value, None, dumps(error), "", False, tuple(record.ranks),
-                     record.started, record.ended, dict(record.rank_spans) or None, record.attempt, record.moves)
+    return (record.task_id, TaskState.FAILED.value, None, dumps(error), "", False, tuple(record.ranks),
+            record.started, record.ended, dict(record.rank_spans) or None, record.attempt, record.moves)
 
 
 class Uplink(TaskObserver):
@@ -119,7 +124,8 @@ class Uplink(TaskObserver):
         self.stuck: tuple[int, str] | None = None
         """(exit code, message) when ranks of the group are stuck: sent as the last message."""
         self.started: list[int] = []
-        self._pending: list[EndReport] = []
+        self._pending: list[tuple] = []
+        """:func:`report_of` tuples of the tasks that ended in this pass."""
         self._sends: list = []
 
     def task_ended(self, record: TaskRecord) -> None:

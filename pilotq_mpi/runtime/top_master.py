@@ -12,6 +12,7 @@ retries, drain, journal and trace. Differences, said where they apply:
 """
 from __future__ import annotations
 
+import collections
 import time
 from collections import defaultdict
 
@@ -20,15 +21,20 @@ from ..core.groups import Group
 from ..core.inventory import Inventory
 from ..core.states import TaskEvent, TaskState
 from ..errors import RemoteError, RemoteTraceback, ResourceError
-from .hierarchy import DOWN, UP, EndReport, GroupLink
-from .master import Master, TaskObserver, qpu_conflict
+from .hierarchy import DOWN, UP, GroupLink
+from .master import RECENT_RUNS, Master, TaskObserver, qpu_conflict
 from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
+from .records import TaskRecord
 from .serialization import loads
 
 E = TaskEvent
 _EVENTS = {TaskState.DONE: E.SUCCEEDED, TaskState.FAILED: E.RAISED, TaskState.TIMED_OUT: E.TIMED_OUT,
            TaskState.CANCELLED: E.CANCEL}
+"""The event that ends a task in the state a sub-master reports (its value, a str, finds its member)."""
+QUEUED, RUNNING, DONE, FAILED = TaskState.QUEUED, TaskState.RUNNING, TaskState.DONE, TaskState.FAILED
+SENDS_KEPT = 16
+"""Sends to the groups kept before their requests are tested and the completed ones dropped."""
 SINGLE_MASTER_ONLY = "{what} needs a single master: start the pilot with PILOTQ_SUBMASTERS=0"
 
 
@@ -49,6 +55,8 @@ class TopMaster(Master):
         self._stuck: list[tuple[int, str]] = []
         """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
         self._links = [GroupLink() for _ in groups]
+        self._running: set[int] = set()
+        """Tasks whose futures this master set running (a group reported their start): not cancellable."""
 
     # --- loop ---------------------------------------------------------------------------
     def _pass(self, status) -> bool:
@@ -71,43 +79,63 @@ class TopMaster(Master):
                 leader = self.groups[group].leader
                 self._sends.append((self.world.isend(operations, dest=leader, tag=DOWN), self.world))
             self._outgoing = defaultdict(list)
-        if self._sends:
+        if len(self._sends) > SENDS_KEPT:  # (small sends complete at once: testing each one every pass costs)
             self._sends = [sent for sent in self._sends if not sent[0].Test()]
 
     def _broadcast(self, *operation) -> None:
         for group in range(len(self.groups)):
             self._outgoing[group].append(operation)
 
-    # --- hand-out and outcomes ----------------------------------------------------------------
+    # --- submissions, hand-out and outcomes ------------------------------------------------------
+    def _on_submit(self, sub) -> None:
+        """A task without dependencies goes straight to the group queue, counted queued at once (the
+        single master's PENDING -> QUEUED step happens within this call: nobody can see it between)."""
+        if sub.deps or self._draining:
+            super()._on_submit(sub)
+            return
+        record = TaskRecord(sub, QUEUED)
+        self.tasks[sub.task_id] = record
+        self._live += 1
+        self.counts[sub.kind][QUEUED] += 1
+        self.scheduler.submit(sub.task_id, sub.spec)
+
     def _dispatch(self) -> None:
         if self._draining or self._abort_code is not None:
             return
-        for task_id, group in self.scheduler.assign():
-            record = self.tasks[task_id]
+        handed = self.scheduler.assign()
+        if not handed:
+            return
+        tasks, counts, links, outgoing = self.tasks, self.counts, self._links, self._outgoing
+        for task_id, group in handed:
+            record = tasks[task_id]
             # the future stays pending (cancellable) until the group reports the task started; a
-            # cancel() from now on reaches the group (_on_cancel)
-            self._move(record, E.PLACED)
-            self._outgoing[group].append(self._links[group].task_operation(record.sub))
+            # cancel() from now on reaches the group (_on_cancel). (QUEUED -> RUNNING, as _move would.)
+            counter = counts[record.sub.kind]
+            counter[QUEUED] -= 1
+            counter[RUNNING] += 1
+            record.state = RUNNING
+            outgoing[group].append(links[group].task_operation(record.sub))
 
     def _on_up(self, message) -> bool:
         """Apply one sub-master message; True if it was that sub-master's last."""
         started, ended, last = message
-        for task_id in started:
-            self._on_started(task_id)
+        if started:
+            tasks, notified, running = self.tasks, self._notified, self._running
+            for task_id in started:
+                record = tasks.get(task_id)
+                if record is None or task_id in notified:
+                    continue
+                # a group reports a task's start once; False: the driver cancelled it, it runs anyway and
+                # its future stays cancelled (its waiters are told now)
+                if record.sub.future.set_running_or_notify_cancel():
+                    running.add(task_id)
+                else:
+                    notified.add(task_id)
         for report in ended:
-            self._on_report(EndReport._make(report))
+            self._on_report(report)
         if isinstance(last, tuple):
             self._stuck.append(last)
         return bool(last)
-
-    def _on_started(self, task_id: int) -> None:
-        record = self.tasks.get(task_id)
-        if record is None or task_id in self._notified:
-            return
-        # a group reports a task's start once; False: the driver cancelled it, it runs anyway and its
-        # future stays cancelled (its waiters are told now)
-        if not record.sub.future.set_running_or_notify_cancel():
-            self._notified.add(task_id)
 
     def _settle_cancelled(self, record) -> None:
         """Tell the waiters of a future the driver cancelled (once)."""
@@ -123,38 +151,78 @@ class TopMaster(Master):
             return
         super()._on_cancel(task_id)
 
-    def _on_report(self, report: EndReport) -> None:
-        self.scheduler.finished(report.task_id)
-        record = self.tasks.get(report.task_id)
-        if record is None or record.state is not TaskState.RUNNING:
+    def _on_report(self, report: tuple) -> None:
+        """Apply one :class:`EndReport` (a plain tuple in its field order)."""
+        task_id, state, value, error, trace, timed_out, ranks, started, ended, spans, attempt, moves = report
+        self.scheduler.finished(task_id)
+        record = self.tasks.get(task_id)
+        if record is None or record.state is not RUNNING:
+            self._running.discard(task_id)
             return  # ended here already (drain deadline, abort)
-        record.ranks, record.started, record.ended = report.ranks, report.started, report.ended
-        record.attempt, record.moves = report.attempt, report.moves
-        if report.state == TaskState.DONE.value and len(report.ranks) == 1 and report.started is not None:
-            self._observe(record, report)  # the same per-function estimate a master keeps
-        if report.rank_spans is not None:
-            record.rank_spans = report.rank_spans
-        elif report.ranks and report.started is not None:
-            record.rank_spans = {report.ranks[0]: (report.started, report.ended)}
-        record.traceback, record.timed_out = report.traceback, report.timed_out
-        state = TaskState(report.state)
-        value = error = None
+        record.ranks, record.started, record.ended, record.attempt, record.moves = ranks, started, ended, attempt, moves
+        record.traceback, record.timed_out = trace, timed_out
+        if spans is not None:
+            record.rank_spans = spans  # (one rank: the trace reads its span from started and ended)
+        done = state == DONE
+        if done and started is not None and len(ranks) == 1:
+            self._observe_run(record.sub, ended - started)  # the same per-function estimate a master keeps
         try:
-            if state is TaskState.DONE:
-                value = loads(report.value)
+            if done:
+                value, error = loads(value), None
             else:
-                error = loads(report.error)
+                value, error = None, loads(error)
         except Exception as exc:  # noqa: BLE001 - the driver learns it through the future
-            state, error = TaskState.FAILED, RemoteError(
-                f"the driver could not load what task {record.name!r} (id {record.task_id}) sent back:"
+            done, state, value, error = False, FAILED, None, RemoteError(
+                f"the driver could not load what task {record.name!r} (id {task_id}) sent back:"
                 f" {type(exc).__name__}: {exc} (is the module that defines it importable on rank 0?)")
-        if error is not None and report.traceback:
-            error.__cause__ = RemoteTraceback(report.traceback)
-        cancelled = record.sub.future.cancelled()
-        if cancelled:
-            self._settle_cancelled(record)
-        self._end(record, _EVENTS[state], value=value, error=error, already_resolved=cancelled)
-        self._notified.discard(record.task_id)
+        if error is not None and trace:
+            error.__cause__ = RemoteTraceback(trace)
+        if task_id in self._running:  # its future runs: the driver can no longer cancel it
+            self._running.discard(task_id)
+            if done:
+                self._succeeded(record, value)
+                return
+            cancelled = False
+        else:
+            cancelled = record.sub.future.cancelled()
+            if cancelled:
+                self._settle_cancelled(record)
+        self._end(record, E.SUCCEEDED if done else _EVENTS[state], value=value, error=error,
+                  already_resolved=cancelled)
+        if self._notified:
+            self._notified.discard(task_id)
+
+    def _succeeded(self, record: TaskRecord, value) -> None:
+        """``_end(record, SUCCEEDED, value=value)`` for a task whose future this master set running, in
+        fewer steps (the common ending): counts, observers (journal, trace), the future, dependents."""
+        sub = record.sub
+        counter = self.counts[sub.kind]
+        counter[RUNNING] -= 1
+        counter[DONE] += 1
+        record.state = DONE
+        self._live -= 1
+        record.result = value
+        if record.ended is None:
+            record.ended = time.time()
+        if self._timed:  # (the top keeps no per-task clocks of its own: sub-masters time tasks out)
+            self._timed.discard(sub.task_id)
+        # observers first: a journaled result is on disk before the driver can see it (the journal
+        # observer swaps sub.future for a stand-in until its group commit: read it after)
+        self.observer.task_ended(record)
+        sub.future.set_result(value)
+        ready, _ = self.deps.finished(sub.task_id, True)
+        for task_id in ready:
+            self._queue(self.tasks[task_id])
+        self.tasks.pop(sub.task_id, None)
+
+    def _observe_run(self, sub, seconds: float) -> None:
+        """Learn from a single-rank run how long this function takes (as :meth:`Master._observe`)."""
+        key = (sub.fn_id, sub.chunk)
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
+        recent.append(seconds if seconds > 0.0 else 0.0)
+        self._estimates[key] = max(recent)
 
     # --- commands that change what the groups do -------------------------------------------------
     def _on_drain(self, grace: float) -> None:
