@@ -496,6 +496,10 @@ class RankIndex:
                     continue
                 if level and admit is not None and not admit(rank):
                     continue
+                # it leaves this level: its entry goes now (it is on top), which keeps the heaps about
+                # as small as the number of ranks at their level, so the next look is cheap
+                heappop(heap)
+                present[rank] = 0
                 # its load goes up by one: what changed() would do, knowing that the old level is `level`
                 load = level + 1
                 effective[rank] = load
