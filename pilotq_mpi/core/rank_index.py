@@ -7,13 +7,19 @@ placement sequence is pinned by ``tests/unit/test_scheduler_golden.py``).
 
 The one technique used throughout: *level heaps*. Members (ranks, or nodes) sit at a small
 integer level (a rank's load, a node's number of idle ranks) and have a static key (their
-preference order within a level). Each level has a min-heap of keys and the set of members
-that have an entry in it. A member entering a level pushes its key only if it has no entry
-there yet; entries are never removed when a member leaves a level, only dropped when found
-at the top with the member elsewhere (stale). Because keys are static, an old entry is
-exactly right again if the member comes back, so each heap holds at most one entry per
-member: no growth, no compaction, and in steady state (a rank's load going 1 -> 2 -> 1)
-no heap operation at all.
+preference order within a level). Each level has a min-heap of keys and the members that
+have an entry in it (a set, or per-rank flags). A member entering a level pushes its key only
+if it has no entry there yet; an entry is dropped when found at the top with the member
+elsewhere (stale), or at once when the rank on top is taken (:meth:`RankIndex.take`: it
+leaves the level). Because keys are static, an old entry is exactly right again if the
+member comes back, so each heap holds at most one entry per member: no growth, no
+compaction. Taking the top at once keeps the single-rank heaps about as small as the number
+of ranks at their level (in steady state, with every rank full but the one just freed: one
+entry), so a placement costs a push and a pop on a tiny heap.
+
+Per-rank tables are lists indexed by rank number when the numbers are dense (dicts
+otherwise): at thousands of ranks the scheduler's cost is mostly Python steps and memory
+reads, and a list entry is one read where a dict entry is several.
 
 Classes whose single-rank indexes would be equal (same ranks in the same preference order, same
 capacity; e.g. "1 GPU" and "no GPU" on nodes where every rank has a GPU) share one index, so

@@ -205,6 +205,8 @@ class Scheduler:
     def submit(self, task_id: int, spec: TaskSpec, *, front: bool = False) -> None:
         """Queue a ready task (its dependencies are met), or queue it again for a retry.
 
+        ``task_id``: an integer in [0, 2**64) (it is packed into the queue's sort key).
+
         ``front``: ahead of every task of its priority queued so far (a task whose ranks left
         the pilot mid-run goes on before those submitted after it).
         """
