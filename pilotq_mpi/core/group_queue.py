@@ -214,7 +214,9 @@ class GroupQueue:
             rival = heads[0][0] if heads else None
             spec = queued[entry[2]]
             width = spec.ranks  # (the same for every task of the class, as are the groups it fits)
-            fits = self._groups_for(spec)
+            fits = self._fits.get(key)
+            if fits is None:
+                fits = self._groups_for(spec)
             while True:  # this class's tasks while its head goes first (no heap round trip per task)
                 task_id = entry[2]
                 # short: predicted to end within the horizon (always without one: prefetch behind anything)

@@ -10,8 +10,9 @@ from the top master instead of a driver and whose outcomes go back up:
   started), ``("qpu", spec)`` (pin ranks of this group, exactly as the top computed),
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
 * sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
-  sub-master loop pass: the ids of tasks that started (their futures turn running, so they
-  can no longer be cancelled), an :class:`EndReport` per task that ended (as a plain tuple in its
+  sub-master loop pass: the ids of tasks that started and are still running (their futures turn
+  running, so they can no longer be cancelled; a task that ended in the pass it started is
+  told by its end report alone), an :class:`EndReport` per task that ended (as a plain tuple in its
   field order: a named tuple costs a Python-level constructor call to unpickle), and ``last`` on
   the sub-master's final message: True once its workers are stopped, or ``(code, message)``
   when ranks of its group stayed stuck in tasks. The top master reads until it has every
@@ -134,7 +135,11 @@ class Uplink(TaskObserver):
     def pass_ended(self, last: bool | tuple = False) -> None:
         """Send what started or ended during the sub-master's loop pass (one message)."""
         if self._pending or self.started or last:
-            self._sends.append(self.world.isend((self.started, self._pending, last), dest=TOP, tag=UP))
+            started = self.started
+            if started and self._pending:  # a task that ended in the pass it started: its end report says both
+                ended = {report[0] for report in self._pending}
+                started = [task_id for task_id in started if task_id not in ended]
+            self._sends.append(self.world.isend((started, self._pending, last), dest=TOP, tag=UP))
             self.started, self._pending = [], []
         if self._sends:
             self._sends = [request for request in self._sends if not request.Test()]

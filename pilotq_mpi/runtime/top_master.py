@@ -55,6 +55,7 @@ class TopMaster(Master):
         self._stuck: list[tuple[int, str]] = []
         """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
         self._links = [GroupLink() for _ in groups]
+        self._leaders = [group.leader for group in groups]
         self._running: set[int] = set()
         """Tasks whose futures this master set running (a group reported their start): not cancellable."""
 
@@ -75,9 +76,9 @@ class TopMaster(Master):
 
     def _flush(self) -> None:
         if self._outgoing:
+            world, leaders, sends = self.world, self._leaders, self._sends
             for group, operations in self._outgoing.items():
-                leader = self.groups[group].leader
-                self._sends.append((self.world.isend(operations, dest=leader, tag=DOWN), self.world))
+                sends.append((world.isend(operations, dest=leaders[group], tag=DOWN), world))
             self._outgoing = defaultdict(list)
         if len(self._sends) > SENDS_KEPT:  # (small sends complete at once: testing each one every pass costs)
             self._sends = [sent for sent in self._sends if not sent[0].Test()]
@@ -119,29 +120,54 @@ class TopMaster(Master):
     def _on_up(self, message) -> bool:
         """Apply one sub-master message; True if it was that sub-master's last."""
         started, ended, last = message
-        if started:
-            tasks, notified, running = self.tasks, self._notified, self._running
-            for task_id in started:
-                record = tasks.get(task_id)
-                if record is None or task_id in notified:
-                    continue
-                # a group reports a task's start once; False: the driver cancelled it, it runs anyway and
-                # its future stays cancelled (its waiters are told now)
-                if record.sub.future.set_running_or_notify_cancel():
-                    running.add(task_id)
-                else:
-                    notified.add(task_id)
+        tasks, notified, running = self.tasks, self._notified, self._running
+        for task_id in started:
+            record = tasks.get(task_id)
+            if record is None or task_id in notified:
+                continue
+            # a group reports a task's start once; False: the driver cancelled it, it runs anyway and
+            # its future stays cancelled (its waiters are told now)
+            if record.sub.future.set_running_or_notify_cancel():
+                running.add(task_id)
+            else:
+                notified.add(task_id)
+        finished = self.scheduler.finished
         for report in ended:
-            self._on_report(report)
+            # the common ending inline: a single-rank task done, its future not cancelled
+            task_id = report[0]
+            record = tasks.get(task_id)
+            if record is None or report[1] != DONE or record.state is not RUNNING or len(report[6]) != 1 \
+                    or task_id in notified:
+                self._on_report(report)
+                continue
+            if task_id in running:
+                running.discard(task_id)
+            elif not record.sub.future.set_running_or_notify_cancel():  # it started and ended in one pass
+                notified.add(task_id)  # the driver cancelled it: its future stays cancelled
+                self._on_report(report)
+                continue
+            try:
+                value = loads(report[2])
+            except Exception:  # noqa: BLE001 - the general path says why (its future runs: see _running)
+                running.add(task_id)
+                self._on_report(report)
+                continue
+            finished(task_id)
+            record.ranks, record.started, record.ended, record.attempt, record.moves = (
+                report[6], report[7], report[8], report[10], report[11])
+            if report[7] is not None:  # the same per-function estimate a master keeps (_observe_run, inline)
+                sub = record.sub
+                key = (sub.fn_id, sub.chunk)
+                recent = self._recent.get(key)
+                if recent is None:
+                    recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
+                seconds = report[8] - report[7]
+                recent.append(seconds if seconds > 0.0 else 0.0)
+                self._estimates[key] = max(recent)
+            self._succeeded(record, value)
         if isinstance(last, tuple):
             self._stuck.append(last)
         return bool(last)
-
-    def _settle_cancelled(self, record) -> None:
-        """Tell the waiters of a future the driver cancelled (once)."""
-        if record.task_id not in self._notified:
-            record.sub.future.set_running_or_notify_cancel()
-            self._notified.add(record.task_id)
 
     def _on_cancel(self, task_id: int) -> None:
         record = self.tasks.get(task_id)
@@ -179,14 +205,16 @@ class TopMaster(Master):
             error.__cause__ = RemoteTraceback(trace)
         if task_id in self._running:  # its future runs: the driver can no longer cancel it
             self._running.discard(task_id)
-            if done:
-                self._succeeded(record, value)
-                return
             cancelled = False
-        else:
-            cancelled = record.sub.future.cancelled()
+        elif task_id in self._notified:  # the driver cancelled it, and its waiters were told
+            cancelled = True
+        else:  # its start (if it started) came with its end: the future runs now, unless the driver cancelled it
+            cancelled = not record.sub.future.set_running_or_notify_cancel()
             if cancelled:
-                self._settle_cancelled(record)
+                self._notified.add(task_id)
+        if done and not cancelled:
+            self._succeeded(record, value)
+            return
         self._end(record, E.SUCCEEDED if done else _EVENTS[state], value=value, error=error,
                   already_resolved=cancelled)
         if self._notified:

@@ -95,3 +95,25 @@ def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up():
     assert [message[0] for message in world.messages] == [[1], [2]]
     uplink.close()
     assert world.messages[-1] == ([], [], True)
+
+
+def test_a_task_that_starts_and_ends_in_one_pass_goes_up_by_its_end_report_alone():
+    from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
+
+    world = RecordingWorld()
+    uplink = Uplink(world)
+    quick, slow = _RelayedFuture(1, uplink), _RelayedFuture(2, uplink)
+    assert quick.set_running_or_notify_cancel() and slow.set_running_or_notify_cancel()
+    record = TaskRecord(submission(1, TaskSpec(1)))
+    uplink.task_ended(ended_record(record))
+    uplink.pass_ended()
+    started, ended, last = world.messages[0]
+    assert started == [2] and [report[0] for report in ended] == [1] and last is False
+
+
+def ended_record(record):
+    record.fire(TaskEvent.DEPS_MET)
+    record.fire(TaskEvent.PLACED)
+    record.result, record.ranks, record.started, record.ended = 5, (3,), 1.0, 2.0
+    record.fire(TaskEvent.SUCCEEDED)
+    return record
