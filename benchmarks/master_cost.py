@@ -492,6 +492,47 @@ def per_task(report: dict, workload: str, tasks: int) -> dict:
     return row
 
 
+def aggregate(plain: list[dict], metered: list[dict], ranks: int, workload: str, repeats: int) -> dict:
+    """One row of the results: medians over the plain runs, and the parts from the metered runs."""
+    row = {"ranks": ranks, "workload": workload, "repeats": repeats,
+           "loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in plain),
+           "busy_cpu_per_task_us": statistics.median(r["busy_cpu_per_task_us"] for r in plain),
+           "idle_cpu_per_task_us": statistics.median(r["idle_cpu_per_task_us"] for r in plain),
+           "passes_per_task": statistics.median(r["passes_per_task"] for r in plain),
+           "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain)}
+    if any("submaster_cpu_per_task_us" in r for r in plain):
+        row["submaster_cpu_per_task_us"] = statistics.median(
+            statistics.mean(r["submaster_cpu_per_task_us"]) for r in plain)
+        row["submaster_busy_cpu_per_task_us"] = statistics.median(
+            statistics.mean(r["submaster_busy_cpu_per_task_us"]) for r in plain)
+        row["submaster_ended"] = plain[0]["submaster_ended"]
+    if workload != "map":
+        row["driver_submit_cpu_per_task_us"] = statistics.median(r["driver_submit_cpu_per_task_us"] for r in plain)
+    else:
+        row["loop_cpu_per_item_us"] = statistics.median(r["loop_cpu_per_item_us"] for r in plain)
+    row["runs"] = {"plain": plain, "metered": metered}
+    if not metered:
+        return row
+    row["metered_loop_cpu_per_task_us"] = statistics.median(r["loop_cpu_per_task_us"] for r in metered)
+    row["calibrated_total_us"] = statistics.median(r["calibrated_total_us"] for r in metered)
+    keys = sorted({k for r in metered for k in r["parts_us"]})
+    calibrated = {k: statistics.median(r["parts_us"].get(k, 0.0) for r in metered) for k in keys}
+    overhead = {k: statistics.median(r["meter_overhead_us"].get(k, 0.0) for r in metered) for k in keys}
+    # the meters' calibration leaves some of their cost over (or takes too much): keep each part's
+    # share of the metered run and scale the parts to the unmetered runs' busy total
+    positive = {k: max(0.0, v) for k, v in calibrated.items()}
+    scale = row["busy_cpu_per_task_us"] / (sum(positive.values()) or 1.0)
+    row["parts_calibrated_us"] = calibrated
+    row["meter_overhead_us"] = overhead
+    row["meter_residual_us"] = sum(calibrated.values()) - row["busy_cpu_per_task_us"]
+    row["parts_us"] = {k: v * scale for k, v in positive.items()}
+    row["grouped_us"] = group_parts(row["parts_us"])
+    commits = [r["journal_records_per_commit"] for r in metered if "journal_records_per_commit" in r]
+    if commits:
+        row["journal_records_per_commit"] = statistics.median(commits)
+    return row
+
+
 def journal_groups(sizes=(1, 2, 4, 16, 64), tasks: int = 2048, repeats: int = 5) -> dict:
     """The journal observer's CPU per task against the records each pass commits (no MPI).
 
@@ -558,6 +599,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--submasters", type=int, default=None,
                         help="run with PILOTQ_SUBMASTERS=<groups> (hierarchical masters, when available)")
+    parser.add_argument("--compare-single", type=int, nargs="+", default=None, metavar="RANKS",
+                        help="with --submasters: run a single master at these rank counts too, interleaved with"
+                             " the hierarchical runs (stored as 'single (interleaved with submasters=G)')")
     parser.add_argument("--quick", action="store_true", help="4 ranks, 2,000 tasks, one repeat")
     parser.add_argument("--plain-only", action="store_true", help="no metered runs (only the totals)")
     parser.add_argument("--journal-groups", action="store_true",
@@ -584,80 +628,47 @@ def main(argv=None) -> int:
         args.ranks, args.tasks, args.repeats = [4], 2000, 1
     extra_env = {} if args.submasters is None else {"PILOTQ_SUBMASTERS": str(args.submasters)}
     label = args.label or ("single" if args.submasters is None else f"submasters={args.submasters}")
+    modes = [(label, extra_env, args.ranks)]
+    if args.compare_single:
+        modes.append((f"single (interleaved with {label})", {}, args.compare_single))
     load_before = os.getloadavg()
-    rows = []
-    for ranks in args.ranks:
-        runs: dict[tuple[str, bool], list[dict]] = collections.defaultdict(list)
-        for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every kind alike
-            for workload in args.workloads:
-                for instrument in (False,) if args.plain_only else (False, True):
-                    load = os.getloadavg()[0]
-                    result = per_task(launch(workload, ranks, args.tasks, instrument, extra_env), workload,
-                                      args.tasks)
-                    result["load_1min"] = load
-                    runs[(workload, instrument)].append(result)
-                    print(f"ranks={ranks} {workload:15s} {'metered' if instrument else 'plain  '}"
-                          f" loop {result['loop_cpu_per_task_us']:6.1f} us/task"
-                          f" busy {result['busy_cpu_per_task_us']:6.1f}"
-                          + (f" (calibrated parts {result['calibrated_total_us']:6.1f})" if instrument else "")
-                          + f"  {result['wall_tasks_per_s']:8,.0f} tasks/s  load {load:.1f}", flush=True)
-        for workload in args.workloads:
-            plain, metered = runs[(workload, False)], runs[(workload, True)]
-            row = {"ranks": ranks, "workload": workload, "repeats": args.repeats,
-                   "loop_cpu_per_task_us": statistics.median(r["loop_cpu_per_task_us"] for r in plain),
-                   "busy_cpu_per_task_us": statistics.median(r["busy_cpu_per_task_us"] for r in plain),
-                   "idle_cpu_per_task_us": statistics.median(r["idle_cpu_per_task_us"] for r in plain),
-                   "passes_per_task": statistics.median(r["passes_per_task"] for r in plain),
-                   "wall_tasks_per_s": statistics.median(r["wall_tasks_per_s"] for r in plain)}
-            if any("submaster_cpu_per_task_us" in r for r in plain):
-                row["submaster_cpu_per_task_us"] = statistics.median(
-                    statistics.mean(r["submaster_cpu_per_task_us"]) for r in plain)
-                row["submaster_busy_cpu_per_task_us"] = statistics.median(
-                    statistics.mean(r["submaster_busy_cpu_per_task_us"]) for r in plain)
-                row["submaster_ended"] = plain[0]["submaster_ended"]
-            if workload != "map":
-                row["driver_submit_cpu_per_task_us"] = statistics.median(
-                    r["driver_submit_cpu_per_task_us"] for r in plain)
-            else:
-                row["loop_cpu_per_item_us"] = statistics.median(r["loop_cpu_per_item_us"] for r in plain)
-            row["runs"] = {"plain": plain, "metered": metered}
-            rows.append(row)
-            if not metered:
-                continue
-            row["metered_loop_cpu_per_task_us"] = statistics.median(r["loop_cpu_per_task_us"] for r in metered)
-            row["calibrated_total_us"] = statistics.median(r["calibrated_total_us"] for r in metered)
-            keys = sorted({k for r in metered for k in r["parts_us"]})
-            calibrated = {k: statistics.median(r["parts_us"].get(k, 0.0) for r in metered) for k in keys}
-            overhead = {k: statistics.median(r["meter_overhead_us"].get(k, 0.0) for r in metered) for k in keys}
-            # the meters' calibration leaves some of their cost over (or takes too much): keep each part's
-            # share of the metered run and scale the parts to the unmetered runs' busy total
-            positive = {k: max(0.0, v) for k, v in calibrated.items()}
-            scale = row["busy_cpu_per_task_us"] / (sum(positive.values()) or 1.0)
-            row["parts_calibrated_us"] = calibrated
-            row["meter_overhead_us"] = overhead
-            row["meter_residual_us"] = sum(calibrated.values()) - row["busy_cpu_per_task_us"]
-            row["parts_us"] = {k: v * scale for k, v in positive.items()}
-            row["grouped_us"] = group_parts(row["parts_us"])
-            commits = [r["journal_records_per_commit"] for r in metered if "journal_records_per_commit" in r]
-            if commits:
-                row["journal_records_per_commit"] = statistics.median(commits)
+    runs: dict[tuple, list[dict]] = collections.defaultdict(list)
+    for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every kind and mode alike
+        for mode, env, rank_counts in modes:
+            for ranks in rank_counts:
+                for workload in args.workloads:
+                    for instrument in (False,) if args.plain_only else (False, True):
+                        load = os.getloadavg()[0]
+                        result = per_task(launch(workload, ranks, args.tasks, instrument, env), workload, args.tasks)
+                        result["load_1min"] = load
+                        runs[(mode, ranks, workload, instrument)].append(result)
+                        print(f"{mode} ranks={ranks} {workload:15s} {'metered' if instrument else 'plain  '}"
+                              f" loop {result['loop_cpu_per_task_us']:6.1f} us/task"
+                              f" busy {result['busy_cpu_per_task_us']:6.1f}"
+                              + (f" (calibrated parts {result['calibrated_total_us']:6.1f})" if instrument else "")
+                              + f"  {result['wall_tasks_per_s']:8,.0f} tasks/s  load {load:.1f}", flush=True)
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({"benchmark": "master_cost", "chunksize": CHUNKSIZE, "warmup_tasks": WARMUP})
-    previous = data.setdefault("modes", {}).get(label, {})
-    measured = {(r["ranks"], r["workload"]) for r in rows}
-    kept = [r for r in previous.get("rows", []) if (r["ranks"], r["workload"]) not in measured
-            and r.get("tasks_per_run", previous.get("tasks")) == args.tasks and previous.get("commit") == _git_commit()]
-    for row in rows:
-        row["tasks_per_run"] = args.tasks
-    data["modes"][label] = {
-        "command": " ".join(["python", "benchmarks/master_cost.py", *(sys.argv[1:] if argv is None else argv)]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(), "load_before": load_before, "load_after": os.getloadavg(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "tasks": args.tasks, "rows": sorted(kept + rows, key=lambda r: (r["ranks"], WORKLOADS.index(r["workload"])))}
+    for mode, _, rank_counts in modes:
+        rows = [aggregate(runs[(mode, ranks, workload, False)], runs[(mode, ranks, workload, True)], ranks, workload,
+                          args.repeats) for ranks in rank_counts for workload in args.workloads]
+        previous = data.setdefault("modes", {}).get(mode, {})
+        measured = {(r["ranks"], r["workload"]) for r in rows}
+        kept = [r for r in previous.get("rows", []) if (r["ranks"], r["workload"]) not in measured
+                and r.get("tasks_per_run", previous.get("tasks")) == args.tasks
+                and previous.get("commit") == _git_commit()]
+        for row in rows:
+            row["tasks_per_run"] = args.tasks
+        data["modes"][mode] = {
+            "command": " ".join(["python", "benchmarks/master_cost.py", *(sys.argv[1:] if argv is None else argv)]),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _git_commit(), "load_before": load_before, "load_after": os.getloadavg(),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "tasks": args.tasks,
+            "rows": sorted(kept + rows, key=lambda r: (r["ranks"], WORKLOADS.index(r["workload"])))}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
-    print(f"wrote {path} ({label})")
+    print(f"wrote {path} ({', '.join(mode for mode, _, _ in modes)})")
     return 0
 
 
