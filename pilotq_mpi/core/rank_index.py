@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from heapq import heapify, heappop, heappush
-from typing import Callable, Collection, Mapping, MutableSequence, MutableSet, Sequence
+from typing import Callable, Collection, Mapping, MutableSequence, MutableSet, Sequence, Sized
 
 from .inventory import RankInfo
 
@@ -109,7 +109,8 @@ class WideSet:
     """
 
     __slots__ = ("ranks", "members", "fast", "uniform", "node_of", "node_ranks", "idle", "total",
-                 "level_counts", "node_heaps", "node_present", "ready_heaps", "ready_present", "classes")
+                 "level_counts", "node_heaps", "node_present", "ready_heaps", "ready_present", "classes",
+                 "widest", "class_keys")
 
     def __init__(self, infos: Sequence[RankInfo], effective: Mapping[int, float], ready: Mapping[int, float]):
         self.ranks = tuple(info.rank for info in infos)
@@ -155,11 +156,17 @@ class WideSet:
             heapify(heap)
         self.classes: list[tuple[int, object]] = []
         """(width, class key) of the multi-rank classes using this set, narrowest first."""
+        self.widest = 0
+        self.class_keys: tuple = ()
+        """The keys of ``classes`` and the widest width (a rank going idle wakes them all at once
+        when the idle candidates cover the widest)."""
 
     def add_class(self, width: int, key) -> None:
         if (width, key) not in self.classes:
             self.classes.append((width, key))
             self.classes.sort(key=lambda item: item[0])
+            self.widest = self.classes[-1][0]
+            self.class_keys = tuple(key for _, key in self.classes)
 
     def candidate(self, rank: int, became: bool, wake: MutableSet) -> None:
         """``rank`` became (or stopped being) an idle candidate."""
@@ -178,10 +185,13 @@ class WideSet:
         if became:
             self.total += 1
             total = self.total
-            for width, key in self.classes:
-                if width > total:
-                    break
-                wake.add(key)
+            if total >= self.widest:
+                wake.update(self.class_keys)
+            else:
+                for width, key in self.classes:
+                    if width > total:
+                        break
+                    wake.add(key)
         else:
             self.total -= 1
 
@@ -300,17 +310,18 @@ class WideSet:
 class RankIndex:
     """Idle ranks, effective loads, and the per-class indexes above, kept up to date.
 
-    The scheduler owns the ``load`` and ``exclusive`` mappings and the ``closed``,
-    ``retired`` and ``reserved`` sets, and calls :meth:`changed` after every change of a
+    The scheduler owns the ``tasks`` (per rank, the tasks on it: their number is its load) and
+    ``exclusive`` mappings and the ``closed``, ``retired`` and ``reserved`` sets, and calls
+    :meth:`changed` (or a short path: :meth:`take`, :meth:`lowered`) after every change of a
     rank's load or of those. ``wake`` (a set the scheduler owns) collects resource-class
     keys that may have become placeable; ``holder_key`` is the class of the task holding
     the reservation (woken whenever a rank becomes idle).
     """
 
-    def __init__(self, ranks: Sequence[RankInfo], load: Mapping[int, int], exclusive: Mapping[int, int],
+    def __init__(self, ranks: Sequence[RankInfo], tasks: Mapping[int, Sized], exclusive: Mapping[int, int],
                  closed: Collection[int] = frozenset(), retired: Collection[int] = frozenset(),
                  reserved: Collection[int] = frozenset(), wake: MutableSet | None = None):
-        self._load = load
+        self._tasks = tasks
         self._exclusive = exclusive
         self._closed = closed
         self._retired = retired
@@ -318,12 +329,12 @@ class RankIndex:
         self.wake = set() if wake is None else wake
         self.holder_key = None
         self._position = {info.rank: index for index, info in enumerate(ranks)}
-        self.idle = {info.rank for info in ranks if load[info.rank] == 0}
+        self.idle = {info.rank for info in ranks if not tasks[info.rank]}
         self._size = _dense_size(ranks)
         self.effective: MutableSequence[float] | dict[int, float] = _per_rank(self._size, INF)
         for info in ranks:
             self.effective[info.rank] = self._effective(info.rank)
-        self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else load[info.rank]
+        self.ready: dict[int, float] = {info.rank: INF if info.rank in exclusive else len(tasks[info.rank])
                                         for info in ranks}
         """Per rank: its load, or infinity while a multi-rank task holds it (the order of reservations);
         up to date after :meth:`flush_ready`."""
@@ -343,7 +354,7 @@ class RankIndex:
     def _effective(self, rank: int) -> float:
         if rank in self._exclusive or rank in self._closed or rank in self._retired or rank in self._reserved:
             return INF
-        return self._load[rank]
+        return len(self._tasks[rank])
 
     def effective_load(self, rank: int) -> float:
         """Tasks assigned to ``rank``, or infinity while no single-rank task may join it."""
@@ -351,7 +362,7 @@ class RankIndex:
 
     def changed(self, rank: int) -> None:
         """``rank``'s load, exclusivity, or closed/retired/reserved state changed."""
-        load = self._load[rank]
+        load = len(self._tasks[rank])
         if load:
             self.idle.discard(rank)
         else:
@@ -431,9 +442,9 @@ class RankIndex:
         changed = self._ready_changed
         if not changed:
             return
-        ready, wides_of, load, exclusive = self.ready, self._wides_of, self._load, self._exclusive
+        ready, wides_of, tasks, exclusive = self.ready, self._wides_of, self._tasks, self._exclusive
         for rank in changed:
-            level = ready[rank] = INF if rank in exclusive else load[rank]
+            level = ready[rank] = INF if rank in exclusive else len(tasks[rank])
             if level == INF:
                 continue
             for wide in wides_of[rank]:

@@ -185,7 +185,7 @@ class Scheduler:
         self._eligible_cache: dict[tuple, tuple[RankInfo, ...]] = {}
         self._singles: dict[tuple, SingleRankIndex] = {}
         self._wides: dict[tuple, WideSet] = {}
-        self._index = RankIndex(self.inventory.ranks, self._load, self._exclusive, self._closed, self._retired,
+        self._index = RankIndex(self.inventory.ranks, self._order, self._exclusive, self._closed, self._retired,
                                 self._reserved, self._awake)
         self._index.holder_key = self._holder_key
         self._awake.update(self._queues)
