@@ -88,8 +88,8 @@ def test_no_task_waits_behind_one_that_runs_past_its_estimate():
 
 @pytest.fixture
 def prefetch_behind_anything():
-    """Options with the old rule (prefetch behind long tasks), so that tasks wait on workers to be revoked."""
-    return {"prefetch_horizon": math.inf}
+    """Options with the old rule (one task prefetched behind anything), so that tasks wait on workers to be revoked."""
+    return {"prefetch_horizon": math.inf, "prefetch": 1}
 
 
 def test_drain_starts_nothing_new_and_revoked_tasks_end_cancelled_once(prefetch_behind_anything):

@@ -16,3 +16,13 @@ def test_default_inf_and_numbers():
 def test_bad_values_name_the_variable(value):
     with pytest.raises(ValueError, match="PILOTQ_PREFETCH_HORIZON"):
         prefetch_horizon_from_env({"PILOTQ_PREFETCH_HORIZON": value})
+
+
+def test_default_prefetch_depth_and_its_variable():
+    """The default queue depth feeds a busy worker batches; PILOTQ_PREFETCH still sets it (0: none)."""
+    from pilotq_mpi.runtime.options import DEFAULT_PREFETCH
+
+    assert PilotOptions().prefetch == PilotOptions.from_env({}).prefetch == DEFAULT_PREFETCH > 1
+    assert PilotOptions.from_env({"PILOTQ_PREFETCH": "0"}).prefetch == 0
+    with pytest.raises(ValueError, match="PILOTQ_PREFETCH"):
+        PilotOptions.from_env({"PILOTQ_PREFETCH": "-1"})
