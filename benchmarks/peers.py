@@ -4,6 +4,8 @@
     python benchmarks/peers.py --quick    # 4 processes, smaller workloads, one run each (~2 min)
     python benchmarks/peers.py --peers pilotq-mpi mpi4py.futures --procs 4
     python benchmarks/peers.py --peers parsl --procs 8 --add-to results/peers.json   # fill in runs left out
+    python benchmarks/peers.py --peers pilotq-mpi mpi4py.futures --workloads one_by_one \
+        --pilot-startup-procs --add-to results/peers.json   # re-measure some rows, keep the others
 
 Peers (``pip install -e '.[peers]'``; one that is not installed is reported as such):
 pilotq-mpi (``mpiexec -n P python -m pilotq_mpi``), mpi4py.futures (``mpiexec -n P python -m
@@ -228,6 +230,24 @@ def markdown(data: dict) -> str:
     return text
 
 
+def merge_rows(earlier: dict, runs: dict[str, list[dict]], summaries: dict[str, dict], update: dict) -> dict:
+    """Put a run of some workloads into an earlier peers.json, row by row (``--add-to`` with ``--workloads``).
+
+    For each ``peer@procs`` in ``runs``, the rows these runs measured replace those rows of the
+    earlier summary; the earlier summary's other rows (and the other peers) stay. The new runs are
+    appended after the earlier ones of that key, and ``update`` (command, date, commit, rows) is
+    listed under ``row_updates`` so the file says which cells came from which run.
+    """
+    for key, new in summaries.items():
+        if key not in runs:
+            continue
+        old = {k: v for k, v in earlier["summaries"].get(key, {}).items() if k != "_status"}
+        earlier["summaries"][key] = {**old, **new}
+        earlier["runs"][key] = earlier["runs"].get(key, []) + [dict(run, row_update=True) for run in runs[key]]
+    earlier.setdefault("row_updates", []).append({**update, "keys": sorted(runs)})
+    return earlier
+
+
 # --------------------------------------------------------------------------- running peers
 def installed(peer: str) -> str | None:
     """None if the peer can be imported here, else why not."""
@@ -360,7 +380,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 processes, N=1,000, 16,000 bulk, 300 cutting tasks, 1 run")
     parser.add_argument("--out", default=str(HERE / "results" / "peers.json"))
     parser.add_argument("--add-to", metavar="FILE", help="replace these peers' runs at these process counts in an"
-                        " earlier peers.json (e.g. runs its --budget left out) and write it to --out")
+                        " earlier peers.json (e.g. runs its --budget left out) and write it to --out; with"
+                        " --workloads, only the rows of those workloads are replaced (the others stay)")
     args = parser.parse_args()
     command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
     if args.quick:
@@ -419,7 +440,11 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_end": os.getloadavg(), "wall_s": time.time() - started,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if args.add_to:  # keep the earlier run; these (peer, procs) replace their entries in it
+    if args.add_to and set(args.workloads) != set(WORKLOADS):  # some rows only: merge them in
+        data = merge_rows(json.loads(Path(args.add_to).read_text()), runs, summaries, {
+            "command": command, "date": data["date"], "commit": measured, "rows": args.workloads,
+            "load_average_end": data["load_average_end"], "repeats": args.repeats})
+    elif args.add_to:  # keep the earlier run; these (peer, procs) replace their entries in it
         earlier = json.loads(Path(args.add_to).read_text())
         earlier["runs"].update(runs)
         earlier["summaries"].update({key: summaries[key] for key in runs})
