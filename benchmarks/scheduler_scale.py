@@ -6,6 +6,7 @@
     git worktree add /tmp/sched-old <commit>          # then, to measure that commit's scheduler side by side:
     python benchmarks/scheduler_scale.py --baseline /tmp/sched-old --before old-result.json
     python benchmarks/scheduler_scale.py --queued 1000000 --rounds 3 --baseline /tmp/sched-old  # 10^6 queued first
+    python benchmarks/scheduler_scale.py --queued 1000000 --bytecodes 5000 ...  # also: where the time goes
 
 Inventory: 4 worker ranks per node, one GPU each. Workload: ``mixed_workload`` (a bag of
 tasks submitted at t=0; 5% multi-rank with widths 2/4/8/16; half need a GPU; lognormal
@@ -143,14 +144,15 @@ def run_one(ranks: int, tasks: int, args, factory) -> dict:
     return row
 
 
-def queued_run(ranks: int, tasks: int, placements: int, args, factory, warmup: int = 2_000) -> dict:
+def queued_run(ranks: int, tasks: int, placements: int, args, factory, warmup: int = 2_000, tracer=None) -> dict:
     """The cost per placement with ``tasks`` queued before the first placement, measured over
     ``placements`` placements (after ``warmup``) instead of running the whole bag to its end.
 
     A minimal event loop (not the simulator): every task of ``mixed_workload`` is submitted,
     then each completion (earliest simulated end first) is released and ``schedule()`` is
     called; a prefetched task starts when ``release()`` says so. CPU time (process_time) is
-    summed around ``release()`` and ``schedule()`` only.
+    summed around ``release()`` and ``schedule()`` only. ``tracer`` (for :func:`bytecodes_run`)
+    is installed with ``sys.settrace`` around the measured calls (the CPU figures are then void).
     """
     import heapq
 
@@ -179,10 +181,13 @@ def queued_run(ranks: int, tasks: int, placements: int, args, factory, warmup: i
     measured = calls = releases = 0
     while events and measured < placements:
         now, task, rank = heapq.heappop(events)
+        if tracer is not None and done > warmup:
+            sys.settrace(tracer)
         start = clock()
         nxt = scheduler.release(task, rank)
         placed = scheduler.schedule()
         spent = clock() - start
+        sys.settrace(None)
         releases += 1
         if nxt is not None:
             started(nxt, (rank,), now)
@@ -198,6 +203,37 @@ def queued_run(ranks: int, tasks: int, placements: int, args, factory, warmup: i
             "first_schedule_cpu_s": first_s, "measured_placements": measured, "measured_calls": calls,
             "queued_at_end": scheduler.queued, "cpu_us_per_placement": cpu / max(measured, 1) * 1e6,
             "timer_overhead_us": timer_overhead_us(), "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def bytecodes_run(ranks: int, tasks: int, placements: int, args, factory) -> dict:
+    """Where a placement's time goes, counted instead of timed: the CPython bytecodes executed per
+    placement in each function of the scheduler's two modules (``scheduler.py``, ``rank_index.py``
+    of the checkout ``factory`` comes from), over the same placements as :func:`queued_run`.
+    Deterministic (no clock, no load); heapq and other C calls count as one bytecode each."""
+    import collections
+    import inspect
+
+    core = Path(inspect.getfile(factory)).resolve().parent
+    files = {str(core / "scheduler.py"), str(core / "rank_index.py")}
+    counts: collections.Counter = collections.Counter()
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename not in files:
+            return None
+        frame.f_trace_opcodes, frame.f_trace_lines = True, False
+        name = frame.f_code.co_name
+
+        def local(frame, event, arg):
+            if event == "opcode":
+                counts[name] += 1
+            return local
+        return local
+
+    run = queued_run(ranks, tasks, placements, args, factory, tracer=tracer)
+    measured = max(run["measured_placements"], 1)
+    return {"ranks": ranks, "queued_at_start": tasks, "measured_placements": run["measured_placements"],
+            "bytecodes_per_placement": sum(counts.values()) / measured,
+            "by_function": {name: count / measured for name, count in counts.most_common()}}
 
 
 def load_baseline(directory: Path):
@@ -289,6 +325,13 @@ def queued_main(args, ranks_list, factory, baseline, reference_before) -> int:
             row[name] = dict(ordered[(len(ordered) - 1) // 2])  # the median run (the lower one of two)
             row[name]["rounds_cpu_us_per_placement"] = [r["cpu_us_per_placement"] for r in samples]
             row[name]["rounds_load_before"] = [r["load_before"] for r in samples]
+        if args.bytecodes:
+            for name, cls in (("baseline", baseline), ("current", factory)):
+                if cls is not None:
+                    row[name]["bytecodes"] = counted = bytecodes_run(ranks, args.queued, args.bytecodes, args, cls)
+                    print(f"ranks={ranks} {name}: {counted['bytecodes_per_placement']:.0f} bytecodes per placement"
+                          f" ({', '.join(f'{k} {v:.0f}' for k, v in list(counted['by_function'].items())[:6])})",
+                          flush=True)
         rows.append({"ranks": ranks, **row})
     out = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "scheduler_scale"}
     command = "python benchmarks/scheduler_scale.py " + " ".join(sys.argv[1:])
@@ -302,7 +345,7 @@ def queued_main(args, ranks_list, factory, baseline, reference_before) -> int:
 
 def combine(paths: list[Path], out_path: Path) -> int:
     """One result file from several runs (the first one's settings; rows by ranks then tasks; every
-    command kept; the ``queued`` entry of the last file that has one)."""
+    command kept; the first profile; the ``queued`` entry of the last file that has one)."""
     parts = [json.loads(p.read_text()) for p in paths]
     sims = [p for p in parts if "results" in p]
     out = dict(sims[0] if sims else parts[0])
@@ -310,6 +353,7 @@ def combine(paths: list[Path], out_path: Path) -> int:
     out["runs"] = [{"command": p["command"], "date": p["date"], "reference_loop_us": p["reference_loop_us"]}
                    for p in sims]
     out["results"] = sorted((r for p in sims for r in p["results"]), key=lambda r: (r["ranks"], r["tasks"]))
+    out["profile"] = next((p["profile"] for p in sims if p.get("profile")), None)
     for part in parts:
         if "queued" in part:
             out["queued"] = part["queued"]
@@ -343,6 +387,8 @@ def main(argv=None) -> int:
                         help="instead of whole simulations: the cost per placement with TASKS queued first")
     parser.add_argument("--queued-placements", type=int, default=100_000,
                         help="placements measured in a --queued run")
+    parser.add_argument("--bytecodes", type=int, default=0, metavar="PLACEMENTS",
+                        help="--queued: also count the bytecodes per placement (by function) over PLACEMENTS")
     parser.add_argument("--rounds", type=int, default=1,
                         help="--queued: interleaved (baseline, current) rounds per rank count; the median is reported")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
