@@ -599,6 +599,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--submasters", type=int, default=None,
                         help="run with PILOTQ_SUBMASTERS=<groups> (hierarchical masters, when available)")
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="run with PILOTQ_PREFETCH=<n> (default: the runtime's); added to the label")
     parser.add_argument("--compare-single", type=int, nargs="+", default=None, metavar="RANKS",
                         help="with --submasters: run a single master at these rank counts too, interleaved with"
                              " the hierarchical runs (stored as 'single (interleaved with submasters=G)')")
@@ -628,9 +630,12 @@ def main(argv=None) -> int:
         args.ranks, args.tasks, args.repeats = [4], 2000, 1
     extra_env = {} if args.submasters is None else {"PILOTQ_SUBMASTERS": str(args.submasters)}
     label = args.label or ("single" if args.submasters is None else f"submasters={args.submasters}")
-    modes = [(label, extra_env, args.ranks)]
+    prefetch_env = {} if args.prefetch is None else {"PILOTQ_PREFETCH": str(args.prefetch)}
+    if args.prefetch is not None and not args.label:
+        label += f" prefetch={args.prefetch}"
+    modes = [(label, {**extra_env, **prefetch_env}, args.ranks)]
     if args.compare_single:
-        modes.append((f"single (interleaved with {label})", {}, args.compare_single))
+        modes.append((f"single (interleaved with {label})", prefetch_env, args.compare_single))
     load_before = os.getloadavg()
     runs: dict[tuple, list[dict]] = collections.defaultdict(list)
     for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every kind and mode alike

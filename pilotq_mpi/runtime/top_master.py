@@ -56,6 +56,7 @@ class TopMaster(Master):
         """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
         self._links = [GroupLink() for _ in groups]
         self._leaders = [group.leader for group in groups]
+        self._any_source = self._mpi.ANY_SOURCE
         self._running: set[int] = set()
         """Tasks whose futures this master set running (a group reported their start): not cancellable."""
 
@@ -63,7 +64,8 @@ class TopMaster(Master):
     def _pass(self, status) -> bool:
         """One pass: the driver's commands, the groups' outcomes, the drain's end, hand-outs, sends."""
         worked = self._drain_inbox()
-        while (message := self.world.improbe(self._mpi.ANY_SOURCE, UP, status)) is not None:
+        improbe, source = self.world.improbe, self._any_source
+        while (message := improbe(source, UP, status)) is not None:
             self._on_up(message.recv())
             worked = True
         if self._draining:
@@ -71,8 +73,29 @@ class TopMaster(Master):
         if worked:
             self._dispatch()
         self.observer.pass_ended()  # the journal's group commit (see Master._pass)
-        self._flush()
+        if self._outgoing or len(self._sends) > SENDS_KEPT:
+            self._flush()
         return worked
+
+    def _drain_inbox(self) -> bool:
+        """The driver's commands; submissions of tasks without dependencies are taken inline (the common
+        case: one a task), anything else through :meth:`Master._drain_inbox`."""
+        inbox = self._inbox
+        if not inbox:
+            return False
+        tasks, counts, submit = self.tasks, self.counts, self.scheduler.submit
+        while inbox:
+            kind, sub = inbox[0]  # (only this thread takes from the inbox: its head stays put)
+            if kind != "submit" or sub.deps or self._draining:
+                super()._drain_inbox()
+                return True
+            inbox.popleft()
+            # as _on_submit: a ready task goes straight to the group queue, counted queued at once
+            tasks[sub.task_id] = TaskRecord(sub, QUEUED)
+            self._live += 1
+            counts[sub.kind][QUEUED] += 1
+            submit(sub.task_id, sub.spec)
+        return True
 
     def _flush(self) -> None:
         if self._outgoing:
