@@ -236,13 +236,17 @@ class Master(JoinedAllocations):
         record = TaskRecord(sub)
         self.tasks[sub.task_id] = record
         self._live += 1
+        if not sub.deps and not self._draining:  # ready at once: counted queued, no pending -> queued step
+            record.state = TaskState.QUEUED
+            self.counts[sub.kind][TaskState.QUEUED] += 1
+            self.scheduler.submit(sub.task_id, sub.spec)
+            return
         self.counts[sub.kind]["pending"] += 1
         if self._draining:
             self._end(record, E.CANCEL, error=WalltimeError(
                 f"task {record.name!r} was not started: the pilot is draining before its walltime ends"))
             return
-        # (no dependencies: ready, as DependencyTracker.add would say, without the call)
-        ready, failed_dep = self.deps.add(sub.task_id, sub.deps) if sub.deps else (True, None)
+        ready, failed_dep = self.deps.add(sub.task_id, sub.deps)
         if failed_dep is not None:
             self._fail_dependency(record, failed_dep)
         elif ready:
