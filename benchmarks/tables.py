@@ -296,7 +296,8 @@ def scale_model(data: dict) -> str:
     models = data["models"]
     fixed = models["single, observers none"]["fixed_us"]
     hier = models.get("hierarchical, observers none", {})
-    hrows = [[r["ranks"], r["groups"], r["group_size"], f"{r['steady']:.0%}", f"{r['utilization']:.0%}",
+    hrows = [[r["ranks"], r["groups"], r["group_size"], r.get("prefetch", data.get("prefetch", 1)),
+              f"{r['steady']:.0%}", f"{r['utilization']:.0%}",
               f"{r['masters'][0]['busy_fraction']:.0%}", f"{r['masters'][1]['busy_fraction']:.0%}"]
              for r in data["hierarchical"]]
     est = " (ESTIMATES, not yet measured)" if hier.get("estimate") else ""
@@ -309,7 +310,7 @@ def scale_model(data: dict) -> str:
             + _table(["task s", "observers", *(f"{n:,} ranks" for n in ranks)], rows)
             + f"\n\nHierarchical masters, 1 s tasks: top master {hier.get('top_us', {}).get('total', 0):.0f} us/task,"
               f" sub-masters {hier.get('sub_us', {}).get('total_without_scheduler', 0):.0f} us/task + scheduler{est}."
-              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "utilization (steady)",
+              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "prefetch", "utilization (steady)",
                                    "whole run", "top master busy", "busiest sub-master"], hrows)
             + _top_sweep(data))
 
