@@ -22,9 +22,11 @@ running a ``Scheduler`` over its group (the runtime's rule: a group holds at mos
 ``workers x (1 + prefetch)`` slots of tasks). Ranks: 1 top + G sub-masters + workers. Until the
 hierarchical runtime is measured (``master_cost.py --submasters G``), ``c_top`` and ``c_sub`` are
 *estimates* built from the single master's parts (formulas in the JSON, ``estimate: true``); once
-measured, their totals are the measured busy CPU per task (the sub-master's minus the single
-master's scheduler share, which the simulator charges live), split as the estimates are. A sweep
-of the top master's cost at 8,192 ranks says what it may cost for the 90% target.
+measured, their totals are the measured busy CPU per task (the top's: its master thread + the driver's
+``submit``, which holds the same GIL; the sub-master's minus the single master's scheduler share, which
+the simulator charges live), split as the estimates are. The measurement taken is the one at
+``--prefetch 1`` (:data:`HIER_PREFETCH`: about one task per top <-> group message, as 1 s tasks at 8,192
+ranks). A sweep of the top master's cost at 8,192 ranks says what it may cost for the 90% target.
 
 Workload and size. Single-rank tasks of a fixed duration, submitted one by one at the driver's
 measured rate, ``rounds`` tasks per worker rank (scaled down from a real run's thousands of
@@ -38,7 +40,9 @@ scheduler) gives its capacity, times the task duration, over the ranks it feeds.
 because a short run's first seconds are easier than a long run's: the master fills every
 rank's prefetch slot before any result comes back, and that buffer hides it for a while. Dispatch latency
 (master to worker) and group latency (top to sub-master) 0.5 ms each (estimates: the polling
-back-off of an idle rank is up to 1 ms). Prefetch 1, as the runtime's default.
+back-off of an idle rank is up to 1 ms). Prefetch 1 (the runtime's default before prefetch 16; the
+runtime does not prefetch 1 s tasks at all, since they are longer than its prefetch horizon: the
+hierarchical rows with prefetch 0 show that case).
 
 Results: ``benchmarks/results/scale_model.json``.
 """
@@ -65,6 +69,13 @@ RANKS = (1024, 4096, 16384)
 DURATIONS = (0.1, 1.0, 10.0)
 TARGET = 0.9
 LATENCY = 5e-4
+HIER_PREFETCH = 1
+"""The prefetch of the hierarchical measurement the model takes (``master_cost.py --submasters G --prefetch 1``).
+The runtime prefetches only behind work predicted within its horizon (0.05 s): 1 s tasks are not prefetched,
+and at 8,192 ranks in 32 groups each group ends ~250 tasks/s, so each top <-> group message carries about
+one task each way. No-op tasks at prefetch 1 on 7 ranks do the same (about one task per message and pass);
+at the default prefetch (16) a worker holds many no-op tasks and their results come back together, which
+makes the top cheaper per task than 1 s tasks at scale would let it be."""
 BATCH_ESTIMATE = 16
 """Tasks per top <-> sub-master message assumed by the estimates (the top sends a pass's tasks at once)."""
 
@@ -90,16 +101,21 @@ def measured_parts(path: Path, ranks: int = 4) -> dict:
             out[f"extra_{kind}_us"] = max(0.0, rows[name]["busy_cpu_per_task_us"] - base["busy_cpu_per_task_us"])
             out[f"extra_{kind}_driver_us"] = max(0.0, rows[name]["driver_submit_cpu_per_task_us"]
                                                  - base["driver_submit_cpu_per_task_us"])
-    hier = sorted((m for label, m in data["modes"].items() if label.startswith("submasters=")),
-                  key=lambda m: m.get("date") or "")
+    # the measurement whose messages carry what the model's 1 s tasks at 8,192 ranks would: about one task
+    # per top <-> group message each way (see HIER_PREFETCH); the latest such, else the latest of any
+    modes = [(label, m) for label, m in data["modes"].items() if label.startswith("submasters=")]
+    matching = [(label, m) for label, m in modes if label.endswith(f" prefetch={HIER_PREFETCH}")]
+    hier = sorted(matching or modes, key=lambda item: item[1].get("date") or "")
     if hier:
-        mode = hier[-1]
+        label, mode = hier[-1]
         row = next(r for r in mode["rows"] if r["workload"] == "submit")
         out["hierarchical_measured"] = {
-            "commit": mode.get("commit"), "date": mode.get("date"), "command": mode["command"],
+            "label": label, "commit": mode.get("commit"), "date": mode.get("date"), "command": mode["command"],
             "ranks": row["ranks"], "top_busy_us": row["busy_cpu_per_task_us"],
             "top_driver_submit_us": row["driver_submit_cpu_per_task_us"],
-            "sub_busy_us": row["submaster_busy_cpu_per_task_us"], "load_before": mode.get("load_before")}
+            "sub_busy_us": row["submaster_busy_cpu_per_task_us"], "load_before": mode.get("load_before"),
+            "load_during": [r.get("load_1min") for r in row["runs"]["plain"]],
+            "top_passes_per_task": row.get("passes_per_task")}
     return out
 
 
@@ -226,14 +242,15 @@ def run_single(ranks: int, duration: float, rounds: int, model: MasterModel, gap
 
 
 def run_hierarchical(ranks: int, groups: int, duration: float, rounds: int, top: MasterModel, sub: MasterModel,
-                     gap: float) -> dict:
+                     gap: float, prefetch: int = 1) -> dict:
     workers = ranks - 1 - groups
     inventory = Inventory.from_layout(workers, ranks_per_node=4)
     wall, cpu = time.perf_counter(), time.process_time()
     result = simulate_hierarchical(inventory, workload(workers, duration, rounds, gap), groups, top=top, sub=sub,
-                                   prefetch=1, dispatch_latency=LATENCY, group_latency=LATENCY, timer=time.thread_time)
+                                   prefetch=prefetch, dispatch_latency=LATENCY, group_latency=LATENCY,
+                                   timer=time.thread_time)
     row = summarize(result, workers, ranks, time.perf_counter() - wall, time.process_time() - cpu)
-    row.update(groups=groups, group_size=workers // groups)
+    row.update(groups=groups, group_size=workers // groups, prefetch=prefetch)
     return row
 
 
@@ -278,9 +295,16 @@ def main(argv=None) -> int:
         row.update(duration_s=1.0, observers="none")
         _print(f"hierarchical G={groups}, 1 s", row)
         hier_rows.append(row)
+    # without prefetch, as the runtime runs 1 s tasks (they are longer than its prefetch horizon): every task
+    # waits for its group's report to reach the top and a new task to come back
+    for groups in (32,) if args.quick else (4, 32):
+        row = run_hierarchical(8192, groups, 1.0, rounds, top, sub, gap, prefetch=0)
+        row.update(duration_s=1.0, observers="none")
+        _print(f"hierarchical G={groups}, 1 s, prefetch 0", row)
+        hier_rows.append(row)
     # what the top master may cost for >= 90% at 8,192 ranks (1 s tasks, 32 groups of ~255), and with
     # a top of 90 us, how few groups (how large) still do
-    plan = [(32, total) for total in ((60, 90, 120, 150) if not args.quick else (90,))]
+    plan = [(32, total) for total in ((60, 90, 120, 130, 140, 150) if not args.quick else (90,))]
     plan += [(groups, 90) for groups in ((2, 4, 8) if not args.quick else ())]
     for groups, total in plan:
         top_x, sub_x, _ = hierarchical_models(costs, top_total_us=total)
@@ -289,6 +313,9 @@ def main(argv=None) -> int:
         _print(f"hierarchical G={groups}, top {total} us", row)
         sweep_rows.append(row)
     findings = _findings(single_rows, hier_rows, sweep_rows)
+    findings["hierarchical_8192_1s"].update(
+        top_us_per_task=info["top_us"]["total"], top_cost_measured=not info["estimate"],
+        meets_target=any(r["steady"] >= TARGET for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1))
     out = {
         "benchmark": "scale_model", "command": "python benchmarks/scale_model.py" + (" --quick" if args.quick else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -317,12 +344,14 @@ def _findings(single_rows: list[dict], hier_rows: list[dict], sweep_rows: list[d
             entry["meets_target_up_to_ranks"] = row["ranks"]
         if not ok and (entry["below_target_from_ranks"] is None or row["ranks"] < entry["below_target_from_ranks"]):
             entry["below_target_from_ranks"] = row["ranks"]
-    at = [r for r in hier_rows if r["ranks"] == 8192]
+    at = [r for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1]
     good = sorted((r for r in at if r["steady"] >= TARGET), key=lambda r: r["groups"])
     out["hierarchical_8192_1s"] = {
         "fewest_groups_meeting_target": good[0]["groups"] if good else None,
         "largest_group_size_meeting_target": good[0]["group_size"] if good else None,
-        "steady_by_groups": {r["groups"]: r["steady"] for r in at}}
+        "steady_by_groups": {r["groups"]: r["steady"] for r in at},
+        "steady_by_groups_prefetch_0": {r["groups"]: r["steady"] for r in hier_rows
+                                        if r["ranks"] == 8192 and r.get("prefetch", 1) == 0}}
     meets = [r["top_us"] for r in sweep_rows if r["steady"] >= TARGET and r["groups"] == 32]
     out["top_master_us_per_task_for_target_at_8192"] = max(meets) if meets else None
     sizes = [r for r in sweep_rows if r["top_us"] == 90 and r["steady"] >= TARGET]

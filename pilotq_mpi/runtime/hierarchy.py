@@ -9,8 +9,9 @@ from the top master instead of a driver and whose outcomes go back up:
   time the group sees them, then ids: :class:`GroupLink`), ``("cancel", task_id)`` (the driver cancelled a task not known to have
   started), ``("qpu", spec)`` (pin ranks of this group, exactly as the top computed),
   ``("drain", grace)``, ``("abort", code)``, ``("stop",)``.
-* sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, one message per
-  sub-master loop pass: the ids of tasks that started and are still running (their futures turn
+* sub-master -> top (:data:`UP`): ``(started, ended, last)`` per message, at most one per
+  sub-master loop pass (a pass that ended a task, or whose oldest unsent start waited
+  :data:`START_REPORT_DELAY`): the ids of tasks that started and are still running (their futures turn
   running, so they can no longer be cancelled; a task that ended in the pass it started is
   told by its end report alone), an :class:`EndReport` per task that ended (as a plain tuple in its
   field order: a named tuple costs a Python-level constructor call to unpickle), and ``last`` on
@@ -43,6 +44,11 @@ DOWN = 21
 UP = 22
 """MPI tag: task outcomes from a sub-master to the top master."""
 TOP = 0
+START_REPORT_DELAY = 0.005
+"""Seconds a sub-master may hold the report of a task's start until a task ends (their reports then go up
+in one message). Without it every task of a group that prefetches nothing (work longer than the prefetch
+horizon) costs the top two messages: its start, then its end. Meanwhile the driver can still cancel the
+task's future; the task runs on and its future stays cancelled, as for a cancel that crosses the report."""
 
 
 class EndReport(NamedTuple):
@@ -118,23 +124,36 @@ def _unpicklable(record: TaskRecord, exc: Exception) -> tuple:
 
 
 class Uplink(TaskObserver):
-    """The sub-master's observer: collects started and ended tasks and sends them up once per loop pass."""
+    """The sub-master's observer: collects started and ended tasks and sends them up once per loop pass
+    that ended a task; starts alone wait for the next end, at most ``start_delay`` seconds
+    (:data:`START_REPORT_DELAY`)."""
 
-    def __init__(self, world):
+    def __init__(self, world, start_delay: float | None = None):
         self.world = world
         self.stuck: tuple[int, str] | None = None
         """(exit code, message) when ranks of the group are stuck: sent as the last message."""
         self.started: list[int] = []
+        """Tasks that started since the last message (see :meth:`note_start`)."""
+        self.start_delay = START_REPORT_DELAY if start_delay is None else start_delay
+        self._started_at = 0.0
+        """When the oldest start not yet sent was noted (time.monotonic)."""
         self._pending: list[tuple] = []
         """:func:`report_of` tuples of the tasks that ended in this pass."""
         self._sends: list = []
+
+    def note_start(self, task_id: int) -> None:
+        """A task of the group started: its future at the top turns running (uncancellable) once this goes up."""
+        if not self.started:
+            self._started_at = time.monotonic()
+        self.started.append(task_id)
 
     def task_ended(self, record: TaskRecord) -> None:
         self._pending.append(report_of(record))
 
     def pass_ended(self, last: bool | tuple = False) -> None:
-        """Send what started or ended during the sub-master's loop pass (one message)."""
-        if self._pending or self.started or last:
+        """Send what started or ended since the last message, if a task ended in this pass, or the
+        oldest start waited ``start_delay``, or this is the last message."""
+        if self._pending or last or (self.started and time.monotonic() - self._started_at >= self.start_delay):
             started = self.started
             if started and self._pending:  # a task that ended in the pass it started: its end report says both
                 ended = {report[0] for report in self._pending}
@@ -162,8 +181,8 @@ class _RelayedFuture(Future):
 
     def set_running_or_notify_cancel(self) -> bool:
         running = super().set_running_or_notify_cancel()
-        if running:  # the uplink's list of this pass (it starts a new one each pass)
-            self._uplink.started.append(self._task_id)
+        if running:  # the uplink's current list (it starts a new one with each message)
+            self._uplink.note_start(self._task_id)
         return running
 
 

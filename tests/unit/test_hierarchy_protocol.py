@@ -85,7 +85,7 @@ def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up():
     from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
 
     world = RecordingWorld()
-    uplink = Uplink(world)
+    uplink = Uplink(world, start_delay=0.0)  # a start goes up in the next pass, whatever ends
     early = _RelayedFuture(1, uplink)
     late = _RelayedFuture(2, uplink)   # handed out in the same pass, prefetched behind task 1
     assert early.set_running_or_notify_cancel()
@@ -117,3 +117,21 @@ def ended_record(record):
     record.result, record.ranks, record.started, record.ended = 5, (3,), 1.0, 2.0
     record.fire(TaskEvent.SUCCEEDED)
     return record
+
+
+def test_a_start_alone_waits_for_the_next_end_and_then_goes_up_with_it():
+    from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
+
+    world = RecordingWorld()
+    uplink = Uplink(world, start_delay=3600.0)
+    running = _RelayedFuture(2, uplink)
+    assert running.set_running_or_notify_cancel()
+    uplink.pass_ended()
+    assert world.messages == []  # one message less for the top
+    uplink.task_ended(ended_record(TaskRecord(submission(1, TaskSpec(1)))))
+    uplink.pass_ended()
+    assert [(message[0], [report[0] for report in message[1]]) for message in world.messages] == [([2], [1])]
+    late = _RelayedFuture(3, uplink)
+    assert late.set_running_or_notify_cancel()
+    uplink.close()  # the last message carries what is left
+    assert world.messages[-1] == ([3], [], True)
