@@ -13,10 +13,12 @@ from typing import Sequence
 from .inventory import Inventory, RankInfo
 
 AUTO_SUBMASTERS = 0
-"""What ``auto`` chooses: one master, at every size. Measured (benchmarks/master_cost.py, quiet machine):
-the top master costs about as much per task as a single master (177 against 163 us, the driver's
-submit included), so sub-masters add no throughput yet; benchmarks/scale_model.py says they pay
-once the top costs 120 us per task or less. Until then they are chosen by a count only."""
+"""What ``auto`` chooses: one master, at every size. Measured (benchmarks/master_cost.py --submasters 2
+--prefetch 1, load average 5-17): the top master costs 106 us per task busy + 22 us of the driver's
+submit, against 138 + 21 us for a single master interleaved with it; with these costs
+benchmarks/scale_model.py predicts 91-92% for 1 s tasks at 8,192 ranks with 4-64 sub-masters (one
+master: 79%), but 81-84% without prefetch, which is how the runtime runs tasks longer than its
+prefetch horizon. Sub-masters are chosen by a count only until that case is covered too."""
 
 
 @dataclass(frozen=True)
