@@ -26,7 +26,10 @@ measured, their totals are the measured busy CPU per task (the top's: its master
 ``submit``, which holds the same GIL; the sub-master's minus the single master's scheduler share, which
 the simulator charges live), split as the estimates are. The measurement taken is the one at
 ``--prefetch 1`` (:data:`HIER_PREFETCH`: about one task per top <-> group message, as 1 s tasks at 8,192
-ranks). A sweep of the top master's cost at 8,192 ranks says what it may cost for the 90% target.
+ranks). The top takes at most ``SUBMISSIONS_PER_PASS`` (64) submissions per pass, as the runtime's top does
+(``pilotq_mpi.runtime.top_master``): the driver's tens of thousands of submissions otherwise fill passes
+of a second or more while results wait. A sweep of the top master's cost at 8,192 ranks says what it
+may cost for the 90% target.
 
 Workload and size. Single-rank tasks of a fixed duration, submitted one by one at the driver's
 measured rate, ``rounds`` tasks per worker rank (scaled down from a real run's thousands of
@@ -63,6 +66,7 @@ sys.path.insert(0, str(HERE.parent))
 from pilotq_mpi.core.inventory import Inventory  # noqa: E402
 from pilotq_mpi.core.simulation import MasterModel, simulate, simulate_hierarchical  # noqa: E402
 from pilotq_mpi.core.specs import TaskSpec  # noqa: E402
+from pilotq_mpi.runtime.top_master import SUBMISSIONS_PER_PASS  # noqa: E402  (the runtime's bound, modelled)
 from master_cost import _git_commit  # noqa: E402  (the same commit stamp as the costs it reads)
 
 RANKS = (1024, 4096, 16384)
@@ -176,8 +180,9 @@ def hierarchical_models(costs: dict, top_total_us: float | None = None) -> tuple
         top_total = top_total_us
     top = {k: v * top_total / (sum(top.values()) or 1.0) for k, v in top.items()}
     sub = {k: v * sub_total / (sum(sub.values()) or 1.0) for k, v in sub.items()}
-    info.update(top_us=dict(top, total=sum(top.values())), sub_us=dict(sub, total_without_scheduler=sum(sub.values())))
-    return (MasterModel(**{k: v * 1e-6 for k, v in top.items()}),
+    info.update(top_us=dict(top, total=sum(top.values())), sub_us=dict(sub, total_without_scheduler=sum(sub.values())),
+                top_submissions_per_pass=SUBMISSIONS_PER_PASS)
+    return (MasterModel(**{k: v * 1e-6 for k, v in top.items()}, submissions_per_pass=SUBMISSIONS_PER_PASS),
             MasterModel(**{k: v * 1e-6 for k, v in sub.items()}, scheduler=True), info)
 
 

@@ -215,12 +215,18 @@ class MasterModel:
     place: float = 0.0
     result: float = 0.0
     scheduler: bool = False
+    submissions_per_pass: int | None = None
+    """The top master: at most this many submissions taken per pass (None: every one that has arrived),
+    so that results and hand-outs are not held back behind a long run of submissions."""
 
     def __post_init__(self) -> None:
         for name in ("submit", "place", "result"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"MasterModel.{name} must be a finite number of seconds >= 0, got {value!r}")
+        limit = self.submissions_per_pass
+        if limit is not None and not (isinstance(limit, int) and limit >= 1):
+            raise ValueError(f"MasterModel.submissions_per_pass must be None or an integer >= 1, got {limit!r}")
 
     @property
     def per_task(self) -> float:
@@ -584,10 +590,12 @@ class _Engine:
             router.finished(server.results.popleft())
             cost += model.result
         self.seen_at = max(self.seen_at, now + cost)
-        while server.tasks:
+        taken, limit = 0, model.submissions_per_pass
+        while server.tasks and (limit is None or taken < limit):  # the rest waits for the next pass
             task = server.tasks.popleft()
             router.submit(task, self.work[task].spec)
             cost += model.submit
+            taken += 1
         batches: dict[int, list[int]] = {}
         sent_at: dict[int, float] = {}
         for task, group in router.assign():

@@ -379,6 +379,22 @@ def test_hierarchical_masters_split_the_work_and_the_master_cost():
     assert single.makespan >= n * sub.place and result.makespan < 0.6 * single.makespan
 
 
+def test_a_top_that_takes_a_bounded_number_of_submissions_a_pass_hands_out_before_taking_them_all():
+    inventory = Inventory.from_layout(4)
+    tasks = unit_tasks(1000, duration=0.001)  # all submitted at 0: 1 s of the top's submit time
+    sub = MasterModel()
+    first = {}
+    for limit in (None, 10):
+        top = MasterModel(submit=0.001, submissions_per_pass=limit)
+        result = simulate_hierarchical(inventory, tasks, 2, top=top, sub=sub, prefetch=0)
+        check_schedule(inventory, tasks, result)
+        first[limit] = min(r.placed for r in result.records)
+    assert first[None] >= 1.0  # the first hand-out waited for every submission
+    assert first[10] <= 0.011  # after the first ten
+    with pytest.raises(ValueError, match="submissions_per_pass must be None or an integer >= 1, got 0"):
+        MasterModel(submissions_per_pass=0)
+
+
 def test_hierarchical_with_free_masters_keeps_ranks_busy():
     result = simulate_hierarchical(Inventory.from_layout(6), unit_tasks(60), [[1, 2, 3], [4, 5, 6]],
                                    top=MasterModel(), sub=MasterModel())

@@ -14,7 +14,7 @@ from pilotq_mpi.runtime.hierarchy import DOWN
 from pilotq_mpi.runtime.observers import JournalObserver
 from pilotq_mpi.runtime.records import Submission
 from pilotq_mpi.runtime.serialization import dumps
-from pilotq_mpi.runtime.top_master import TopMaster
+from pilotq_mpi.runtime.top_master import SUBMISSIONS_PER_PASS, TopMaster
 
 
 class Sent:
@@ -106,3 +106,12 @@ def test_a_journaled_result_reaches_the_driver_only_after_its_pass_commits_it(to
         assert not future.done() and journal.lookup("key-1") is None
         top.observer.pass_ended()
         assert future.result(0) == "kept" and journal.lookup("key-1") is not None
+
+
+def test_a_pass_takes_a_bounded_number_of_submissions_and_the_next_the_rest(top):
+    count = SUBMISSIONS_PER_PASS + 5
+    for task_id in range(count):
+        top.post("submit", Submission(task_id, 1, b"fn", b"args", TaskSpec(), Future(), frozenset(), "noop", 1.0))
+    assert top._drain_inbox() and len(top.tasks) == SUBMISSIONS_PER_PASS
+    assert top._drain_inbox() and len(top.tasks) == count
+    assert not top._drain_inbox() and top.counts["noop"]["queued"] == count
