@@ -245,6 +245,8 @@ def merge_rows(earlier: dict, runs: dict[str, list[dict]], summaries: dict[str, 
         earlier["summaries"][key] = {**old, **new}
         earlier["runs"][key] = earlier["runs"].get(key, []) + [dict(run, row_update=True) for run in runs[key]]
     earlier.setdefault("row_updates", []).append({**update, "keys": sorted(runs)})
+    earlier["command"] = earlier.get("command", "") + (f"; then {update['command']} (rows {', '.join(update.get('rows', []))} of"
+                           f" {', '.join(sorted(runs))}, at {update.get('commit', '?')}, {update.get('date', '?')})")
     return earlier
 
 

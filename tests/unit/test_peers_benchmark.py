@@ -159,5 +159,6 @@ def test_merge_rows_replaces_only_the_rows_measured_again():
     assert merged["summaries"]["mpi4py.futures@4"]["one_by_one:1000"]["value"] == 4000.0  # other peer kept
     assert [run.get("row_update", False) for run in merged["runs"]["pilotq-mpi@4"]] == [False, True]
     assert merged["row_updates"][-1]["keys"] == ["pilotq-mpi@4"]
+    assert "then peers.py --workloads one_by_one (rows one_by_one of pilotq-mpi@4" in merged["command"]
     rows = {r["key"]: r for r in peers.table_rows(merged)}
     assert rows["one_by_one:1000"]["pilotq_over_futures"] == pytest.approx(9000.0 / 4000.0)
