@@ -233,8 +233,9 @@ def markdown(data: dict) -> str:
 def merge_rows(earlier: dict, runs: dict[str, list[dict]], summaries: dict[str, dict], update: dict) -> dict:
     """Put a run of some workloads into an earlier peers.json, row by row (``--add-to`` with ``--workloads``).
 
-    For each ``peer@procs`` in ``runs``, the rows these runs measured replace those rows of the
-    earlier summary; the earlier summary's other rows (and the other peers) stay. The new runs are
+    For each ``peer@procs`` in ``runs``, the rows of the workloads in ``update["rows"]`` replace
+    those rows of the earlier summary (every run also measures start-up: that row stays unless
+    asked for); the earlier summary's other rows (and the other peers) stay. The new runs are
     appended after the earlier ones of that key, and ``update`` (command, date, commit, rows) is
     listed under ``row_updates`` so the file says which cells came from which run.
     """
@@ -242,7 +243,9 @@ def merge_rows(earlier: dict, runs: dict[str, list[dict]], summaries: dict[str, 
         if key not in runs:
             continue
         old = {k: v for k, v in earlier["summaries"].get(key, {}).items() if k != "_status"}
-        earlier["summaries"][key] = {**old, **new}
+        measured = {k: v for k, v in new.items()
+                    if k == "_status" or k.split(":")[0].removesuffix("_cpu") in update["rows"]}
+        earlier["summaries"][key] = {**old, **measured}
         earlier["runs"][key] = earlier["runs"].get(key, []) + [dict(run, row_update=True) for run in runs[key]]
     earlier.setdefault("row_updates", []).append({**update, "keys": sorted(runs)})
     earlier["command"] = earlier.get("command", "") + (f"; then {update['command']} (rows {', '.join(update.get('rows', []))} of"

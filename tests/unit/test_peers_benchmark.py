@@ -149,13 +149,13 @@ def test_costs_flags_heavy_worker_modules_and_names_roles():
 def test_merge_rows_replaces_only_the_rows_measured_again():
     earlier = _data()
     earlier["runs"] = {"pilotq-mpi@4": [{"status": "ok"}]}
-    again = {"pilotq-mpi@4": [_run("ok", {"workload": "one_by_one", "n": 1000, "per_s": 9000.0,
-                                          "cpu_us": 200.0, "ok": True})]}
+    again = {"pilotq-mpi@4": [_run("ok", {"workload": "startup", "seconds": 9.9, "ok": True},
+                                   {"workload": "one_by_one", "n": 1000, "per_s": 9000.0, "cpu_us": 200.0, "ok": True})]}
     merged = peers.merge_rows(earlier, again, {k: peers.summarize(v) for k, v in again.items()},
                               {"command": "peers.py --workloads one_by_one", "rows": ["one_by_one"]})
     pilot = merged["summaries"]["pilotq-mpi@4"]
     assert pilot["one_by_one:1000"]["value"] == 9000.0 and pilot["one_by_one_cpu:1000"]["value"] == 200.0
-    assert pilot["startup"]["value"] == 0.6 and pilot["mixed"]["value"] == 2.2  # kept
+    assert pilot["startup"]["value"] == 0.6 and pilot["mixed"]["value"] == 2.2  # kept (start-up not asked for)
     assert merged["summaries"]["mpi4py.futures@4"]["one_by_one:1000"]["value"] == 4000.0  # other peer kept
     assert [run.get("row_update", False) for run in merged["runs"]["pilotq-mpi@4"]] == [False, True]
     assert merged["row_updates"][-1]["keys"] == ["pilotq-mpi@4"]
