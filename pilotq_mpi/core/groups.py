@@ -14,11 +14,11 @@ from .inventory import Inventory, RankInfo
 
 AUTO_SUBMASTERS = 0
 """What ``auto`` chooses: one master, at every size. Measured (benchmarks/master_cost.py --submasters 2
---prefetch 1, load average 5-17): the top master costs 106 us per task busy + 22 us of the driver's
-submit, against 138 + 21 us for a single master interleaved with it; with these costs
-benchmarks/scale_model.py predicts 91-92% for 1 s tasks at 8,192 ranks with 4-64 sub-masters (one
-master: 79%), but 81-84% without prefetch, which is how the runtime runs tasks longer than its
-prefetch horizon. Sub-masters are chosen by a count only until that case is covered too."""
+--prefetch 1): the top master costs 105 us per task busy + 21 us of the driver's submit, against
+139 + 21 us for a single master interleaved with it; with these costs benchmarks/scale_model.py
+predicts 97-98% for 1 s tasks at 8,192 ranks with 4-64 sub-masters (one master: 79%), but 81-87%
+without prefetch, which is how the runtime runs tasks longer than its prefetch horizon. Sub-masters
+are chosen by a count only until that case reaches the target too."""
 
 
 @dataclass(frozen=True)
