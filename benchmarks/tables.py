@@ -179,7 +179,9 @@ def planner(data: dict) -> str:
     if qm:
         mrows.append([f"cutting, Q-Dreamer ({test})", qm["n"], pct(qm["mape"]), pct(qm["p90_ape"]), ratio(qm)])
     out = (f"### Planner: pick vs measured best ({len(data['items'])} circuits, {meta['workers']} workers,"
-           f" {meta['shots']} shots per subexperiment, median of up to {meta['repeats']})\n\n`{meta['command']}`\n\n"
+           f" {meta['shots']} shots per subexperiment, median of up to {max(meta['repeats'], meta.get('short_repeats', 0))}"
+           + (f", up to {meta['repeats']} for strategies over {meta['short_s']:g} s" if meta.get('short_s') else "")
+           + f")\n\n`{meta['command']}`\n\n"
            + _table(["scorer", "circuits", f"pick within {sc['tolerance']:.0%} of best", "pick not measured",
                      "regret p50", "p95", "max", "among cutting sizes only: pick within 10%"], rows)
            + "\n\nPrediction error of the planner's times (median and 90th percentile absolute % error;"
