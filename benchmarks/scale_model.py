@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -63,9 +64,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from pilotq_mpi.core.group_queue import GroupQueue  # noqa: E402
 from pilotq_mpi.core.inventory import Inventory  # noqa: E402
 from pilotq_mpi.core.simulation import MasterModel, simulate, simulate_hierarchical  # noqa: E402
 from pilotq_mpi.core.specs import TaskSpec  # noqa: E402
+from pilotq_mpi.runtime.options import DEFAULT_GROUP_HOLD, DEFAULT_PREFETCH, DEFAULT_PREFETCH_HORIZON  # noqa: E402
 from pilotq_mpi.runtime.top_master import SUBMISSIONS_PER_PASS  # noqa: E402  (the runtime's bound, modelled)
 from master_cost import _git_commit  # noqa: E402  (the same commit stamp as the costs it reads)
 
@@ -247,15 +250,27 @@ def run_single(ranks: int, duration: float, rounds: int, model: MasterModel, gap
 
 
 def run_hierarchical(ranks: int, groups: int, duration: float, rounds: int, top: MasterModel, sub: MasterModel,
-                     gap: float, prefetch: int = 1) -> dict:
+                     gap: float, prefetch: int = 1, runtime_rule: bool = False,
+                     hold: float = DEFAULT_GROUP_HOLD) -> dict:
+    """One hierarchical simulation. ``runtime_rule``: the runtime's hand-out and prefetch rules at its
+    defaults (``GroupQueue`` with the 0.05 s horizon, every task predicted at its duration: 1 s tasks are
+    not prefetched onto workers, and a full group holds up to slots x ``hold`` / duration more in its
+    sub-master's queue); else the simple router (``workers x (1 + prefetch)`` per group, no horizon)."""
     workers = ranks - 1 - groups
     inventory = Inventory.from_layout(workers, ranks_per_node=4)
+    options: dict = {}
+    if runtime_rule:
+        predict = lambda task: duration  # noqa: E731 - every task of the workload runs `duration` s
+        options = dict(horizon=DEFAULT_PREFETCH_HORIZON, predict=predict, router_factory=functools.partial(
+            GroupQueue.over, horizon=DEFAULT_PREFETCH_HORIZON, predict=predict, hold=hold))
     wall, cpu = time.perf_counter(), time.process_time()
     result = simulate_hierarchical(inventory, workload(workers, duration, rounds, gap), groups, top=top, sub=sub,
                                    prefetch=prefetch, dispatch_latency=LATENCY, group_latency=LATENCY,
-                                   timer=time.thread_time)
+                                   timer=time.thread_time, **options)
     row = summarize(result, workers, ranks, time.perf_counter() - wall, time.process_time() - cpu)
     row.update(groups=groups, group_size=workers // groups, prefetch=prefetch)
+    if runtime_rule:
+        row.update(rule="runtime", horizon_s=DEFAULT_PREFETCH_HORIZON, group_hold_s=hold)
     return row
 
 
@@ -307,6 +322,15 @@ def main(argv=None) -> int:
         row.update(duration_s=1.0, observers="none")
         _print(f"hierarchical G={groups}, 1 s, prefetch 0", row)
         hier_rows.append(row)
+    # the runtime's own rules at its defaults (prefetch 16, horizon 0.05 s): no prefetch of 1 s tasks onto
+    # workers, a few held in each full group's sub-master queue
+    for groups, hold in ((32, DEFAULT_GROUP_HOLD),) if args.quick else (
+            (4, DEFAULT_GROUP_HOLD), (32, DEFAULT_GROUP_HOLD), (32, 0.05), (32, 0.1)):
+        row = run_hierarchical(8192, groups, 1.0, rounds, top, sub, gap, prefetch=DEFAULT_PREFETCH, runtime_rule=True,
+                               hold=hold)
+        row.update(duration_s=1.0, observers="none")
+        _print(f"hierarchical G={groups}, 1 s, runtime rule, hold {hold:g} s", row)
+        hier_rows.append(row)
     # what the top master may cost for >= 90% at 8,192 ranks (1 s tasks, 32 groups of ~255), and with
     # a top of 90 us, how few groups (how large) still do
     plan = [(32, total) for total in ((60, 90, 120, 130, 140, 150) if not args.quick else (90,))]
@@ -320,7 +344,9 @@ def main(argv=None) -> int:
     findings = _findings(single_rows, hier_rows, sweep_rows)
     findings["hierarchical_8192_1s"].update(
         top_us_per_task=info["top_us"]["total"], top_cost_measured=not info["estimate"],
-        meets_target=any(r["steady"] >= TARGET for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1))
+        meets_target=any(r["steady"] >= TARGET for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1),
+        meets_target_with_runtime_rule=any(r["steady"] >= TARGET for r in hier_rows if r["ranks"] == 8192
+                                           and r.get("rule") == "runtime" and r["group_hold_s"] == DEFAULT_GROUP_HOLD))
     out = {
         "benchmark": "scale_model", "command": "python benchmarks/scale_model.py" + (" --quick" if args.quick else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -349,14 +375,16 @@ def _findings(single_rows: list[dict], hier_rows: list[dict], sweep_rows: list[d
             entry["meets_target_up_to_ranks"] = row["ranks"]
         if not ok and (entry["below_target_from_ranks"] is None or row["ranks"] < entry["below_target_from_ranks"]):
             entry["below_target_from_ranks"] = row["ranks"]
-    at = [r for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1]
+    at = [r for r in hier_rows if r["ranks"] == 8192 and r.get("prefetch", 1) == 1 and "rule" not in r]
     good = sorted((r for r in at if r["steady"] >= TARGET), key=lambda r: r["groups"])
     out["hierarchical_8192_1s"] = {
         "fewest_groups_meeting_target": good[0]["groups"] if good else None,
         "largest_group_size_meeting_target": good[0]["group_size"] if good else None,
         "steady_by_groups": {r["groups"]: r["steady"] for r in at},
         "steady_by_groups_prefetch_0": {r["groups"]: r["steady"] for r in hier_rows
-                                        if r["ranks"] == 8192 and r.get("prefetch", 1) == 0}}
+                                        if r["ranks"] == 8192 and r.get("prefetch", 1) == 0},
+        "steady_by_groups_and_hold_runtime_rule": {f"{r['groups']} groups, hold {r['group_hold_s']:g} s": r["steady"]
+                                                   for r in hier_rows if r["ranks"] == 8192 and r.get("rule") == "runtime"}}
     meets = [r["top_us"] for r in sweep_rows if r["steady"] >= TARGET and r["groups"] == 32]
     out["top_master_us_per_task_for_target_at_8192"] = max(meets) if meets else None
     sizes = [r for r in sweep_rows if r["top_us"] == 90 and r["steady"] >= TARGET]

@@ -298,7 +298,14 @@ def scale_model(data: dict) -> str:
     models = data["models"]
     fixed = models["single, observers none"]["fixed_us"]
     hier = models.get("hierarchical, observers none", {})
-    hrows = [[r["ranks"], r["groups"], r["group_size"], r.get("prefetch", data.get("prefetch", 1)),
+    def hand_out(r: dict) -> str:
+        if r.get("rule") == "runtime":
+            return (f"the runtime's: prefetch {r['prefetch']} behind work under {r['horizon_s']:g} s (none here),"
+                    f" hold {r['group_hold_s']:g} s")
+        prefetch = r.get("prefetch", data.get("prefetch", 1))
+        return f"simple: prefetch {prefetch} behind anything" if prefetch else "simple: no prefetch"
+
+    hrows = [[r["ranks"], r["groups"], r["group_size"], hand_out(r),
               f"{r['steady']:.0%}", f"{r['utilization']:.0%}",
               f"{r['masters'][0]['busy_fraction']:.0%}", f"{r['masters'][1]['busy_fraction']:.0%}"]
              for r in data["hierarchical"]]
@@ -312,7 +319,11 @@ def scale_model(data: dict) -> str:
             + _table(["task s", "observers", *(f"{n:,} ranks" for n in ranks)], rows)
             + f"\n\nHierarchical masters, 1 s tasks: top master {hier.get('top_us', {}).get('total', 0):.0f} us/task,"
               f" sub-masters {hier.get('sub_us', {}).get('total_without_scheduler', 0):.0f} us/task + scheduler{est}."
-              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "prefetch", "utilization (steady)",
+              " Hand-out: *simple* keeps `workers x (1 + prefetch)` tasks in each group, queued on the workers"
+              " (as if 1 s tasks were prefetched); *the runtime's* is `GroupQueue` at the runtime's defaults:"
+              " 1 s tasks are longer than the prefetch horizon, so none waits on a worker, and a full group holds"
+              " up to `slots x hold / 1 s` more in its sub-master's queue (`PILOTQ_GROUP_HOLD`)."
+              "\n\n" + _table(["ranks", "sub-masters", "workers per group", "hand-out", "utilization (steady)",
                                    "whole run", "top master busy", "busiest sub-master"], hrows)
             + _top_sweep(data))
 

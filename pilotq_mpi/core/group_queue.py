@@ -9,7 +9,17 @@ the rule the scheduler applies to one rank (prefetch only behind short work), pe
 * beyond that, up to ``prefetch`` more per rank, only a single-rank task predicted short
   (``predict(task) <= horizon``), and only while the group's tasks not predicted short leave
   a slot free: short work then queues behind short work, never in a group whose ranks are all
-  held by long or unknown tasks while another group has a free rank.
+  held by long or unknown tasks while another group has a free rank;
+* a single-rank task predicted long (known, over the horizon) may also wait in a full group's
+  own queue (its sub-master's, not behind a task on a worker), a few per group: while
+  ``held x predicted <= slots x hold`` (``hold``: ``PILOTQ_GROUP_HOLD``, seconds), so that the
+  last one held expects to start within ``hold`` (its group frees ``slots / predicted`` ranks a
+  second) and the held work outlasts the top's passes between two hand-outs, and only while at least a
+  round of other work (a task per running slot of every group) still waits here: at the end of
+  a bag of tasks a held task could otherwise wait for its own group while another group's rank
+  idles. Without holding, each rank of a group of long tasks would idle for a round trip to the
+  top between two tasks (the top hears of the end, then sends the next); with ``prefetch=0``, or
+  without a horizon, a prediction or a ``hold``, no task is held.
 
 Among groups that may take a task, it goes to the least loaded (tasks held over capacity).
 
@@ -35,8 +45,9 @@ class GroupQueue:
 
     def __init__(self, inventory: Inventory, groups: Sequence[Group], *, prefetch: int = 1,
                  power_of_two: bool = False, horizon: float | None = None,
-                 predict: Callable[[int], float | None] | None = None):
+                 predict: Callable[[int], float | None] | None = None, hold: float = 0.0):
         self.inventory = inventory
+        self.hold = float(hold)
         self.groups = list(groups)
         self.power_of_two = power_of_two
         self.prefetch = prefetch
@@ -44,6 +55,8 @@ class GroupQueue:
         self._predict = predict
         self._inventories = [group.inventory for group in self.groups]
         self._running = [self._slots(inv, 0) for inv in self._inventories]
+        self._round = sum(self._running)
+        """Running slots of every group: a round of work."""
         self._capacity = [self._slots(inv, prefetch) for inv in self._inventories]
         self._outstanding = [0] * len(self.groups)
         self._long = [0] * len(self.groups)
@@ -82,6 +95,7 @@ class GroupQueue:
         """Apply a :meth:`with_qpu` result."""
         self._inventories[index] = group_inventory
         self._running[index] = self._slots(group_inventory, 0)
+        self._round = sum(self._running)
         self._capacity[index] = self._slots(group_inventory, self.prefetch)
         self.inventory = inventory
         self._fits.clear()
@@ -120,6 +134,23 @@ class GroupQueue:
                 f"task needs {plural(spec.ranks, 'rank')} of one sub-master group (this pilot runs"
                 f" {len(self.groups)} sub-masters over groups of {sizes} worker ranks); ask for"
                 f" ranks<={widest}, or start it with fewer sub-masters (PILOTQ_SUBMASTERS=0 for one master)")
+
+    def fits(self, spec: TaskSpec) -> tuple[int, ...]:
+        """Indexes of the groups that can ever run ``spec``."""
+        return self._groups_for(spec)
+
+    @classmethod
+    def over(cls, inventories: Sequence[Inventory], **options) -> "GroupQueue":
+        """A queue over groups given as inventories of their worker ranks (the simulator's groups,
+        which have no sub-master rank); ``options`` as for the constructor."""
+        groups = [Group(index, -1, tuple(inventory.ranks)) for index, inventory in enumerate(inventories)]
+        qpus = {name: qpu for inventory in inventories for name, qpu in inventory.qpus.items()}
+        whole = Inventory(tuple(r for g in groups for r in g.workers), qpus)
+        queue = cls(whole, groups, **options)
+        for index, inventory in enumerate(inventories):
+            if inventory.qpus:  # (a Group's own inventory has no QPUs: pin them as given)
+                queue.pin(index, inventory, whole)
+        return queue
 
     def _groups_for(self, spec: TaskSpec) -> tuple[int, ...]:
         key = spec.resource_class
@@ -181,11 +212,15 @@ class GroupQueue:
         return None if placed is None else placed[0]
 
     # --- hand-out ------------------------------------------------------------------------
-    def assign(self) -> list[tuple[int, int]]:
-        """Hand out every queued task that has room now: ``[(task_id, group index), ...]``."""
+    def assign(self, waiting: int = 0) -> list[tuple[int, int]]:
+        """Hand out every queued task that has room now: ``[(task_id, group index), ...]``.
+
+        ``waiting``: tasks submitted and not queued here yet (the top master's inbox); they count
+        toward the round of other work that holding needs (see the module notes)."""
         if not self._queued or not self._changed:
             return []  # nothing new: the queue and every group's room are as when nothing fit
         queued, queues = self._queued, self._queues
+        round_left = self._round - waiting  # holding needs more than this many queued here
         if len(queues) == 1:  # one resource class (the common case)
             heads = []
             for key, queue in queues.items():
@@ -206,7 +241,7 @@ class GroupQueue:
         handed: list[tuple[int, int]] = []
         outstanding, long, placed = self._outstanding, self._long, self._placed
         running, capacity = self._running, self._capacity
-        horizon, predict = self.horizon, self._predict
+        horizon, predict, hold = self.horizon, self._predict, self.hold
         heappop = heapq.heappop
         while heads:
             entry, key = heappop(heads)
@@ -220,6 +255,7 @@ class GroupQueue:
             while True:  # this class's tasks while its head goes first (no heap round trip per task)
                 task_id = entry[2]
                 # short: predicted to end within the horizon (always without one: prefetch behind anything)
+                predicted = None
                 if width != 1:
                     short = False
                 elif horizon is None:
@@ -227,12 +263,18 @@ class GroupQueue:
                 else:
                     predicted = None if predict is None else predict(task_id)
                     short = predicted is not None and predicted <= horizon
+                # held in a full group's own queue: a known long single-rank task (see the module notes)
+                holdable = (predicted is not None and not short and self.prefetch > 0 and hold > 0
+                            and len(queued) > round_left)  # (a round of other work waits)
                 # the least loaded group with room (see the module notes), inline
                 group, best = None, None
                 for index in fits:
                     load = outstanding[index]
                     if load + width > running[index]:  # no free running slot for it
-                        if not short or load + width > capacity[index] or long[index] >= running[index]:
+                        if short:
+                            if load + width > capacity[index] or long[index] >= running[index]:
+                                continue
+                        elif not holdable or (load + 1 - running[index]) * predicted > running[index] * hold:
                             continue
                     load /= capacity[index]
                     if best is None or load < best:

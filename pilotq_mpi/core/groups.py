@@ -12,13 +12,16 @@ from typing import Sequence
 
 from .inventory import Inventory, RankInfo
 
-AUTO_SUBMASTERS = 0
-"""What ``auto`` chooses: one master, at every size. Measured (benchmarks/master_cost.py --submasters 2
---prefetch 1): the top master costs 105 us per task busy + 21 us of the driver's submit, against
-139 + 21 us for a single master interleaved with it; with these costs benchmarks/scale_model.py
-predicts 97-98% for 1 s tasks at 8,192 ranks with 4-64 sub-masters (one master: 79%), but 81-87%
-without prefetch, which is how the runtime runs tasks longer than its prefetch horizon. Sub-masters
-are chosen by a count only until that case reaches the target too."""
+AUTO_FROM_WORKERS = 6144
+"""``auto`` runs sub-masters from this many worker ranks up (one master below, and for a joinable
+pilot). Measured (benchmarks/master_cost.py --submasters 2 --prefetch 1): the top master costs 105 us
+per task busy + 21 us of the driver's submit, against 139 + 21 us for a single master interleaved
+with it. With these costs benchmarks/scale_model.py predicts, for 1 s tasks, one master at 100% up to
+4,096 ranks and below 90% from about 7,000 (80% at 8,192: at 6,144 ranks it would be ~98% busy), and
+the runtime's hand-out rule with 4-32 sub-masters at 92-93% at 8,192."""
+AUTO_GROUP_WORKERS = 2048
+"""Worker ranks per group that ``auto`` aims at (4 groups at 8,192 ranks: 93% in the scale model; a
+sub-master of 2,046 workers 40% busy)."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,14 @@ class Group:
         return Inventory(self.workers)
 
 
-def submaster_count(setting: str | int | None, workers: int) -> int:
-    """How many sub-masters to run for ``workers`` ranks: ``"auto"``/None (:data:`AUTO_SUBMASTERS`), or a
-    number (0: one master)."""
+def submaster_count(setting: str | int | None, workers: int, *, joinable: bool = False) -> int:
+    """How many sub-masters to run for ``workers`` ranks: a number (0: one master), or ``"auto"``/None:
+    none below :data:`AUTO_FROM_WORKERS` workers or for a ``joinable`` pilot (joins need one master),
+    else groups of about :data:`AUTO_GROUP_WORKERS`."""
     if setting in (None, "", "auto"):
-        return AUTO_SUBMASTERS
+        if joinable or workers < AUTO_FROM_WORKERS:
+            return 0
+        return -(-workers // AUTO_GROUP_WORKERS)
     count = int(setting)
     if count < 0:
         raise ValueError(f"PILOTQ_SUBMASTERS={setting!r}: must be 'auto' or an integer >= 0")

@@ -297,8 +297,9 @@ class GroupRouter:
         self._seq += 1
         heapq.heappush(self._queue, (-spec.priority, self._seq, task_id, spec))
 
-    def assign(self) -> list[tuple[int, int]]:
-        """Hand out queued tasks while the next one has room: ``[(task, group), ...]``."""
+    def assign(self, waiting: int = 0) -> list[tuple[int, int]]:
+        """Hand out queued tasks while the next one has room: ``[(task, group), ...]`` (``waiting``:
+        submissions not taken yet, which the runtime's queue counts before holding; unused here)."""
         handed = []
         while self._queue:
             _, _, task_id, spec = self._queue[0]
@@ -598,7 +599,7 @@ class _Engine:
             taken += 1
         batches: dict[int, list[int]] = {}
         sent_at: dict[int, float] = {}
-        for task, group in router.assign():
+        for task, group in router.assign(len(server.tasks)):
             cost += model.place
             batches.setdefault(group, []).append(task)
             sent_at[group] = now + cost

@@ -272,7 +272,8 @@ def _top_master(world, inventory, groups: list, options: PilotOptions, observer)
         sys.stderr.write(f"pilotq-mpi: {len(groups)} sub-masters (world ranks"
                          f" {', '.join(str(g.leader) for g in groups)}) over groups of {sizes} worker ranks\n")
     return TopMaster(world, inventory, groups, prefetch=options.prefetch, power_of_two=options.power_of_two,
-                     observer=observer, drain_grace=options.drain_grace, prefetch_horizon=options.prefetch_horizon)
+                     observer=observer, drain_grace=options.drain_grace, prefetch_horizon=options.prefetch_horizon,
+                     group_hold=options.group_hold)
 
 
 def _elastic(world, options: PilotOptions, driver: bool):

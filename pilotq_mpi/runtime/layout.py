@@ -75,7 +75,7 @@ def submaster_groups(facts: list[RankFacts], options: PilotOptions) -> list[Grou
     Raises ValueError (naming PILOTQ_SUBMASTERS) when the ranks cannot make that many groups.
     """
     ranks = build_inventory(facts, options).ranks
-    count = submaster_count(options.submasters, len(ranks))
+    count = submaster_count(options.submasters, len(ranks), joinable=options.run_dir is not None)
     if not count:
         return []
     groups = split_groups(ranks, count)

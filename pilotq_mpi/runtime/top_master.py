@@ -47,14 +47,15 @@ class TopMaster(Master):
 
     def __init__(self, world, inventory: Inventory, groups: list[Group], *, prefetch: int = 1,
                  power_of_two: bool = False, observer: TaskObserver | None = None, drain_grace: float = 30.0,
-                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON):
+                 prefetch_horizon: float = DEFAULT_PREFETCH_HORIZON, group_hold: float = 0.0):
         super().__init__(world, inventory, prefetch=prefetch, power_of_two=power_of_two, observer=observer,
                          drain_grace=drain_grace, prefetch_horizon=prefetch_horizon)
         self.groups = groups
-        # groups queue more than they can start only behind work predicted short (the run times
-        # reported by the sub-masters feed the same per-function estimates a master keeps)
+        # groups queue more than they can start only behind work predicted short, or a few known-long
+        # tasks in their own queue (the run times reported by the sub-masters feed the same
+        # per-function estimates a master keeps)
         self.scheduler = GroupQueue(inventory, groups, prefetch=prefetch, power_of_two=power_of_two,
-                                    horizon=prefetch_horizon, predict=self._predict)
+                                    horizon=prefetch_horizon, predict=self._predict, hold=group_hold)
         self._outgoing: dict[int, list[tuple]] = defaultdict(list)
         self._stuck: list[tuple[int, str]] = []
         """(exit code, message) of groups whose ranks stayed stuck in tasks at the end."""
@@ -135,7 +136,7 @@ class TopMaster(Master):
     def _dispatch(self) -> None:
         if self._draining or self._abort_code is not None:
             return
-        handed = self.scheduler.assign()
+        handed = self.scheduler.assign(len(self._inbox))
         if not handed:
             return
         tasks, counts, links, outgoing = self.tasks, self.counts, self._links, self._outgoing

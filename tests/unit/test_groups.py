@@ -12,8 +12,10 @@ def ranks(count, per_node, first=1):
     return [RankInfo(first + i, f"node{(first + i) // per_node}") for i in range(count)]
 
 
-def test_auto_is_one_master_and_a_count_forces_sub_masters():
-    assert submaster_count("auto", 16_384) == 0 and submaster_count(None, 8) == 0
+def test_auto_is_one_master_below_6144_workers_then_groups_of_about_2048_and_a_count_forces_sub_masters():
+    assert submaster_count("auto", 6_143) == 0 and submaster_count(None, 8) == 0
+    assert submaster_count("auto", 6_144) == 3 and submaster_count(None, 8_187) == 4  # groups of ~2,048 workers
+    assert submaster_count("auto", 16_384, joinable=True) == 0  # joins need one master
     assert submaster_count("2", 9) == 2
     assert submaster_count(0, 4096) == 0
 
@@ -116,3 +118,62 @@ def test_beyond_its_ranks_a_group_takes_only_short_work_and_only_with_a_rank_not
     assert len(handed) == 3                         # its free rank, and prefetch behind the short work (1 per rank)
     q.submit(20, TaskSpec(1))                       # a long one: no free rank anywhere
     assert q.assign() == []
+
+
+def test_a_full_group_holds_a_few_known_long_tasks_so_their_expected_wait_stays_within_the_hold():
+    predictions = {}
+    q = queue([40, 40], prefetch=16)
+    q.horizon, q._predict, q.hold = 0.05, predictions.get, 0.05
+    for task in range(300):
+        predictions[task] = 1.0                     # known: 1 s each
+        q.submit(task, TaskSpec(1))
+    handed = q.assign()
+    # 40 running per group, and held beyond them while held x 1 s <= 40 slots x 0.05 s (hold): 2 per group
+    assert len(handed) == 84 and q.outstanding(0) == q.outstanding(1) == 42
+    assert q.assign() == []
+    q.finished(handed[0][0])
+    assert q.assign() == [(84, handed[0][1])]       # the group that freed a slot takes the next
+    for task in range(500, 510):                    # shorter long tasks, first in order: more fit the horizon
+        predictions[task] = 0.4
+        q.submit(task, TaskSpec(1, priority=1))
+    assert sorted(g for _, g in q.assign()) == [0, 0, 0, 1, 1, 1]  # held 5 x 0.4 s <= 2 s per group
+    q.submit(600, TaskSpec(1, priority=2))          # unknown prediction: never held
+    assert q.assign() == []
+    assert q.queued == 215 + 4 + 1                  # the rest waits for a free slot
+    tail = queue([40, 40], prefetch=16)             # less than a round (80) left after the running slots:
+    tail.horizon, tail._predict, tail.hold = 0.05, predictions.get, 0.05
+    for task in range(100):                         # nothing held, the last tasks go to the first free rank
+        tail.submit(task, TaskSpec(1))
+    assert len(tail.assign()) == 80
+
+
+@pytest.mark.parametrize("prefetch, horizon, hold", [(0, 0.05, 1.0), (16, 0.05, 0.0), (16, None, 0.0)])
+def test_no_long_task_is_held_without_prefetch_or_hold_and_without_a_horizon_every_task_prefetches(prefetch, horizon,
+                                                                                                   hold):
+    q = queue([40], prefetch=prefetch)
+    q.horizon, q._predict, q.hold = horizon, {task: 1.0 for task in range(700)}.get, hold
+    for task in range(700):
+        q.submit(task, TaskSpec(1))
+    assert len(q.assign()) == (40 * 17 if horizon is None else 40)  # no horizon: prefetch behind anything
+
+
+def test_the_simulator_can_run_the_runtime_group_queue_and_holding_feeds_groups_between_reports():
+    import functools
+
+    from pilotq_mpi.core.simulation import MasterModel, simulate_hierarchical
+
+    inventory = Inventory.from_layout(80, ranks_per_node=4)
+    tasks = [(TaskSpec(), 1.0, 0.0)] * 400
+    top = MasterModel(place=1e-4, result=1e-4)     # a top whose round trip leaves ranks idle between tasks
+    makespan, late = {}, {}
+    for name, options in {"no hold": dict(prefetch=0), "hold": dict(
+            prefetch=16, horizon=0.05, predict=lambda task: 1.0,
+            router_factory=functools.partial(GroupQueue.over, horizon=0.05, predict=lambda task: 1.0, hold=0.2))}.items():
+        result = simulate_hierarchical(inventory, tasks, 2, top=top, sub=MasterModel(place=1e-5, result=1e-5),
+                                       group_latency=0.005, dispatch_latency=0.001, timer=lambda: 0.0, **options)
+        assert sorted(r.task_id for r in result.records) == list(range(400))
+        assert all(r.end - r.start == pytest.approx(1.0) for r in result.records)  # not prefetched onto workers
+        makespan[name] = result.makespan
+        late[name] = sum(r.start - int(r.start) for r in result.records)  # after its rank freed (rounds of 1 s)
+    assert late["hold"] < late["no hold"]           # held tasks start without a round trip to the top
+    assert makespan["hold"] <= makespan["no hold"]  # and none waits in one group while the other idles at the end

@@ -26,3 +26,14 @@ def test_default_prefetch_depth_and_its_variable():
     assert PilotOptions.from_env({"PILOTQ_PREFETCH": "0"}).prefetch == 0
     with pytest.raises(ValueError, match="PILOTQ_PREFETCH"):
         PilotOptions.from_env({"PILOTQ_PREFETCH": "-1"})
+
+
+def test_group_hold_defaults_reads_seconds_and_refuses_what_is_not():
+    from pilotq_mpi.runtime.options import DEFAULT_GROUP_HOLD
+
+    assert PilotOptions.from_env({}).group_hold == DEFAULT_GROUP_HOLD > 0
+    assert PilotOptions.from_env({"PILOTQ_GROUP_HOLD": "0"}).group_hold == 0.0
+    assert PilotOptions.from_env({"PILOTQ_GROUP_HOLD": "0.5"}).group_hold == 0.5
+    for bad in ("-1", "inf", "soon"):
+        with pytest.raises(ValueError, match=f"PILOTQ_GROUP_HOLD='{bad}': expected seconds >= 0"):
+            PilotOptions.from_env({"PILOTQ_GROUP_HOLD": bad})
