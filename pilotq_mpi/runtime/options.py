@@ -38,32 +38,25 @@ see :mod:`pilotq_mpi.core.group_queue`). The scale model at 8,192 ranks with 1 s
 0.05 s, 93% at 0.2 s: the held work must outlast the top master's passes between two hand-outs."""
 
 
-def group_hold_from_env(env: Mapping[str, str]) -> float:
-    """``PILOTQ_GROUP_HOLD`` in seconds (>= 0; 0 holds nothing)."""
-    value = env.get("PILOTQ_GROUP_HOLD")
+def seconds_from_env(env: Mapping[str, str], name: str, default: float, *, inf: str | None = None) -> float:
+    """``env[name]`` as seconds >= 0 (``default`` when unset); ``inf`` is accepted when ``inf`` says
+    what it means. A bad value raises ValueError naming the variable."""
+    value = env.get(name)
     if value in (None, ""):
-        return DEFAULT_GROUP_HOLD
+        return default
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not (seconds >= 0 and math.isfinite(seconds)):
-        raise ValueError(f"PILOTQ_GROUP_HOLD={value!r}: expected seconds >= 0 (0 holds no task in a group's queue)")
+    if not (seconds >= 0 and (inf is not None or math.isfinite(seconds))):
+        allowed = f" or inf ({inf})" if inf else ""
+        raise ValueError(f"{name}={value!r}: expected seconds >= 0{allowed}")
     return seconds
 
 
 def prefetch_horizon_from_env(env: Mapping[str, str]) -> float:
     """``PILOTQ_PREFETCH_HORIZON`` in seconds (``inf``: prefetch behind anything, the old rule)."""
-    value = env.get("PILOTQ_PREFETCH_HORIZON")
-    if value in (None, ""):
-        return DEFAULT_PREFETCH_HORIZON
-    try:
-        horizon = float(value)
-    except ValueError:
-        raise ValueError(f"PILOTQ_PREFETCH_HORIZON={value!r}: expected a number of seconds (or inf)") from None
-    if not horizon >= 0:
-        raise ValueError(f"PILOTQ_PREFETCH_HORIZON={value!r}: must be >= 0 seconds")
-    return horizon
+    return seconds_from_env(env, "PILOTQ_PREFETCH_HORIZON", DEFAULT_PREFETCH_HORIZON, inf="prefetch behind anything")
 
 
 @dataclass(frozen=True)
@@ -127,7 +120,7 @@ class PilotOptions:
             memory_per_rank=parse_bytes(memory) if memory else None,
             prefetch=number("PILOTQ_PREFETCH", int, DEFAULT_PREFETCH),
             prefetch_horizon=prefetch_horizon_from_env(env),
-            group_hold=group_hold_from_env(env),
+            group_hold=seconds_from_env(env, "PILOTQ_GROUP_HOLD", DEFAULT_GROUP_HOLD),
             power_of_two=env.get("PILOTQ_POWER_OF_TWO", "0") not in ("0", "", "false", "no"),
             drain_grace=number("PILOTQ_DRAIN_GRACE", float, 30.0),
             stuck_grace=number("PILOTQ_STUCK_GRACE", float, 10.0),
