@@ -51,6 +51,8 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
+from bytecode import compile_package  # noqa: E402
+
 PEERS = ("pilotq-mpi", "mpi4py.futures", "executorlib", "parsl", "dask", "ray")
 MPI_PEERS = {"pilotq-mpi": "pilotq_mpi", "mpi4py.futures": "mpi4py.futures"}
 DISTRIBUTIONS = {"pilotq-mpi": "pilotq-mpi", "mpi4py.futures": "mpi4py", "executorlib": "executorlib",
@@ -389,6 +391,7 @@ def main() -> None:
                         " --workloads, only the rows of those workloads are replaced (the others stay)")
     args = parser.parse_args()
     command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
+    compile_package()  # pilotq-mpi starts with its bytecode compiled, as the peers in site-packages do
     if args.quick:
         args.procs, args.tasks, args.bulk, args.cutting_tasks = [4], [1000], 16000, 300
         args.repeats, args.slow_repeats, args.pilot_startup_procs = 1, 1, []
