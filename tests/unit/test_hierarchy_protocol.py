@@ -61,30 +61,10 @@ def test_a_value_that_will_not_pickle_fails_the_task_with_the_reason():
     assert isinstance(error, RemoteError) and "could not send on" in str(error)
 
 
-class Sent:
-    """What ``isend`` returns: already complete."""
-
-    def Test(self):
-        return True
-
-
-class RecordingWorld:
-    """Stands in for the communicator the uplink sends on: keeps what was sent (a copy, as MPI would)."""
-
-    def __init__(self):
-        self.messages = []
-
-    def isend(self, body, dest, tag):
-        import pickle
-
-        self.messages.append(pickle.loads(pickle.dumps(body)))
-        return Sent()
-
-
-def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up():
+def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up(recording_world):
     from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
 
-    world = RecordingWorld()
+    world = recording_world
     uplink = Uplink(world, start_delay=0.0)  # a start goes up in the next pass, whatever ends
     early = _RelayedFuture(1, uplink)
     late = _RelayedFuture(2, uplink)   # handed out in the same pass, prefetched behind task 1
@@ -92,22 +72,22 @@ def test_a_start_in_a_later_pass_than_the_hand_out_still_goes_up():
     uplink.pass_ended()
     assert late.set_running_or_notify_cancel()  # starts a pass later
     uplink.pass_ended()
-    assert [message[0] for message in world.messages] == [[1], [2]]
+    assert [message[0] for message in world.bodies] == [[1], [2]]
     uplink.close()
-    assert world.messages[-1] == ([], [], True)
+    assert world.bodies[-1] == ([], [], True)
 
 
-def test_a_task_that_starts_and_ends_in_one_pass_goes_up_by_its_end_report_alone():
+def test_a_task_that_starts_and_ends_in_one_pass_goes_up_by_its_end_report_alone(recording_world):
     from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
 
-    world = RecordingWorld()
+    world = recording_world
     uplink = Uplink(world)
     quick, slow = _RelayedFuture(1, uplink), _RelayedFuture(2, uplink)
     assert quick.set_running_or_notify_cancel() and slow.set_running_or_notify_cancel()
     record = TaskRecord(submission(1, TaskSpec(1)))
     uplink.task_ended(ended_record(record))
     uplink.pass_ended()
-    started, ended, last = world.messages[0]
+    started, ended, last = world.bodies[0]
     assert started == [2] and [report[0] for report in ended] == [1] and last is False
 
 
@@ -119,19 +99,19 @@ def ended_record(record):
     return record
 
 
-def test_a_start_alone_waits_for_the_next_end_and_then_goes_up_with_it():
+def test_a_start_alone_waits_for_the_next_end_and_then_goes_up_with_it(recording_world):
     from pilotq_mpi.runtime.hierarchy import Uplink, _RelayedFuture
 
-    world = RecordingWorld()
+    world = recording_world
     uplink = Uplink(world, start_delay=3600.0)
     running = _RelayedFuture(2, uplink)
     assert running.set_running_or_notify_cancel()
     uplink.pass_ended()
-    assert world.messages == []  # one message less for the top
+    assert world.bodies == []  # one message less for the top
     uplink.task_ended(ended_record(TaskRecord(submission(1, TaskSpec(1)))))
     uplink.pass_ended()
-    assert [(message[0], [report[0] for report in message[1]]) for message in world.messages] == [([2], [1])]
+    assert [(message[0], [report[0] for report in message[1]]) for message in world.bodies] == [([2], [1])]
     late = _RelayedFuture(3, uplink)
     assert late.set_running_or_notify_cancel()
     uplink.close()  # the last message carries what is left
-    assert world.messages[-1] == ([3], [], True)
+    assert world.bodies[-1] == ([3], [], True)

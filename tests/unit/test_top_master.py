@@ -1,6 +1,5 @@
 """The top master of hierarchical mode applying its groups' reports: futures, counts, journal (no MPI traffic:
 the communicator records what the top sends, and the reports are built as a sub-master's Uplink builds them)."""
-import pickle
 from concurrent.futures import Future
 
 import pytest
@@ -17,30 +16,11 @@ from pilotq_mpi.runtime.serialization import dumps
 from pilotq_mpi.runtime.top_master import SUBMISSIONS_PER_PASS, TopMaster
 
 
-class Sent:
-    def Test(self):
-        return True
-
-
-class RecordingWorld:
-    """The top's communicator: keeps each send (a pickled copy, as MPI would) and has nothing to receive."""
-
-    def __init__(self):
-        self.sent = []
-
-    def isend(self, body, dest, tag):
-        self.sent.append((dest, tag, pickle.loads(pickle.dumps(body))))
-        return Sent()
-
-    def improbe(self, *args):
-        return None
-
-
 @pytest.fixture
-def top():
+def top(recording_world):
     ranks = [RankInfo(rank, "node0") for rank in range(1, 7)]  # 2 groups: a sub-master and 2 workers each
     groups = split_groups(ranks, 2)
-    return TopMaster(RecordingWorld(), Inventory(tuple(w for g in groups for w in g.workers)), groups)
+    return TopMaster(recording_world, Inventory(tuple(w for g in groups for w in g.workers)), groups)
 
 
 def submit(top, task_id, journal=None):
