@@ -127,17 +127,13 @@ class GroupQueue:
         if spec.pool is not None and not any(r.pool == spec.pool for r in self.inventory.ranks):
             raise ResourceError(f"task asks for pool {spec.pool!r}, which has no ranks yet; pools that join later"
                                 " need a single master: start the pilot with PILOTQ_SUBMASTERS=0")
-        if not self._groups_for(spec):
+        if not self.fits(spec):
             sizes = ", ".join(str(len(group.workers)) for group in self.groups)
             widest = max(len(group.workers) for group in self.groups)
             raise ResourceError(
                 f"task needs {plural(spec.ranks, 'rank')} of one sub-master group (this pilot runs"
                 f" {len(self.groups)} sub-masters over groups of {sizes} worker ranks); ask for"
                 f" ranks<={widest}, or start it with fewer sub-masters (PILOTQ_SUBMASTERS=0 for one master)")
-
-    def fits(self, spec: TaskSpec) -> tuple[int, ...]:
-        """Indexes of the groups that can ever run ``spec``."""
-        return self._groups_for(spec)
 
     @classmethod
     def over(cls, inventories: Sequence[Inventory], **options) -> "GroupQueue":
@@ -152,7 +148,8 @@ class GroupQueue:
                 queue.pin(index, inventory, whole)
         return queue
 
-    def _groups_for(self, spec: TaskSpec) -> tuple[int, ...]:
+    def fits(self, spec: TaskSpec) -> tuple[int, ...]:
+        """Indexes of the groups that can ever run ``spec``."""
         key = spec.resource_class
         fits = self._fits.get(key)
         if fits is None:
@@ -251,7 +248,7 @@ class GroupQueue:
             width = spec.ranks  # (the same for every task of the class, as are the groups it fits)
             fits = self._fits.get(key)
             if fits is None:
-                fits = self._groups_for(spec)
+                fits = self.fits(spec)
             while True:  # this class's tasks while its head goes first (no heap round trip per task)
                 task_id = entry[2]
                 # short: predicted to end within the horizon (always without one: prefetch behind anything)

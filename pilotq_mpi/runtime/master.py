@@ -341,12 +341,16 @@ class Master(JoinedAllocations):
         return self._estimates.get((sub.fn_id, sub.chunk))
 
     def _observe(self, record: TaskRecord, result: ResultMessage) -> None:
-        """Learn from a single-rank run how long this function takes (max of its recent runs)."""
-        key = (record.sub.fn_id, record.sub.chunk)
+        """Learn from a single-rank run how long this function takes."""
+        self._observe_run(record.sub, result.ended - result.started)
+
+    def _observe_run(self, sub: Submission, seconds: float) -> None:
+        """Keep a function's recent run times; its estimate is the longest of them."""
+        key = (sub.fn_id, sub.chunk)
         recent = self._recent.get(key)
         if recent is None:
             recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
-        recent.append(max(0.0, result.ended - result.started))
+        recent.append(seconds if seconds > 0.0 else 0.0)
         self._estimates[key] = max(recent)
 
     def _release(self, task_id: int, rank: int) -> None:

@@ -12,7 +12,6 @@ retries, drain, journal and trace. Differences, said where they apply:
 """
 from __future__ import annotations
 
-import collections
 import time
 from collections import defaultdict
 
@@ -22,7 +21,7 @@ from ..core.inventory import Inventory
 from ..core.states import TaskEvent, TaskState
 from ..errors import RemoteError, RemoteTraceback, ResourceError
 from .hierarchy import DOWN, UP, GroupLink
-from .master import RECENT_RUNS, Master, TaskObserver, qpu_conflict
+from .master import Master, TaskObserver, qpu_conflict
 from .options import DEFAULT_PREFETCH_HORIZON
 from .polling import Backoff
 from .records import TaskRecord
@@ -83,13 +82,12 @@ class TopMaster(Master):
         return worked
 
     def _drain_inbox(self) -> bool:
-        """The driver's commands; submissions of tasks without dependencies are taken inline (the common
-        case: one a task), at most :data:`SUBMISSIONS_PER_PASS` a pass, anything else through
-        :meth:`Master._drain_inbox`."""
+        """The driver's commands; submissions of tasks without dependencies (the common case: one a task)
+        at most :data:`SUBMISSIONS_PER_PASS` a pass, anything else through :meth:`Master._drain_inbox`."""
         inbox = self._inbox
         if not inbox:
             return False
-        tasks, counts, submit = self.tasks, self.counts, self.scheduler.submit
+        on_submit = self._on_submit
         taken = 0
         while inbox:
             kind, sub = inbox[0]  # (only this thread takes from the inbox: its head stays put)
@@ -100,11 +98,7 @@ class TopMaster(Master):
                 return True  # the rest in the next pass (at once: this one worked), after the groups' outcomes
             taken += 1
             inbox.popleft()
-            # as _on_submit: a ready task goes straight to the group queue, counted queued at once
-            tasks[sub.task_id] = TaskRecord(sub, QUEUED)
-            self._live += 1
-            counts[sub.kind][QUEUED] += 1
-            submit(sub.task_id, sub.spec)
+            on_submit(sub)  # (Master._on_submit: a ready task is queued at once)
         return True
 
     def _flush(self) -> None:
@@ -121,18 +115,6 @@ class TopMaster(Master):
             self._outgoing[group].append(operation)
 
     # --- submissions, hand-out and outcomes ------------------------------------------------------
-    def _on_submit(self, sub) -> None:
-        """A task without dependencies goes straight to the group queue, counted queued at once (the
-        single master's PENDING -> QUEUED step happens within this call: nobody can see it between)."""
-        if sub.deps or self._draining:
-            super()._on_submit(sub)
-            return
-        record = TaskRecord(sub, QUEUED)
-        self.tasks[sub.task_id] = record
-        self._live += 1
-        self.counts[sub.kind][QUEUED] += 1
-        self.scheduler.submit(sub.task_id, sub.spec)
-
     def _dispatch(self) -> None:
         if self._draining or self._abort_code is not None:
             return
@@ -188,15 +170,8 @@ class TopMaster(Master):
             finished(task_id)
             record.ranks, record.started, record.ended, record.attempt, record.moves = (
                 report[6], report[7], report[8], report[10], report[11])
-            if report[7] is not None:  # the same per-function estimate a master keeps (_observe_run, inline)
-                sub = record.sub
-                key = (sub.fn_id, sub.chunk)
-                recent = self._recent.get(key)
-                if recent is None:
-                    recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
-                seconds = report[8] - report[7]
-                recent.append(seconds if seconds > 0.0 else 0.0)
-                self._estimates[key] = max(recent)
+            if report[7] is not None:  # the same per-function estimate a master keeps
+                self._observe_run(record.sub, report[8] - report[7])
             self._succeeded(record, value)
         if isinstance(last, tuple):
             self._stuck.append(last)
@@ -275,15 +250,6 @@ class TopMaster(Master):
         for task_id in ready:
             self._queue(self.tasks[task_id])
         self.tasks.pop(sub.task_id, None)
-
-    def _observe_run(self, sub, seconds: float) -> None:
-        """Learn from a single-rank run how long this function takes (as :meth:`Master._observe`)."""
-        key = (sub.fn_id, sub.chunk)
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = collections.deque(maxlen=RECENT_RUNS)
-        recent.append(seconds if seconds > 0.0 else 0.0)
-        self._estimates[key] = max(recent)
 
     # --- commands that change what the groups do -------------------------------------------------
     def _on_drain(self, grace: float) -> None:
